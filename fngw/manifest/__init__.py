@@ -1,0 +1,53 @@
+"""The manifest: strict YAML, its JSON Schema, and immutable typed settings.
+
+Loading starts no process and opens no socket.
+"""
+
+from .loader import LoadResult, join_url, load_manifest, manifest_schema
+from .model import (
+    PUBLIC,
+    Access,
+    AuthSettings,
+    CorsSettings,
+    CullSettings,
+    DefaultSettings,
+    EndpointSettings,
+    KernelApiSettings,
+    Manifest,
+    NotebookSettings,
+    PoolSettings,
+    ServerSettings,
+    TokenSource,
+)
+from .problems import Problem, render, summary_line
+from .units import parse_duration, parse_size
+from .yamlsource import JsonPath, Location, SourceMap, json_path
+
+__all__ = [
+    "PUBLIC",
+    "Access",
+    "AuthSettings",
+    "CorsSettings",
+    "CullSettings",
+    "DefaultSettings",
+    "EndpointSettings",
+    "JsonPath",
+    "KernelApiSettings",
+    "LoadResult",
+    "Location",
+    "Manifest",
+    "NotebookSettings",
+    "PoolSettings",
+    "Problem",
+    "ServerSettings",
+    "SourceMap",
+    "TokenSource",
+    "join_url",
+    "json_path",
+    "load_manifest",
+    "manifest_schema",
+    "parse_duration",
+    "parse_size",
+    "render",
+    "summary_line",
+]

@@ -1,0 +1,347 @@
+"""Reading a manifest file: strict YAML, then the JSON Schema, then typed settings.
+
+Every problem is located (file, line, column, JSON path) and named by a rule. Schema rules are the
+JSON Schema keyword that failed (``additionalProperties``, ``type``, ...); the rest are ours.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+
+from fngw.resources import schema_path
+
+from .model import (
+    PUBLIC,
+    Access,
+    AuthSettings,
+    CorsSettings,
+    CullSettings,
+    DefaultSettings,
+    EndpointSettings,
+    KernelApiSettings,
+    Manifest,
+    NotebookSettings,
+    PoolSettings,
+    ServerSettings,
+    TokenSource,
+)
+from .problems import Problem
+from .units import parse_duration, parse_size
+from .yamlsource import JsonPath, SourceMap, json_path, load_yaml
+
+
+@dataclass
+class LoadResult:
+    """A manifest (``None`` when it has errors) and every problem found."""
+
+    manifest: Manifest | None
+    problems: list[Problem]
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (draft 2020-12) as shipped in ``schemas/``."""
+    return json.loads(schema_path().read_text(encoding="utf-8"))
+
+
+def load_manifest(path: str | Path) -> LoadResult:
+    """Load and check one manifest file; never raises for problems in the file itself.
+
+    An unreadable file raises ``OSError`` (the caller decides: `fngw validate` exits 2).
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    display = str(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return LoadResult(None, [Problem(display, line, 1, "$", "the file is not valid UTF-8", "yaml-encoding")])
+    loaded = load_yaml(text, display)
+    problems = list(loaded.problems)
+    if loaded.data is None:
+        return LoadResult(None, _sorted(problems))
+    # Report schema problems too, except where the YAML problem already explains the value.
+    explained = {p.path for p in problems}
+    problems.extend(p for p in schema_problems(loaded.data, loaded.source, display) if p.path not in explained)
+    if problems:
+        return LoadResult(None, _sorted(problems))
+    builder = _ManifestBuilder(path.resolve(), loaded.data, loaded.source, display)
+    manifest = builder.build()
+    problems.extend(builder.problems)
+    return LoadResult(None if builder.problems else manifest, _sorted(problems))
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file, p.line, p.col, p.rule))
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+def schema_problems(data: Any, source: SourceMap, file: str) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    problems: list[Problem] = []
+    for error in validator.iter_errors(data):
+        problems.extend(_describe(error, source, file))
+    return problems
+
+
+def _expectation(error: jsonschema.ValidationError) -> str | None:
+    """The ``x-expect`` hint of the failing schema, looking through ``$ref`` targets."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    return schema.get("x-expect")
+
+
+def _describe(error: jsonschema.ValidationError, source: SourceMap, file: str) -> list[Problem]:
+    path: JsonPath = tuple(error.absolute_path)
+    rule = str(error.validator)
+    instance = error.instance
+
+    def at_key(p: JsonPath, message: str) -> Problem:
+        loc = source.key(p)
+        return Problem(file, loc.line, loc.col, json_path(p), message, rule)
+
+    def at_value(p: JsonPath, message: str) -> Problem:
+        loc = source.value(p)
+        return Problem(file, loc.line, loc.col, json_path(p), message, rule)
+
+    if rule == "additionalProperties" and isinstance(instance, dict):
+        known = sorted(error.schema.get("properties", {}))
+        out = []
+        for key in instance:
+            if key in known:
+                continue
+            hint = difflib.get_close_matches(key, known, n=1)
+            message = f"unknown key {key!r}"
+            message += f"; did you mean {hint[0]!r}?" if hint else ""
+            if known:
+                message += f" (allowed: {', '.join(known)})"
+            out.append(at_key((*path, key), message))
+        return out
+    if "propertyNames" in error.absolute_schema_path:
+        # jsonschema reports a bad mapping key against the mapping; point at the key itself.
+        expect = _expectation(error) or "a valid name"
+        return [at_key((*path, str(instance)), f"{instance!r} is not {expect}")]
+    if rule == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return [at_key(path, f"missing required key {missing!r}")]
+    if rule in ("minProperties", "maxProperties") and _expectation(error):
+        return [at_value(path, f"expected {_expectation(error)}")]
+    expect = _expectation(error)
+    if expect:
+        return [at_value(path, f"expected {expect}, got {_show(instance)}")]
+    if rule == "type":
+        wanted = error.schema.get("type")
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return [at_value(path, f"expected {_article(wanted)}, got {_show(instance)}")]
+    if rule == "const":
+        return [at_value(path, f"expected {error.schema['const']!r}, got {_show(instance)}")]
+    if rule == "enum":
+        allowed = ", ".join(str(v) for v in error.schema["enum"])
+        return [at_value(path, f"expected one of {allowed}, got {_show(instance)}")]
+    return [at_value(path, error.message)]
+
+
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _show(value: Any) -> str:
+    kinds = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+    if value is None:
+        return "nothing (null)"
+    kind = kinds.get(type(value), type(value).__name__)
+    if isinstance(value, dict | list):
+        return f"a {kind}"
+    text = json.dumps(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{kind} {text}"
+
+
+# --- typed settings -------------------------------------------------------------------------------
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+def join_url(*parts: str) -> str:
+    """Join URL path pieces with single slashes; the result starts with '/' and has no trailing '/'."""
+    joined = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return "/" + joined
+
+
+class _ManifestBuilder:
+    """Turns schema-valid data into a ``Manifest``, checking references the schema cannot."""
+
+    def __init__(self, path: Path, data: dict[str, Any], source: SourceMap, display: str):
+        self.path = path
+        self.base_dir = path.parent
+        self.data = data
+        self.source = source
+        self.display = display
+        self.problems: list[Problem] = []
+        self.token_names: set[str] = set()
+
+    def error(self, path: JsonPath, message: str, rule: str, *, key: bool = False) -> None:
+        loc = self.source.key(path) if key else self.source.value(path)
+        self.problems.append(Problem(self.display, loc.line, loc.col, json_path(path), message, rule))
+
+    def local_path(self, value: str) -> Path:
+        return (self.base_dir / value).resolve()
+
+    def build(self) -> Manifest:
+        data = self.data
+        auth = self.auth(data.get("auth") or {})
+        defaults = self.defaults(data.get("defaults") or {})
+        notebooks = {
+            name: self.notebook(name, raw, defaults, auth.default)
+            for name, raw in (data.get("notebooks") or {}).items()
+        }
+        kernel_api = None
+        if "kernel_api" in data:
+            kernel_api = self.kernel_api(data["kernel_api"] or {}, auth.default)
+        return Manifest(
+            path=self.path,
+            version=data["version"],
+            server=self.server(data.get("server") or {}),
+            auth=auth,
+            defaults=defaults,
+            notebooks=_frozen(notebooks),
+            kernel_api=kernel_api,
+            source=self.source,
+        )
+
+    def server(self, raw: dict[str, Any]) -> ServerSettings:
+        cors = None
+        if "cors" in raw:
+            c = raw["cors"] or {}
+            origin = c.get("allow_origin", "*")
+            cors = CorsSettings(
+                allow_origin=("*",) if origin == "*" else tuple(origin),
+                allow_methods=tuple(c.get("allow_methods", ())),
+                allow_headers=tuple(c.get("allow_headers", ())),
+                expose_headers=tuple(c.get("expose_headers", ())),
+                allow_credentials=bool(c.get("allow_credentials", False)),
+                max_age=parse_duration(c["max_age"]) if "max_age" in c else None,
+            )
+            if cors.allow_credentials and cors.allow_origin == ("*",):
+                self.error(
+                    ("server", "cors", "allow_credentials"),
+                    "browsers refuse credentials with allow_origin \"*\"; list the origins instead",
+                    "cors-credentials-wildcard",
+                )
+        base_url = raw.get("base_url", "/")
+        return ServerSettings(
+            base_url=join_url(base_url),
+            max_body=parse_size(raw["max_body"]) if "max_body" in raw else ServerSettings.max_body,
+            cors=cors,
+        )
+
+    def auth(self, raw: dict[str, Any]) -> AuthSettings:
+        tokens = {}
+        for name, src in (raw.get("tokens") or {}).items():
+            tokens[name] = TokenSource(
+                name=name,
+                env=src.get("env"),
+                file=self.local_path(src["file"]) if "file" in src else None,
+            )
+        self.token_names = set(tokens)
+        default = self.access(raw.get("default", "public"), ("auth", "default")) if raw else PUBLIC
+        return AuthSettings(tokens=_frozen(tokens), default=default)
+
+    def access(self, raw: Any, path: JsonPath) -> Access:
+        if raw == "public":
+            return PUBLIC
+        for i, name in enumerate(raw):
+            if name not in self.token_names:
+                declared = ", ".join(sorted(self.token_names)) or "none"
+                self.error((*path, i), f"token {name!r} is not declared under auth.tokens (declared: {declared})",
+                           "auth-unknown-token")
+        return Access(public=False, tokens=tuple(raw))
+
+    def pool(self, raw: dict[str, Any] | None, base: PoolSettings) -> PoolSettings:
+        raw = raw or {}
+        return PoolSettings(
+            size=raw.get("size", base.size),
+            max_queue=raw.get("max_queue", base.max_queue),
+            queue_timeout=parse_duration(raw["queue_timeout"]) if "queue_timeout" in raw else base.queue_timeout,
+        )
+
+    def defaults(self, raw: dict[str, Any]) -> DefaultSettings:
+        builtin = DefaultSettings()
+        return DefaultSettings(
+            kernel=raw.get("kernel"),
+            timeout=parse_duration(raw["timeout"]) if "timeout" in raw else builtin.timeout,
+            pool=self.pool(raw.get("pool"), builtin.pool),
+        )
+
+    def notebook(self, name: str, raw: dict[str, Any], defaults: DefaultSettings, default_auth: Access) -> NotebookSettings:
+        where = ("notebooks", name)
+        timeout = parse_duration(raw["timeout"]) if "timeout" in raw else defaults.timeout
+        pool = self.pool(raw.get("pool"), defaults.pool)
+        auth = self.access(raw["auth"], (*where, "auth")) if "auth" in raw else default_auth
+        overrides = {}
+        for annotation, ep in (raw.get("endpoints") or {}).items():
+            ep = ep or {}
+            ep_where = (*where, "endpoints", annotation)
+            overrides[annotation] = EndpointSettings(
+                timeout=parse_duration(ep["timeout"]) if "timeout" in ep else timeout,
+                pool=self.pool(ep.get("pool"), pool),
+                auth=self.access(ep["auth"], (*ep_where, "auth")) if "auth" in ep else auth,
+                own_pool="pool" in ep,
+            )
+        mount = raw.get("mount", "/")
+        return NotebookSettings(
+            name=name,
+            path=self.local_path(raw["path"]),
+            mount=join_url(mount),
+            kernel=raw.get("kernel", defaults.kernel),
+            env=_frozen(raw.get("env") or {}),
+            timeout=timeout,
+            pool=pool,
+            auth=auth,
+            download=bool(raw.get("download", False)),
+            static=self.local_path(raw["static"]) if "static" in raw else None,
+            overrides=_frozen(overrides),
+        )
+
+    def kernel_api(self, raw: dict[str, Any], default_auth: Access) -> KernelApiSettings:
+        where = ("kernel_api",)
+        cull_raw = raw.get("cull") or {}
+        builtin_cull = CullSettings()
+        cull = CullSettings(
+            idle=parse_duration(cull_raw["idle"]) if "idle" in cull_raw else None,
+            interval=parse_duration(cull_raw["interval"]) if "interval" in cull_raw else builtin_cull.interval,
+            connected=bool(cull_raw.get("connected", False)),
+            busy=bool(cull_raw.get("busy", False)),
+        )
+        settings = KernelApiSettings(
+            auth=self.access(raw["auth"], (*where, "auth")) if "auth" in raw else default_auth,
+            list_kernels=bool(raw.get("list_kernels", False)),
+            max_kernels=raw.get("max_kernels"),
+            default_kernel=raw.get("default_kernel", KernelApiSettings.default_kernel),
+            allowed_kernels=tuple(raw["allowed_kernels"]) if "allowed_kernels" in raw else None,
+            prewarm=raw.get("prewarm", 0),
+            seed=self.local_path(raw["seed"]) if "seed" in raw else None,
+            env_whitelist=tuple(raw.get("env_whitelist", ())),
+            cull=cull,
+        )
+        if settings.max_kernels is not None and settings.prewarm > settings.max_kernels:
+            self.error((*where, "prewarm"), f"prewarm ({settings.prewarm}) exceeds max_kernels ({settings.max_kernels})",
+                       "prewarm-exceeds-max")
+        if settings.allowed_kernels is not None and settings.default_kernel not in settings.allowed_kernels:
+            self.error((*where, "default_kernel") if "default_kernel" in raw else where,
+                       f"default_kernel {settings.default_kernel!r} is not in allowed_kernels", "default-kernel-not-allowed")
+        return settings

@@ -1,0 +1,146 @@
+"""The manifest as immutable, typed settings with inheritance already resolved.
+
+Nothing downstream of the loader reads raw YAML dicts: durations are seconds (float), sizes bytes
+(int), paths absolute, and every notebook and endpoint carries the full settings it runs with
+(defaults -> notebook -> endpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from .yamlsource import SourceMap
+
+EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call: everyone, or a bearer of any one of the named tokens."""
+
+    public: bool
+    tokens: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return "public" if self.public else "token:" + ",".join(self.tokens)
+
+
+PUBLIC = Access(public=True)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    size: int = 1
+    max_queue: int = 10
+    queue_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    allow_origin: tuple[str, ...] = ("*",)
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age: float | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    base_url: str = "/"
+    max_body: int = 10 * 1000**2
+    cors: CorsSettings | None = None
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """Where the secret of a named token is read from; the secret itself is never stored here."""
+
+    name: str
+    env: str | None = None
+    file: Path | None = None
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    tokens: Mapping[str, TokenSource] = field(default_factory=lambda: EMPTY)
+    default: Access = PUBLIC
+
+
+@dataclass(frozen=True)
+class DefaultSettings:
+    kernel: str | None = None
+    timeout: float = 60.0
+    pool: PoolSettings = PoolSettings()
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """What one endpoint runs with. ``own_pool`` means it gets seeded kernels of its own."""
+
+    timeout: float
+    pool: PoolSettings
+    auth: Access
+    own_pool: bool = False
+
+
+@dataclass(frozen=True)
+class NotebookSettings:
+    name: str
+    path: Path
+    mount: str
+    kernel: str | None
+    env: Mapping[str, str]
+    timeout: float
+    pool: PoolSettings
+    auth: Access
+    download: bool
+    static: Path | None
+    overrides: Mapping[str, EndpointSettings] = field(default_factory=lambda: EMPTY)
+
+    def endpoint(self, annotation: str) -> EndpointSettings:
+        """Settings of the endpoint annotated ``annotation`` ("GET /path"): its override or ours."""
+        found = self.overrides.get(annotation)
+        if found is not None:
+            return found
+        return EndpointSettings(timeout=self.timeout, pool=self.pool, auth=self.auth)
+
+
+@dataclass(frozen=True)
+class CullSettings:
+    idle: float | None = None
+    interval: float = 300.0
+    connected: bool = False
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class KernelApiSettings:
+    auth: Access = PUBLIC
+    list_kernels: bool = False
+    max_kernels: int | None = None
+    default_kernel: str = "python3"
+    allowed_kernels: tuple[str, ...] | None = None
+    prewarm: int = 0
+    seed: Path | None = None
+    env_whitelist: tuple[str, ...] = ()
+    cull: CullSettings = CullSettings()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    version: int = 1
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    defaults: DefaultSettings = DefaultSettings()
+    notebooks: Mapping[str, NotebookSettings] = field(default_factory=lambda: EMPTY)
+    kernel_api: KernelApiSettings | None = None
+    # Where each setting came from, for located messages in later checks; not part of equality.
+    source: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)

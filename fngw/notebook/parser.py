@@ -1,0 +1,270 @@
+"""Finding HTTP endpoints in a notebook, as Jupyter Kernel Gateway's notebook-http cell parser does.
+
+A code cell whose first line is ``<comment> VERB /path`` is (part of) an endpoint; a cell whose first
+line is ``<comment> ResponseInfo VERB /path`` supplies that endpoint's response metadata; cells with
+the same annotation concatenate in notebook order; every other code cell is a seed cell run on each
+kernel at start. The comment prefix follows ``metadata.language_info.name``.
+
+Deliberate differences from Kernel Gateway, all documented in docs/compatibility.md:
+- PATCH is an endpoint verb too.
+- The path is the first word after the verb; trailing text on the annotation line is ignored instead
+  of becoming part of the path, and the path is literal text, never a regular expression.
+- Malformed paths (no leading '/', a ':' parameter with an invalid or repeated name) are reported as
+  problems instead of being registered as routes that can never match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import nbformat
+
+VERBS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+
+# Comment prefix by language_info.name (lower case); anything else uses '#'.
+DEFAULT_COMMENT_PREFIXES: Mapping[str, str] = MappingProxyType(
+    {
+        "scala": "//",
+        "java": "//",
+        "javascript": "//",
+        "typescript": "//",
+        "kotlin": "//",
+        "go": "//",
+        "rust": "//",
+        "c": "//",
+        "c++": "//",
+        "csharp": "//",
+        "c#": "//",
+        "groovy": "//",
+        "swift": "//",
+        "sql": "--",
+        "haskell": "--",
+        "lua": "--",
+        "matlab": "%",
+        "octave": "%",
+        "prolog": "%",
+        "erlang": "%",
+        "clojure": ";;",
+        "scheme": ";;",
+        "racket": ";;",
+        "common-lisp": ";;",
+    }
+)
+
+_PARAM = re.compile(r"^:([A-Za-z_][A-Za-z0-9_]*)$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=@%-]+$")
+
+
+class NotebookError(Exception):
+    """The file is not a readable nbformat notebook."""
+
+
+@dataclass(frozen=True)
+class ParseProblem:
+    """A cell whose annotation cannot become an endpoint."""
+
+    cell_index: int
+    message: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ``VERB /path`` of a notebook, with its code and response metadata code."""
+
+    method: str
+    path: str
+    source: str
+    cell_indices: tuple[int, ...]
+    params: tuple[str, ...]
+    response_info: str | None = None
+    response_info_cells: tuple[int, ...] = ()
+    description: str | None = None
+
+    @property
+    def annotation(self) -> str:
+        """How the manifest names it: ``"GET /scotches/:name"``."""
+        return f"{self.method} {self.path}"
+
+    @property
+    def shape(self) -> str:
+        """The path with parameter names erased: two paths of one shape match the same URLs."""
+        return "/".join(":" if seg.startswith(":") else seg for seg in self.path.split("/"))
+
+    def first_param_depth(self) -> int | None:
+        """Segment index of the first parameter (``/:id`` -> 0, ``/a/:id`` -> 1), ``None`` if constant."""
+        for depth, seg in enumerate(self.path.strip("/").split("/")):
+            if seg.startswith(":"):
+                return depth
+        return None
+
+
+@dataclass(frozen=True)
+class ParsedNotebook:
+    """What a notebook declares: its language, kernelspec, endpoints in route order, seed cells."""
+
+    path: Path | None
+    language: str
+    kernelspec: str | None
+    comment_prefix: str
+    endpoints: tuple[Endpoint, ...]
+    seed_cells: tuple[str, ...]
+    seed_cell_indices: tuple[int, ...]
+    problems: tuple[ParseProblem, ...] = ()
+    orphan_response_infos: tuple[str, ...] = ()
+    source_endpoints: Mapping[str, Endpoint] = field(default_factory=lambda: MappingProxyType({}))
+
+    def endpoint(self, annotation: str) -> Endpoint | None:
+        return self.source_endpoints.get(annotation)
+
+
+def read_notebook(path: str | Path) -> nbformat.NotebookNode:
+    """Read and validate an .ipynb file (nbformat 4), raising ``NotebookError`` with a short reason."""
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except FileNotFoundError:
+        raise NotebookError("file not found") from None
+    except IsADirectoryError:
+        raise NotebookError("is a directory, not a notebook") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotebookError(f"cannot read it: {exc}") from None
+    except Exception as exc:  # nbformat raises plain ValueError/NotJSONError/AttributeError for junk
+        raise NotebookError(f"not a notebook: {str(exc).splitlines()[0][:200]}") from None
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        raise NotebookError(f"not a valid nbformat 4 notebook: {exc.message[:200]}") from None
+    return nb
+
+
+def parse_notebook(
+    nb: nbformat.NotebookNode | str | Path,
+    comment_prefixes: Mapping[str, str] = DEFAULT_COMMENT_PREFIXES,
+) -> ParsedNotebook:
+    """Parse a notebook (node or path) into endpoints in route order and seed cells."""
+    path = None
+    if not isinstance(nb, nbformat.NotebookNode):
+        path = Path(nb)
+        nb = read_notebook(path)
+    metadata: dict[str, Any] = nb.get("metadata", {}) or {}
+    language = str((metadata.get("language_info") or {}).get("name") or "").lower()
+    kernelspec = (metadata.get("kernelspec") or {}).get("name") or None
+    prefix = comment_prefixes.get(language, "#")
+    verbs = "|".join(VERBS)
+    api = re.compile(rf"^{re.escape(prefix)}\s+({verbs})\s+(\S+)")
+    response = re.compile(rf"^{re.escape(prefix)}\s+ResponseInfo\s+({verbs})\s+(\S+)")
+
+    sources: dict[str, list[str]] = {}
+    cells: dict[str, list[int]] = {}
+    descriptions: dict[str, str] = {}
+    info_sources: dict[str, list[str]] = {}
+    info_cells: dict[str, list[int]] = {}
+    seeds: list[str] = []
+    seed_indices: list[int] = []
+    problems: list[ParseProblem] = []
+    previous_markdown: str | None = None
+
+    for index, cell in enumerate(nb.cells):
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        if cell.cell_type != "code":
+            previous_markdown = source.strip() if cell.cell_type == "markdown" else None
+            continue
+        first_line = source.split("\n", 1)[0]
+        info = response.match(first_line)
+        match = None if info else api.match(first_line)
+        hit = info or match
+        if hit is None:
+            seeds.append(source)
+            seed_indices.append(index)
+            previous_markdown = None
+            continue
+        method, path_text = hit.group(1), hit.group(2)
+        problem = check_path(path_text)
+        if problem:
+            problems.append(ParseProblem(index, f"{method} {path_text}: {problem}", "annotation-path"))
+            previous_markdown = None
+            continue
+        annotation = f"{method} {path_text}"
+        if info:
+            info_sources.setdefault(annotation, []).append(source)
+            info_cells.setdefault(annotation, []).append(index)
+        else:
+            sources.setdefault(annotation, []).append(source)
+            cells.setdefault(annotation, []).append(index)
+            if previous_markdown and annotation not in descriptions:
+                descriptions[annotation] = previous_markdown
+        previous_markdown = None
+
+    endpoints = []
+    for annotation, parts in sources.items():
+        method, path_text = annotation.split(" ", 1)
+        infos = info_sources.get(annotation)
+        endpoints.append(
+            Endpoint(
+                method=method,
+                path=path_text,
+                source=join_cells(parts),
+                cell_indices=tuple(cells[annotation]),
+                params=tuple(seg[1:] for seg in path_text.split("/") if seg.startswith(":")),
+                response_info=join_cells(infos) if infos else None,
+                response_info_cells=tuple(info_cells.get(annotation, ())),
+                description=descriptions.get(annotation),
+            )
+        )
+    ordered = order_endpoints(endpoints)
+    orphans = tuple(a for a in info_sources if a not in sources)
+    return ParsedNotebook(
+        path=path,
+        language=language or "python",
+        kernelspec=kernelspec,
+        comment_prefix=prefix,
+        endpoints=tuple(ordered),
+        seed_cells=tuple(seeds),
+        seed_cell_indices=tuple(seed_indices),
+        problems=tuple(problems),
+        orphan_response_infos=orphans,
+        source_endpoints=MappingProxyType({e.annotation: e for e in ordered}),
+    )
+
+
+def join_cells(parts: list[str]) -> str:
+    """Concatenate cells the way Kernel Gateway does: each followed by a newline."""
+    return "".join(part + "\n" for part in parts)
+
+
+def check_path(path: str) -> str | None:
+    """Why ``path`` cannot be a route, or ``None`` when it can."""
+    if not path.startswith("/"):
+        return "the path must start with '/'"
+    if path != "/" and path.endswith("/"):
+        return "the path must not end with '/'"
+    seen: set[str] = set()
+    for seg in path.strip("/").split("/") if path != "/" else []:
+        if not seg:
+            return "the path has an empty segment ('//')"
+        if seg.startswith(":"):
+            m = _PARAM.match(seg)
+            if not m:
+                return f"{seg!r} is not a valid parameter: ':' then a letter or '_', then letters, digits or '_'"
+            if m.group(1) in seen:
+                return f"parameter {seg!r} appears twice"
+            seen.add(m.group(1))
+        elif not _SEGMENT.match(seg):
+            return f"segment {seg!r} has characters that are not allowed in a URL path"
+    return None
+
+
+def order_endpoints(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """Route order: constant paths first, then deeper first parameters first, ties in notebook order."""
+    def key(e: Endpoint) -> tuple[int, int]:
+        depth = e.first_param_depth()
+        return (0, 0) if depth is None else (1, -depth)
+
+    return sorted(endpoints, key=key)  # stable: ties keep notebook order

@@ -91,17 +91,7 @@ class Endpoint:
         """How the manifest names it: ``"GET /scotches/:name"``."""
         return f"{self.method} {self.path}"
 
-    @property
-    def shape(self) -> str:
-        """The path with parameter names erased: two paths of one shape match the same URLs."""
-        return "/".join(":" if seg.startswith(":") else seg for seg in self.path.split("/"))
 
-    def first_param_depth(self) -> int | None:
-        """Segment index of the first parameter (``/:id`` -> 0, ``/a/:id`` -> 1), ``None`` if constant."""
-        for depth, seg in enumerate(self.path.strip("/").split("/")):
-            if seg.startswith(":"):
-                return depth
-        return None
 
 
 @dataclass(frozen=True)
@@ -261,10 +251,22 @@ def check_path(path: str) -> str | None:
     return None
 
 
-def order_endpoints(endpoints: list[Endpoint]) -> list[Endpoint]:
-    """Route order: constant paths first, then deeper first parameters first, ties in notebook order."""
-    def key(e: Endpoint) -> tuple[int, int]:
-        depth = e.first_param_depth()
-        return (0, 0) if depth is None else (1, -depth)
+def path_shape(path: str) -> str:
+    """The path with parameter names erased: two paths of one shape match the same URLs."""
+    return "/".join(":" if seg.startswith(":") else seg for seg in path.split("/"))
 
-    return sorted(endpoints, key=key)  # stable: ties keep notebook order
+
+def route_sort_key(path: str) -> tuple[int, int]:
+    """Sort key of a route path: constant paths first, then deeper first parameters first.
+
+    Sorting is stable, so ties keep notebook (and manifest) order, as in Kernel Gateway.
+    """
+    for depth, seg in enumerate(path.strip("/").split("/")):
+        if seg.startswith(":"):
+            return (1, -depth)
+    return (0, 0)
+
+
+def order_endpoints(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """Endpoints in route order (see ``route_sort_key``)."""
+    return sorted(endpoints, key=lambda e: route_sort_key(e.path))

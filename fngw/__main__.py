@@ -1,0 +1,5 @@
+import sys
+
+from fngw.cli import main
+
+sys.exit(main())

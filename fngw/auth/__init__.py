@@ -1,0 +1,5 @@
+"""Authentication: named bearer tokens whose secrets come from the environment or files."""
+
+from .tokens import TokenUnavailable, read_token
+
+__all__ = ["TokenUnavailable", "read_token"]

@@ -1,0 +1,118 @@
+"""Everything `fngw validate` checks, in one place, so the gateway refuses exactly what it reports.
+
+Order: strict YAML and the JSON Schema (manifest), then meaning (notebooks, endpoint overrides,
+route collisions), then the machine (kernelspecs installed, token secrets readable).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fngw.auth import TokenUnavailable, read_token
+from fngw.kernels import installed_kernelspecs
+from fngw.manifest import JsonPath, Manifest, Problem, json_path, load_manifest
+from fngw.notebook import NotebookError, read_notebook
+from fngw.routing import RoutePlan, plan_routes
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A valid manifest and the routes and pools it lays out."""
+
+    manifest: Manifest
+    plan: RoutePlan
+
+
+@dataclass
+class CheckResult:
+    deployment: Deployment | None
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return self.deployment is not None
+
+
+def check_deployment(
+    path: str | Path,
+    *,
+    offline: bool = False,
+    strict: bool = False,
+    environ: Mapping[str, str] = os.environ,
+) -> CheckResult:
+    """Load and check a manifest. ``offline``: a missing kernelspec is a warning, not an error.
+    ``strict``: an unreadable token secret is an error, not a warning. Raises ``OSError`` only when
+    the manifest file itself cannot be read."""
+    loaded = load_manifest(path)
+    if loaded.manifest is None:
+        return CheckResult(None, loaded.problems)
+    manifest = loaded.manifest
+    problems = list(loaded.problems)
+    planned = plan_routes(manifest)
+    problems.extend(planned.problems)
+    problems.extend(_machine_problems(manifest, planned.plan, offline=offline, strict=strict, environ=environ))
+    problems.sort(key=lambda p: (p.file, p.line, p.col, p.rule))
+    if any(p.severity == "error" for p in problems) or planned.plan is None:
+        return CheckResult(None, problems)
+    return CheckResult(Deployment(manifest, planned.plan), problems)
+
+
+def _machine_problems(
+    manifest: Manifest, plan: RoutePlan | None, *, offline: bool, strict: bool, environ: Mapping[str, str]
+) -> list[Problem]:
+    display = str(manifest.path)
+    out: list[Problem] = []
+
+    def problem(path: JsonPath, message: str, rule: str, severity: str, *, key: bool = False) -> None:
+        loc = manifest.source.key(path) if key else manifest.source.value(path)
+        out.append(Problem(display, loc.line, loc.col, json_path(path), message, rule, severity))
+
+    installed = installed_kernelspecs()
+    kernel_severity = "warning" if offline else "error"
+
+    def need_kernel(name: str, path: JsonPath, *, key: bool = False) -> None:
+        if name not in installed:
+            listing = ", ".join(sorted(installed)) or "none"
+            problem(path, f"kernelspec {name!r} is not installed (installed: {listing})", "kernelspec-missing",
+                    kernel_severity, key=key)
+
+    if manifest.defaults.kernel is not None:
+        need_kernel(manifest.defaults.kernel, ("defaults", "kernel"))
+    if plan is not None:
+        checked = set()
+        for spec in plan.pools.values():
+            if spec.notebook in checked:
+                continue
+            checked.add(spec.notebook)
+            raw = manifest.source.values
+            where: JsonPath = ("notebooks", spec.notebook)
+            at = (*where, "kernel") if (*where, "kernel") in raw else where
+            need_kernel(spec.kernel, at, key=at == where)
+    for name, nb in manifest.notebooks.items():
+        if nb.static is not None and not nb.static.is_dir():
+            problem(("notebooks", name, "static"), f"{nb.static} is not a directory", "static-missing", "error")
+
+    api = manifest.kernel_api
+    if api is not None:
+        where = ("kernel_api",)
+        names = api.allowed_kernels if api.allowed_kernels is not None else ()
+        for i, name in enumerate(names):
+            need_kernel(name, (*where, "allowed_kernels", i))
+        if (*where, "default_kernel") in manifest.source.values:
+            need_kernel(api.default_kernel, (*where, "default_kernel"))
+        if api.seed is not None:
+            try:
+                read_notebook(api.seed)
+            except NotebookError as exc:
+                problem((*where, "seed"), f"{api.seed}: {exc}", "notebook-unreadable", "error")
+
+    token_severity = "error" if strict else "warning"
+    for name, source in manifest.auth.tokens.items():
+        try:
+            read_token(source, environ)
+        except TokenUnavailable as exc:
+            problem(("auth", "tokens", name), f"token {name!r}: {exc}", "token-unavailable", token_severity)
+    return out

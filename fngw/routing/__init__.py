@@ -1,0 +1,165 @@
+"""From manifest and notebooks to the routes and kernel pools the gateway serves.
+
+``plan_routes`` reads every notebook the manifest names, applies the endpoint overrides, orders the
+routes and decides which pools exist: one shared pool per notebook, plus one for each endpoint that
+has a ``pool`` of its own. Everything it finds wrong is a located ``Problem``. It starts no process.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from fngw.manifest import EndpointSettings, JsonPath, Manifest, PoolSettings, Problem, join_url, json_path
+from fngw.notebook import Endpoint, NotebookError, ParsedNotebook, parse_notebook
+from fngw.notebook.parser import path_shape, route_sort_key
+
+# URL prefixes (below base_url) that belong to the gateway itself.
+GATEWAY_PREFIX = "/_fngw"
+KERNEL_API_PREFIXES = ("/api", "/kernelspecs")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A pool of identical kernels: which kernelspec, environment and seed cells, and how many."""
+
+    id: str
+    notebook: str
+    kernel: str
+    language: str
+    env: Mapping[str, str]
+    seed_cells: tuple[str, ...]
+    settings: PoolSettings
+
+
+@dataclass(frozen=True)
+class Route:
+    """One served endpoint: the full URL template (``:name`` parameters), its code and settings."""
+
+    method: str
+    path: str
+    notebook: str
+    endpoint: Endpoint
+    settings: EndpointSettings
+    pool_id: str
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    routes: tuple[Route, ...]
+    pools: Mapping[str, PoolSpec]
+    notebooks: Mapping[str, ParsedNotebook] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass
+class PlanResult:
+    plan: RoutePlan | None
+    problems: list[Problem]
+
+
+def pool_id(notebook: str, endpoint: Endpoint | None = None) -> str:
+    return notebook if endpoint is None else f"{notebook}:{endpoint.annotation}"
+
+
+def plan_routes(manifest: Manifest) -> PlanResult:
+    """Parse the manifest's notebooks and lay out routes and pools."""
+    display = str(manifest.path)
+    problems: list[Problem] = []
+
+    def problem(path: JsonPath, message: str, rule: str, *, key: bool = False, severity: str = "error") -> None:
+        loc = manifest.source.key(path) if key else manifest.source.value(path)
+        problems.append(Problem(display, loc.line, loc.col, json_path(path), message, rule, severity))
+
+    parsed: dict[str, ParsedNotebook] = {}
+    routes: list[Route] = []
+    pools: dict[str, PoolSpec] = {}
+    for name, nb in manifest.notebooks.items():
+        where: JsonPath = ("notebooks", name)
+        try:
+            notebook = parse_notebook(nb.path)
+        except NotebookError as exc:
+            problem((*where, "path"), f"{nb.path}: {exc}", "notebook-unreadable")
+            continue
+        parsed[name] = notebook
+        for p in notebook.problems:
+            problem((*where, "path"), f"cell {p.cell_index}: {p.message}", p.rule)
+        for annotation in notebook.orphan_response_infos:
+            problem((*where, "path"), f"ResponseInfo {annotation} has no endpoint cell", "response-info-orphan",
+                    severity="warning")
+        if not notebook.endpoints:
+            problem((*where, "path"), "the notebook has no annotated endpoint cells ('# GET /path')",
+                    "notebook-no-endpoints", severity="warning")
+        kernel = nb.kernel or notebook.kernelspec
+        if kernel is None:
+            problem(where, "no kernel: the notebook has no kernelspec metadata and the manifest names none "
+                    "(set kernel here or in defaults)", "kernel-unknown", key=True)
+            continue
+        known = {e.annotation for e in notebook.endpoints}
+        for annotation in nb.overrides:
+            if annotation not in known:
+                hint = difflib.get_close_matches(annotation, sorted(known), n=1)
+                message = f"no cell is annotated {annotation!r}"
+                message += f"; did you mean {hint[0]!r}?" if hint else f" (annotated: {', '.join(sorted(known)) or 'none'})"
+                problem((*where, "endpoints", annotation), message, "endpoint-unknown", key=True)
+
+        def spec(pid: str, settings: PoolSettings) -> PoolSpec:
+            return PoolSpec(
+                id=pid,
+                notebook=name,
+                kernel=kernel,
+                language=notebook.language,
+                env=nb.env,
+                seed_cells=notebook.seed_cells,
+                settings=settings,
+            )
+
+        shared_needed = False
+        for endpoint in notebook.endpoints:
+            settings = nb.endpoint(endpoint.annotation)
+            if settings.own_pool:
+                pid = pool_id(name, endpoint)
+                pools[pid] = spec(pid, settings.pool)
+            else:
+                pid = pool_id(name)
+                shared_needed = True
+            full = join_url(manifest.server.base_url, nb.mount, endpoint.path)
+            routes.append(Route(endpoint.method, full, name, endpoint, settings, pid))
+        if shared_needed:
+            pools[pool_id(name)] = spec(pool_id(name), nb.pool)
+
+    _check_collisions(manifest, routes, problem)
+    ordered = sorted(routes, key=lambda r: route_sort_key(r.path))
+    plan = RoutePlan(tuple(ordered), MappingProxyType(pools), MappingProxyType(parsed))
+    return PlanResult(plan, problems)
+
+
+def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
+    base = manifest.server.base_url
+    reserved = [join_url(base, GATEWAY_PREFIX)]
+    if manifest.kernel_api is not None:
+        reserved += [join_url(base, p) for p in KERNEL_API_PREFIXES]
+    for name, nb in manifest.notebooks.items():
+        mount = join_url(base, nb.mount)
+        if nb.download:
+            reserved.append(join_url(mount, "_api"))
+        if nb.static is not None:
+            reserved.append(join_url(mount, "public"))
+    seen: dict[tuple[str, str], Route] = {}
+    for route in routes:
+        where: JsonPath = ("notebooks", route.notebook)
+        for prefix in reserved:
+            if route.path == prefix or route.path.startswith(prefix + "/"):
+                problem((*where, "path"), f"{route.method} {route.path} is inside {prefix}, which the gateway "
+                        "serves itself", "route-reserved")
+                break
+        key = (route.method, path_shape(route.path))
+        other = seen.get(key)
+        if other is not None:
+            same = other.notebook == route.notebook
+            first = f"{other.method} {other.path}" + ("" if same else f" of notebook {other.notebook!r}")
+            problem(where, f"{route.method} {route.path} collides with {first}: both match the same URLs",
+                    "route-collision", key=True)
+        else:
+            seen[key] = route

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,14 +160,14 @@ class _Builder:
         if depth > _MAX_DEPTH:
             self.error(node, path, f"nesting deeper than {_MAX_DEPTH} levels", "yaml-too-deep")
             return None
+        if isinstance(node, yaml.ScalarNode):
+            return self.build_scalar(node, path)
         if node.tag not in _STANDARD_TAGS:
             self.error(node, path, f"unsupported YAML tag {node.tag!r}", "yaml-tag")
             return None
         if isinstance(node, yaml.MappingNode):
             return self.build_mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self.build_scalar(node, path)
+        return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
 
     def build_mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -199,10 +198,16 @@ class _Builder:
 
     def build_scalar(self, node: yaml.ScalarNode, path: JsonPath) -> Any:
         value = node.value
-        if node.style is not None:  # quoted or block scalars are always strings
+        if node.style is not None:  # quoted or block scalars are strings unless explicitly tagged
+            if node.tag not in ("tag:yaml.org,2002:str", "!"):
+                self.error(node, path, f"unsupported YAML tag {node.tag!r}", "yaml-tag")
+                return None
             return value
         implicit_tag = self.loader.resolve(yaml.ScalarNode, value, (True, False))
-        if node.tag != implicit_tag:  # an explicit standard tag such as !!str: honour it
+        if node.tag != implicit_tag:  # an explicit tag: honour the standard ones only
+            if node.tag not in _STANDARD_TAGS:
+                self.error(node, path, f"unsupported YAML tag {node.tag!r}", "yaml-tag")
+                return None
             return self._construct_tagged(node, path)
         return self._resolve_plain(node, path)
 
@@ -243,14 +248,3 @@ class _Builder:
         if _NAN.match(value):
             return math.nan
         return value
-
-
-def iter_paths(data: Any, path: JsonPath = ()) -> Iterator[JsonPath]:
-    """Every JSON path in ``data``, parents before children."""
-    yield path
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from iter_paths(value, (*path, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            yield from iter_paths(value, (*path, i))

@@ -1,0 +1,58 @@
+"""One JSON error shape for the whole gateway: ``{"reason": ..., "message": ...}`` plus helpful fields.
+
+Every error, whether raised as a ``falcon.HTTPError`` or escaping as an unexpected exception, is
+rendered here. Unexpected exceptions are logged with their traceback and answered with a plain 500;
+the client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+
+log = logging.getLogger("fngw.server")
+
+
+class GatewayError(falcon.HTTPError):
+    """An HTTP error with extra JSON fields (``ename``, ``evalue``, ``retry_after`` ...)."""
+
+    def __init__(self, status: str | int, reason: str | None = None, message: str = "",
+                 headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(status, title=reason, description=message, headers=headers)
+        self.extra = extra
+
+
+def error_body(error: falcon.HTTPError) -> dict[str, Any]:
+    status_line = falcon.code_to_http_status(error.status)
+    # falcon titles its own errors with the status line ("404 Not Found"); the reason is the phrase.
+    reason = error.title if error.title and error.title != status_line else status_line.split(" ", 1)[1]
+    body: dict[str, Any] = {"reason": reason, "message": error.description or ""}
+    body.update(getattr(error, "extra", {}))
+    return body
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    # JSON whatever the client's Accept says: one shape is easier for every client than negotiation.
+    resp.content_type = falcon.MEDIA_JSON
+    body = error_body(error)
+    if isinstance(error, falcon.HTTPMethodNotAllowed) and not body["message"]:
+        allowed = (error.headers or {}).get("Allow", "")
+        body["message"] = f"{req.method} is not allowed on {req.path}" + (f" (allowed: {allowed})" if allowed else "")
+    resp.text = json.dumps(body)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):
+        raise ex  # falcon's own handlers deal with these
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(
+        title="Internal Server Error", description="the gateway failed to handle this request; see its log"
+    )
+
+
+def install(app: falcon.App) -> None:
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(Exception, handle_unexpected)

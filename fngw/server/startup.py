@@ -1,0 +1,57 @@
+"""Finding, checking and loading the manifest the gateway serves.
+
+Used by the gunicorn master (to refuse to start on a bad manifest before forking) and by each
+worker (to build its application), so both report exactly what `fngw validate` reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from fngw.deployment import Deployment, check_deployment
+from fngw.manifest import render
+from fngw.resources import default_manifest_path
+
+MANIFEST_ENV = "FNGW_MANIFEST"
+LOCAL_MANIFEST = "fngw.yaml"
+# gunicorn treats this worker exit code as "the application cannot load" and stops the master.
+EXIT_APP_LOAD_ERROR = 4
+
+
+class StartupError(Exception):
+    """The gateway cannot start; the message is ready to print as it is."""
+
+
+def manifest_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$FNGW_MANIFEST``, else ``./fngw.yaml``, else the shipped ``config/fngw.yaml``."""
+    configured = environ.get(MANIFEST_ENV)
+    if configured:
+        return Path(configured)
+    local = Path(LOCAL_MANIFEST)
+    if local.is_file():
+        return local
+    return default_manifest_path()
+
+
+def load_deployment(environ: Mapping[str, str] = os.environ) -> Deployment:
+    """The checked deployment, or ``StartupError`` with the `fngw validate` output."""
+    path = manifest_path(environ)
+    try:
+        # Secrets must be readable when serving: the strict check, as `fngw validate --strict`.
+        result = check_deployment(path, strict=True, environ=environ)
+    except OSError as exc:
+        source = f"${MANIFEST_ENV}" if environ.get(MANIFEST_ENV) else "default"
+        raise StartupError(f"fngw: cannot read the manifest {path} ({source}): {exc.strerror or exc}") from None
+    if result.deployment is None:
+        raise StartupError(render([(str(path), result.problems)], "text"))
+    for problem in result.problems:  # warnings: the gateway starts, but say so
+        print(problem.format_text(), file=sys.stderr)
+    return result.deployment
+
+
+def exit_with(error: StartupError) -> None:
+    print(str(error), file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_APP_LOAD_ERROR)

@@ -15,7 +15,7 @@ from fngw.auth import TokenUnavailable, read_token
 from fngw.kernels import installed_kernelspecs
 from fngw.manifest import JsonPath, Manifest, Problem, json_path, load_manifest
 from fngw.notebook import NotebookError, read_notebook
-from fngw.routing import RoutePlan, plan_routes
+from fngw.routing import RoutePlan, display_path, plan_routes
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _machine_problems(
             need_kernel(spec.kernel, at, key=at == where)
     for name, nb in manifest.notebooks.items():
         if nb.static is not None and not nb.static.is_dir():
-            problem(("notebooks", name, "static"), f"{nb.static} is not a directory", "static-missing", "error")
+            problem(("notebooks", name, "static"), f"{display_path(nb.static, manifest)} is not a directory", "static-missing", "error")
 
     api = manifest.kernel_api
     if api is not None:
@@ -107,7 +107,7 @@ def _machine_problems(
             try:
                 read_notebook(api.seed)
             except NotebookError as exc:
-                problem((*where, "seed"), f"{api.seed}: {exc}", "notebook-unreadable", "error")
+                problem((*where, "seed"), f"{display_path(api.seed, manifest)}: {exc}", "notebook-unreadable", "error")
 
     token_severity = "error" if strict else "warning"
     for name, source in manifest.auth.tokens.items():

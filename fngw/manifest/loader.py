@@ -135,6 +135,8 @@ def _describe(error: jsonschema.ValidationError, source: SourceMap, file: str) -
     if rule == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return [at_key(path, f"missing required key {missing!r}")]
+    if rule == "uniqueItems":
+        return [at_value(path, "lists the same value more than once")]
     if rule in ("minProperties", "maxProperties") and _expectation(error):
         return [at_value(path, f"expected {_expectation(error)}")]
     expect = _expectation(error)

@@ -8,8 +8,10 @@ has a ``pool`` of its own. Everything it finds wrong is a located ``Problem``. I
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from fngw.manifest import EndpointSettings, JsonPath, Manifest, PoolSettings, Problem, join_url, json_path
@@ -59,6 +61,11 @@ class PlanResult:
     problems: list[Problem]
 
 
+def display_path(path: Path, manifest: Manifest) -> str:
+    """``path`` as the manifest's author wrote it: relative to the manifest's folder."""
+    return os.path.relpath(path, manifest.path.parent)
+
+
 def pool_id(notebook: str, endpoint: Endpoint | None = None) -> str:
     return notebook if endpoint is None else f"{notebook}:{endpoint.annotation}"
 
@@ -80,7 +87,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
         try:
             notebook = parse_notebook(nb.path)
         except NotebookError as exc:
-            problem((*where, "path"), f"{nb.path}: {exc}", "notebook-unreadable")
+            problem((*where, "path"), f"{display_path(nb.path, manifest)}: {exc}", "notebook-unreadable")
             continue
         parsed[name] = notebook
         for p in notebook.problems:
@@ -88,7 +95,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
         for annotation in notebook.orphan_response_infos:
             problem((*where, "path"), f"ResponseInfo {annotation} has no endpoint cell", "response-info-orphan",
                     severity="warning")
-        if not notebook.endpoints:
+        if not notebook.endpoints and not notebook.problems:
             problem((*where, "path"), "the notebook has no annotated endpoint cells ('# GET /path')",
                     "notebook-no-endpoints", severity="warning")
         kernel = nb.kernel or notebook.kernelspec
@@ -151,8 +158,10 @@ def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
         where: JsonPath = ("notebooks", route.notebook)
         for prefix in reserved:
             if route.path == prefix or route.path.startswith(prefix + "/"):
-                problem((*where, "path"), f"{route.method} {route.path} is inside {prefix}, which the gateway "
-                        "serves itself", "route-reserved")
+                mount = (*where, "mount")
+                at = mount if mount in manifest.source.values else (*where, "path")
+                problem(at, f"{route.method} {route.path} is inside {prefix}, which the gateway serves itself",
+                        "route-reserved")
                 break
         key = (route.method, path_shape(route.path))
         other = seen.get(key)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 
 from fngw import __version__
 from fngw.deployment import CheckResult, check_deployment
-from fngw.manifest import Problem, render
+from fngw.manifest import Problem, manifest_schema, render
+from fngw.manifest.reference import schema_reference_markdown
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -31,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     routes = sub.add_parser("routes", help="print the table of routes a manifest serves")
     routes.add_argument("file", metavar="FILE")
     routes.add_argument("--offline", action="store_true", help="do not require kernelspecs to be installed")
+    schema = sub.add_parser("schema", help="print the manifest's JSON Schema, or its reference as Markdown")
+    schema.add_argument("--markdown", action="store_true", help="print the reference (docs/manifest.md)")
     return parser
 
 
@@ -39,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args)
+        if args.command == "schema":
+            return _schema(args)
         return _routes(args)
     except KeyboardInterrupt:
         return 130
@@ -71,6 +77,14 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     invalid = any(p.severity == "error" for _, problems in results for p in problems)
     return EXIT_INVALID if invalid else EXIT_VALID
+
+
+def _schema(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(schema_reference_markdown(), end="")
+    else:
+        print(json.dumps(manifest_schema(), indent=2))
+    return EXIT_VALID
 
 
 def _routes(args: argparse.Namespace) -> int:

@@ -114,5 +114,6 @@ def _machine_problems(
         try:
             read_token(source, environ)
         except TokenUnavailable as exc:
-            problem(("auth", "tokens", name), f"token {name!r}: {exc}", "token-unavailable", token_severity)
+            problem(("auth", "tokens", name), f"token {name!r}: {exc}", "token-unavailable", token_severity,
+                    key=True)
     return out

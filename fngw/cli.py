@@ -23,12 +23,18 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check manifests: schema, notebooks, routes, kernels, tokens")
     validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.add_argument("--format", choices=("text", "json", "github"), default=None,
-                          help="output format (default: github under GitHub Actions, else text)")
-    validate.add_argument("--offline", action="store_true",
-                          help="a kernelspec that is not installed here is a warning, not an error")
-    validate.add_argument("--strict", action="store_true",
-                          help="a token secret that cannot be read is an error, not a warning")
+    validate.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default=None,
+        help="output format (default: github under GitHub Actions, else text)",
+    )
+    validate.add_argument(
+        "--offline", action="store_true", help="a kernelspec that is not installed here is a warning, not an error"
+    )
+    validate.add_argument(
+        "--strict", action="store_true", help="a token secret that cannot be read is an error, not a warning"
+    )
 
     routes = sub.add_parser("routes", help="print the table of routes a manifest serves")
     routes.add_argument("file", metavar="FILE")
@@ -98,14 +104,16 @@ def _routes(args: argparse.Namespace) -> int:
     rows = [("METHOD", "PATH", "NOTEBOOK", "POOL", "AUTH", "TIMEOUT")]
     for route in plan.routes:
         pool = plan.pools[route.pool_id]
-        rows.append((
-            route.method,
-            route.path,
-            route.notebook,
-            f"{pool.id} (size {pool.settings.size})",
-            route.settings.auth.describe(),
-            f"{route.settings.timeout:g}s",
-        ))
+        rows.append(
+            (
+                route.method,
+                route.path,
+                route.notebook,
+                f"{pool.id} (size {pool.settings.size})",
+                route.settings.auth.describe(),
+                f"{route.settings.timeout:g}s",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -76,8 +76,13 @@ def _machine_problems(
     def need_kernel(name: str, path: JsonPath, *, key: bool = False) -> None:
         if name not in installed:
             listing = ", ".join(sorted(installed)) or "none"
-            problem(path, f"kernelspec {name!r} is not installed (installed: {listing})", "kernelspec-missing",
-                    kernel_severity, key=key)
+            problem(
+                path,
+                f"kernelspec {name!r} is not installed (installed: {listing})",
+                "kernelspec-missing",
+                kernel_severity,
+                key=key,
+            )
 
     if manifest.defaults.kernel is not None:
         need_kernel(manifest.defaults.kernel, ("defaults", "kernel"))
@@ -93,7 +98,12 @@ def _machine_problems(
             need_kernel(spec.kernel, at, key=at == where)
     for name, nb in manifest.notebooks.items():
         if nb.static is not None and not nb.static.is_dir():
-            problem(("notebooks", name, "static"), f"{display_path(nb.static, manifest)} is not a directory", "static-missing", "error")
+            problem(
+                ("notebooks", name, "static"),
+                f"{display_path(nb.static, manifest)} is not a directory",
+                "static-missing",
+                "error",
+            )
 
     api = manifest.kernel_api
     if api is not None:
@@ -114,6 +124,5 @@ def _machine_problems(
         try:
             read_token(source, environ)
         except TokenUnavailable as exc:
-            problem(("auth", "tokens", name), f"token {name!r}: {exc}", "token-unavailable", token_severity,
-                    key=True)
+            problem(("auth", "tokens", name), f"token {name!r}: {exc}", "token-unavailable", token_severity, key=True)
     return out

@@ -9,16 +9,15 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_notebook(path: Path, cells: list[str], *, language: str = "python",
-                   kernelspec: str | None = "python3") -> Path:
+def write_notebook(
+    path: Path, cells: list[str], *, language: str = "python", kernelspec: str | None = "python3"
+) -> Path:
     """Write a notebook; a cell given as ``"md: text"`` is markdown, every other one is code."""
     metadata: dict = {"language_info": {"name": language}}
     if kernelspec:
         metadata["kernelspec"] = {"name": kernelspec, "display_name": kernelspec, "language": language}
     nb = new_notebook(metadata=metadata)
-    nb.cells = [
-        new_markdown_cell(c[4:]) if c.startswith("md: ") else new_code_cell(c) for c in cells
-    ]
+    nb.cells = [new_markdown_cell(c[4:]) if c.startswith("md: ") else new_code_cell(c) for c in cells]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
     return path
@@ -27,16 +26,20 @@ def write_notebook(path: Path, cells: list[str], *, language: str = "python",
 @pytest.fixture
 def notebook(tmp_path: Path):
     """``notebook("name.ipynb", [cells...], **kw)`` writes a notebook beside the test's manifest."""
+
     def make(name: str, cells: list[str], **kw) -> Path:
         return write_notebook(tmp_path / name, cells, **kw)
+
     return make
 
 
 @pytest.fixture
 def manifest(tmp_path: Path):
     """``manifest(text)`` writes ``fngw.yaml`` in the test's folder and returns its path."""
+
     def make(text: str, name: str = "fngw.yaml") -> Path:
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
         return path
+
     return make

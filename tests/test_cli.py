@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from fngw.cli import main
 
 DEFAULT_MANIFEST = REPO / "config" / "fngw.yaml"
@@ -54,8 +54,13 @@ def test_json_format(broken, capsys):
     assert doc["valid"] is False and doc["errors"] == 1
     (problem,) = doc["files"][0]["problems"]
     assert problem == {
-        "file": str(broken), "line": 3, "col": 24, "path": "$.notebooks.nb.colour", "rule": "additionalProperties",
-        "severity": "error", "message": problem["message"],
+        "file": str(broken),
+        "line": 3,
+        "col": 24,
+        "path": "$.notebooks.nb.colour",
+        "rule": "additionalProperties",
+        "severity": "error",
+        "message": problem["message"],
     }
 
 
@@ -74,8 +79,10 @@ def test_github_format_is_the_default_under_github_actions(broken, capsys, monke
 def test_missing_token_is_a_warning_and_an_error_with_strict(notebook, manifest, capsys, monkeypatch):
     monkeypatch.delenv("FNGW_TEST_TOKEN", raising=False)
     notebook("nb.ipynb", ["# GET /x\nprint(1)"])
-    path = manifest("version: 1\nauth:\n  tokens:\n    ops: {env: FNGW_TEST_TOKEN}\n  default: [ops]\n"
-                    "notebooks:\n  nb: {path: nb.ipynb}\n")
+    path = manifest(
+        "version: 1\nauth:\n  tokens:\n    ops: {env: FNGW_TEST_TOKEN}\n  default: [ops]\n"
+        "notebooks:\n  nb: {path: nb.ipynb}\n"
+    )
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"{path}:4:5: warning: $.auth.tokens.ops: token 'ops': environment variable FNGW_TEST_TOKEN" in out

@@ -40,9 +40,15 @@ notebooks:
 
 @pytest.fixture
 def scotch(notebook, manifest):
-    notebook("scotch.ipynb", [
-        "import json", "# GET /scotches\nprint(1)", "# GET /scotches/:name\nprint(2)", "# POST /scotches\nprint(3)",
-    ])
+    notebook(
+        "scotch.ipynb",
+        [
+            "import json",
+            "# GET /scotches\nprint(1)",
+            "# GET /scotches/:name\nprint(2)",
+            "# POST /scotches\nprint(3)",
+        ],
+    )
     result = load_manifest(manifest(SCOTCH))
     assert result.problems == []
     return result.manifest
@@ -97,7 +103,8 @@ def test_route_plan_gives_endpoints_with_their_own_pool_their_own_kernels(scotch
         ("GET", "/v1/scotch/scotches/:name", "scotch:GET /scotches/:name"),
     ]
     assert {pid: p.settings.size for pid, p in plan.pools.items()} == {
-        "scotch": 2, "scotch:GET /scotches/:name": 4,
+        "scotch": 2,
+        "scotch:GET /scotches/:name": 4,
     }
     shared = plan.pools["scotch"]
     assert shared.kernel == "python3" and shared.seed_cells == ("import json",)

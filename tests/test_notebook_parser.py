@@ -10,12 +10,17 @@ def paths(parsed):
 
 
 def test_annotated_cells_are_endpoints_and_the_rest_seed(notebook):
-    parsed = parse_notebook(notebook("nb.ipynb", [
-        "import json",
-        "# GET /hello\nprint('hi')",
-        "x = 1",
-        "# POST /items\nprint(REQUEST)",
-    ]))
+    parsed = parse_notebook(
+        notebook(
+            "nb.ipynb",
+            [
+                "import json",
+                "# GET /hello\nprint('hi')",
+                "x = 1",
+                "# POST /items\nprint(REQUEST)",
+            ],
+        )
+    )
     assert paths(parsed) == ["GET /hello", "POST /items"]
     assert parsed.seed_cells == ("import json", "x = 1")
     assert parsed.seed_cell_indices == (0, 2)
@@ -24,9 +29,20 @@ def test_annotated_cells_are_endpoints_and_the_rest_seed(notebook):
 
 
 def test_all_five_verbs_and_only_upper_case(notebook):
-    parsed = parse_notebook(notebook("nb.ipynb", [
-        "# GET /a", "# POST /a", "# PUT /a", "# DELETE /a", "# PATCH /a", "# get /b", "# HEAD /c",
-    ]))
+    parsed = parse_notebook(
+        notebook(
+            "nb.ipynb",
+            [
+                "# GET /a",
+                "# POST /a",
+                "# PUT /a",
+                "# DELETE /a",
+                "# PATCH /a",
+                "# get /b",
+                "# HEAD /c",
+            ],
+        )
+    )
     assert paths(parsed) == ["GET /a", "POST /a", "PUT /a", "DELETE /a", "PATCH /a"]
     assert len(parsed.seed_cells) == 2
 
@@ -45,11 +61,16 @@ def test_same_annotation_concatenates_in_order_with_newlines(notebook):
 
 
 def test_response_info_cells_attach_to_their_endpoint(notebook):
-    parsed = parse_notebook(notebook("nb.ipynb", [
-        "# ResponseInfo GET /json\nprint('{}')",
-        "# GET /json\nprint(1)",
-        "# ResponseInfo POST /nowhere\nprint('{}')",
-    ]))
+    parsed = parse_notebook(
+        notebook(
+            "nb.ipynb",
+            [
+                "# ResponseInfo GET /json\nprint('{}')",
+                "# GET /json\nprint(1)",
+                "# ResponseInfo POST /nowhere\nprint('{}')",
+            ],
+        )
+    )
     (endpoint,) = parsed.endpoints
     assert endpoint.response_info == "# ResponseInfo GET /json\nprint('{}')\n"
     assert endpoint.response_info_cells == (0,)
@@ -58,13 +79,28 @@ def test_response_info_cells_attach_to_their_endpoint(notebook):
 
 
 def test_route_order_constants_then_deeper_parameters_then_notebook_order(notebook):
-    parsed = parse_notebook(notebook("nb.ipynb", [
-        "# GET /:id", "# GET /t/:id", "# GET /test/:id", "# GET /t/t/:id", "# GET /test/test/:id",
-        "# GET /test/test/test/:id", "# GET /test/test/test/test",
-    ]))
+    parsed = parse_notebook(
+        notebook(
+            "nb.ipynb",
+            [
+                "# GET /:id",
+                "# GET /t/:id",
+                "# GET /test/:id",
+                "# GET /t/t/:id",
+                "# GET /test/test/:id",
+                "# GET /test/test/test/:id",
+                "# GET /test/test/test/test",
+            ],
+        )
+    )
     assert paths(parsed) == [
-        "GET /test/test/test/test", "GET /test/test/test/:id", "GET /t/t/:id", "GET /test/test/:id",
-        "GET /t/:id", "GET /test/:id", "GET /:id",
+        "GET /test/test/test/test",
+        "GET /test/test/test/:id",
+        "GET /t/t/:id",
+        "GET /test/test/:id",
+        "GET /t/:id",
+        "GET /test/:id",
+        "GET /:id",
     ]
 
 
@@ -74,9 +110,18 @@ def test_path_parameters(notebook):
 
 
 def test_markdown_directly_above_is_the_description(notebook):
-    parsed = parse_notebook(notebook("nb.ipynb", [
-        "md: Says hello.", "# GET /hello", "md: Not attached.", "x = 1", "# GET /bye",
-    ]))
+    parsed = parse_notebook(
+        notebook(
+            "nb.ipynb",
+            [
+                "md: Says hello.",
+                "# GET /hello",
+                "md: Not attached.",
+                "x = 1",
+                "# GET /bye",
+            ],
+        )
+    )
     assert [e.description for e in parsed.endpoints] == ["Says hello.", None]
 
 
@@ -87,22 +132,32 @@ def test_paths_are_literal_and_trailing_text_is_ignored(notebook):
     assert (problem.cell_index, problem.rule) == (0, "annotation-path")
 
 
-@pytest.mark.parametrize(("annotation", "why"), [
-    ("# GET hello", "must start with '/'"),
-    ("# GET /a/", "must not end with '/'"),
-    ("# GET /a//b", "empty segment"),
-    ("# GET /a/:1x", "not a valid parameter"),
-    ("# GET /a/:x/:x", "appears twice"),
-])
+@pytest.mark.parametrize(
+    ("annotation", "why"),
+    [
+        ("# GET hello", "must start with '/'"),
+        ("# GET /a/", "must not end with '/'"),
+        ("# GET /a//b", "empty segment"),
+        ("# GET /a/:1x", "not a valid parameter"),
+        ("# GET /a/:x/:x", "appears twice"),
+    ],
+)
 def test_malformed_paths_are_problems_not_routes(notebook, annotation, why):
     parsed = parse_notebook(notebook("nb.ipynb", [annotation]))
     assert parsed.endpoints == ()
     assert why in parsed.problems[0].message
 
 
-@pytest.mark.parametrize(("language", "annotation"), [
-    ("scala", "// GET /s"), ("sql", "-- GET /s"), ("python", "# GET /s"), ("R", "# GET /s"), ("julia", "# GET /s"),
-])
+@pytest.mark.parametrize(
+    ("language", "annotation"),
+    [
+        ("scala", "// GET /s"),
+        ("sql", "-- GET /s"),
+        ("python", "# GET /s"),
+        ("R", "# GET /s"),
+        ("julia", "# GET /s"),
+    ],
+)
 def test_comment_prefix_follows_the_language(notebook, language, annotation):
     parsed = parse_notebook(notebook("nb.ipynb", [annotation], language=language))
     assert paths(parsed) == ["GET /s"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-
 from conftest import REPO, write_notebook
+
 from fngw.manifest import load_manifest, manifest_schema, parse_duration, parse_size
 from fngw.manifest.reference import schema_reference_markdown
 
@@ -39,8 +39,6 @@ def test_every_property_has_a_description():
 def test_reference_doc_is_generated_from_the_schema():
     on_disk = (REPO / "docs" / "manifest.md").read_text(encoding="utf-8")
     assert on_disk == schema_reference_markdown(), "regenerate: fngw schema --markdown > docs/manifest.md"
-
-
 
 
 @pytest.fixture
@@ -77,8 +75,13 @@ def test_documented_defaults_are_the_loaders_defaults(loaded):
         ("kernel_api", "cull", "connected"): api.cull.connected,
         ("kernel_api", "cull", "busy"): api.cull.busy,
     }
-    converters = {"max_body": parse_size, "timeout": parse_duration, "queue_timeout": parse_duration,
-                  "interval": parse_duration, "allow_origin": lambda v: (v,)}
+    converters = {
+        "max_body": parse_size,
+        "timeout": parse_duration,
+        "queue_timeout": parse_duration,
+        "interval": parse_duration,
+        "allow_origin": lambda v: (v,),
+    }
     for path, actual in checks.items():
         schema_path = path if path[0] != "notebooks" else ("notebooks", "*", path[1])
         documented = _documented(root, schema_path)

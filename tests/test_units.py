@@ -3,9 +3,18 @@ import pytest
 from fngw.manifest import parse_duration, parse_size
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    (0, 0.0), (2.5, 2.5), ("500ms", 0.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("1.5m", 90.0),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (0, 0.0),
+        (2.5, 2.5),
+        ("500ms", 0.5),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1.5m", 90.0),
+    ],
+)
 def test_durations_are_seconds(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -16,10 +25,18 @@ def test_bad_durations_are_refused(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    (0, 0), (1024, 1024), ("10B", 10), ("10MB", 10_000_000), ("512KiB", 524_288), ("1GiB", 1024**3),
-    ("1.5kB", 1500),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        (0, 0),
+        (1024, 1024),
+        ("10B", 10),
+        ("10MB", 10_000_000),
+        ("512KiB", 524_288),
+        ("1GiB", 1024**3),
+        ("1.5kB", 1500),
+    ],
+)
 def test_sizes_are_bytes(text, size):
     assert parse_size(text) == size
 

@@ -14,8 +14,17 @@ def rules(result):
 def test_values_follow_yaml_1_2_not_1_1():
     result = load("a: 010\nb: 1:30\nc: 2024-01-01\nd: 0o17\ne: 0x1F\nf: 1e3\ng: ~\nh: true\ni: .inf\n")
     assert result.problems == []
-    assert result.data == {"a": 10, "b": "1:30", "c": "2024-01-01", "d": 15, "e": 31, "f": 1000.0,
-                           "g": None, "h": True, "i": float("inf")}
+    assert result.data == {
+        "a": 10,
+        "b": "1:30",
+        "c": "2024-01-01",
+        "d": 15,
+        "e": 31,
+        "f": 1000.0,
+        "g": None,
+        "h": True,
+        "i": float("inf"),
+    }
 
 
 def test_yaml_1_1_booleans_are_errors_unless_quoted():

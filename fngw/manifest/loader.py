@@ -241,7 +241,7 @@ class _ManifestBuilder:
             if cors.allow_credentials and cors.allow_origin == ("*",):
                 self.error(
                     ("server", "cors", "allow_credentials"),
-                    "browsers refuse credentials with allow_origin \"*\"; list the origins instead",
+                    'browsers refuse credentials with allow_origin "*"; list the origins instead',
                     "cors-credentials-wildcard",
                 )
         base_url = raw.get("base_url", "/")
@@ -269,8 +269,11 @@ class _ManifestBuilder:
         for i, name in enumerate(raw):
             if name not in self.token_names:
                 declared = ", ".join(sorted(self.token_names)) or "none"
-                self.error((*path, i), f"token {name!r} is not declared under auth.tokens (declared: {declared})",
-                           "auth-unknown-token")
+                self.error(
+                    (*path, i),
+                    f"token {name!r} is not declared under auth.tokens (declared: {declared})",
+                    "auth-unknown-token",
+                )
         return Access(public=False, tokens=tuple(raw))
 
     def pool(self, raw: dict[str, Any] | None, base: PoolSettings) -> PoolSettings:
@@ -289,7 +292,9 @@ class _ManifestBuilder:
             pool=self.pool(raw.get("pool"), builtin.pool),
         )
 
-    def notebook(self, name: str, raw: dict[str, Any], defaults: DefaultSettings, default_auth: Access) -> NotebookSettings:
+    def notebook(
+        self, name: str, raw: dict[str, Any], defaults: DefaultSettings, default_auth: Access
+    ) -> NotebookSettings:
         where = ("notebooks", name)
         timeout = parse_duration(raw["timeout"]) if "timeout" in raw else defaults.timeout
         pool = self.pool(raw.get("pool"), defaults.pool)
@@ -341,9 +346,10 @@ class _ManifestBuilder:
             cull=cull,
         )
         if settings.max_kernels is not None and settings.prewarm > settings.max_kernels:
-            self.error((*where, "prewarm"), f"prewarm ({settings.prewarm}) exceeds max_kernels ({settings.max_kernels})",
-                       "prewarm-exceeds-max")
+            message = f"prewarm ({settings.prewarm}) exceeds max_kernels ({settings.max_kernels})"
+            self.error((*where, "prewarm"), message, "prewarm-exceeds-max")
         if settings.allowed_kernels is not None and settings.default_kernel not in settings.allowed_kernels:
-            self.error((*where, "default_kernel") if "default_kernel" in raw else where,
-                       f"default_kernel {settings.default_kernel!r} is not in allowed_kernels", "default-kernel-not-allowed")
+            at = (*where, "default_kernel") if "default_kernel" in raw else where
+            message = f"default_kernel {settings.default_kernel!r} is not in allowed_kernels"
+            self.error(at, message, "default-kernel-not-allowed")
         return settings

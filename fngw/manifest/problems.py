@@ -71,10 +71,7 @@ def render(results: Sequence[tuple[str, Sequence[Problem]]], fmt: str) -> str:
             "valid": errors == 0,
             "errors": errors,
             "warnings": warnings,
-            "files": [
-                {"file": f, "valid": count(p)[0] == 0, "problems": [asdict(x) for x in p]}
-                for f, p in results
-            ],
+            "files": [{"file": f, "valid": count(p)[0] == 0, "problems": [asdict(x) for x in p]} for f, p in results],
         }
         return json.dumps(doc, indent=2)
     lines = []

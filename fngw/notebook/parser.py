@@ -92,8 +92,6 @@ class Endpoint:
         return f"{self.method} {self.path}"
 
 
-
-
 @dataclass(frozen=True)
 class ParsedNotebook:
     """What a notebook declares: its language, kernelspec, endpoints in route order, seed cells."""

@@ -7,6 +7,7 @@ has a ``pool`` of its own. Everything it finds wrong is a located ``Problem``. I
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Mapping
@@ -93,48 +94,57 @@ def plan_routes(manifest: Manifest) -> PlanResult:
         for p in notebook.problems:
             problem((*where, "path"), f"cell {p.cell_index}: {p.message}", p.rule)
         for annotation in notebook.orphan_response_infos:
-            problem((*where, "path"), f"ResponseInfo {annotation} has no endpoint cell", "response-info-orphan",
-                    severity="warning")
+            problem(
+                (*where, "path"),
+                f"ResponseInfo {annotation} has no endpoint cell",
+                "response-info-orphan",
+                severity="warning",
+            )
         if not notebook.endpoints and not notebook.problems:
-            problem((*where, "path"), "the notebook has no annotated endpoint cells ('# GET /path')",
-                    "notebook-no-endpoints", severity="warning")
+            problem(
+                (*where, "path"),
+                "the notebook has no annotated endpoint cells ('# GET /path')",
+                "notebook-no-endpoints",
+                severity="warning",
+            )
         kernel = nb.kernel or notebook.kernelspec
         if kernel is None:
-            problem(where, "no kernel: the notebook has no kernelspec metadata and the manifest names none "
-                    "(set kernel here or in defaults)", "kernel-unknown", key=True)
+            problem(
+                where,
+                "no kernel: the notebook has no kernelspec metadata and the manifest names none "
+                "(set kernel here or in defaults)",
+                "kernel-unknown",
+                key=True,
+            )
             continue
         known = {e.annotation for e in notebook.endpoints}
         for annotation in nb.overrides:
             if annotation not in known:
                 hint = difflib.get_close_matches(annotation, sorted(known), n=1)
                 message = f"no cell is annotated {annotation!r}"
-                message += f"; did you mean {hint[0]!r}?" if hint else f" (annotated: {', '.join(sorted(known)) or 'none'})"
+                listing = ", ".join(sorted(known)) or "none"
+                message += f"; did you mean {hint[0]!r}?" if hint else f" (annotated: {listing})"
                 problem((*where, "endpoints", annotation), message, "endpoint-unknown", key=True)
 
-        def spec(pid: str, settings: PoolSettings) -> PoolSpec:
-            return PoolSpec(
-                id=pid,
-                notebook=name,
-                kernel=kernel,
-                language=notebook.language,
-                env=nb.env,
-                seed_cells=notebook.seed_cells,
-                settings=settings,
-            )
-
-        shared_needed = False
+        shared = PoolSpec(
+            id=pool_id(name),
+            notebook=name,
+            kernel=kernel,
+            language=notebook.language,
+            env=nb.env,
+            seed_cells=notebook.seed_cells,
+            settings=nb.pool,
+        )
         for endpoint in notebook.endpoints:
             settings = nb.endpoint(endpoint.annotation)
             if settings.own_pool:
                 pid = pool_id(name, endpoint)
-                pools[pid] = spec(pid, settings.pool)
+                pools[pid] = dataclasses.replace(shared, id=pid, settings=settings.pool)
             else:
-                pid = pool_id(name)
-                shared_needed = True
+                pid = shared.id
+                pools[pid] = shared
             full = join_url(manifest.server.base_url, nb.mount, endpoint.path)
             routes.append(Route(endpoint.method, full, name, endpoint, settings, pid))
-        if shared_needed:
-            pools[pool_id(name)] = spec(pool_id(name), nb.pool)
 
     _check_collisions(manifest, routes, problem)
     ordered = sorted(routes, key=lambda r: route_sort_key(r.path))
@@ -147,7 +157,7 @@ def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
     reserved = [join_url(base, GATEWAY_PREFIX)]
     if manifest.kernel_api is not None:
         reserved += [join_url(base, p) for p in KERNEL_API_PREFIXES]
-    for name, nb in manifest.notebooks.items():
+    for nb in manifest.notebooks.values():
         mount = join_url(base, nb.mount)
         if nb.download:
             reserved.append(join_url(mount, "_api"))
@@ -160,15 +170,22 @@ def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
             if route.path == prefix or route.path.startswith(prefix + "/"):
                 mount = (*where, "mount")
                 at = mount if mount in manifest.source.values else (*where, "path")
-                problem(at, f"{route.method} {route.path} is inside {prefix}, which the gateway serves itself",
-                        "route-reserved")
+                problem(
+                    at,
+                    f"{route.method} {route.path} is inside {prefix}, which the gateway serves itself",
+                    "route-reserved",
+                )
                 break
         key = (route.method, path_shape(route.path))
         other = seen.get(key)
         if other is not None:
             same = other.notebook == route.notebook
             first = f"{other.method} {other.path}" + ("" if same else f" of notebook {other.notebook!r}")
-            problem(where, f"{route.method} {route.path} collides with {first}: both match the same URLs",
-                    "route-collision", key=True)
+            problem(
+                where,
+                f"{route.method} {route.path} collides with {first}: both match the same URLs",
+                "route-collision",
+                key=True,
+            )
         else:
             seen[key] = route

@@ -19,8 +19,14 @@ log = logging.getLogger("fngw.server")
 class GatewayError(falcon.HTTPError):
     """An HTTP error with extra JSON fields (``ename``, ``evalue``, ``retry_after`` ...)."""
 
-    def __init__(self, status: str | int, reason: str | None = None, message: str = "",
-                 headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        status: str | int,
+        reason: str | None = None,
+        message: str = "",
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(status, title=reason, description=message, headers=headers)
         self.extra = extra
 

@@ -1,0 +1,119 @@
+"""Running a real `gunicorn fngw.wsgi` for tests, and stopping it by PID."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gateway_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FNGW_") and k != "PORT"}
+    env.update(extra)
+    return env
+
+
+class Gateway:
+    """A gunicorn master started from the repository root, so gunicorn.conf.py applies."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None, cwd: Path = REPO):
+        self.port = port or free_port()
+        bind = [] if "PORT" in (env or {}) else ["--bind", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(
+            [GUNICORN, "fngw.wsgi", *bind, "--no-control-socket", *args],
+            cwd=cwd,
+            env=env or gateway_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10.0
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def get_json(self, path: str) -> tuple[int, object]:
+        status, _, body = self.request("GET", path)
+        return status, json.loads(body)
+
+    def wait_ready(self, path: str = "/_fngw/health", timeout: float = 60.0) -> None:
+        """Until the health check answers; fails early if the master exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                status, _, _ = self.request("GET", path, timeout=1.0)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)  # polling a port that is not open yet; not synchronisation on state
+        raise AssertionError("gateway did not become healthy in time")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM to the master's PID; SIGKILL if it does not exit in time."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode
+
+    def wait_exit(self, timeout: float = 60.0) -> tuple[int, str]:
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError(f"gateway did not exit: {err}") from None
+        return self.proc.returncode, err
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc), to check nothing is left behind."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found

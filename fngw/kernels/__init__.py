@@ -1,5 +1,48 @@
-"""Kernel runtime: kernelspecs, kernel processes, channels and pools. Knows nothing of HTTP."""
+"""Kernel runtime: kernelspecs, kernel processes driven from greenlets, and self-healing pools.
 
-from .specs import installed_kernelspecs
+Knows nothing of HTTP. Everything here must run in a gevent-friendly process: it uses gevent
+primitives and ``zmq.green`` sockets, created after fork.
+"""
 
-__all__ = ["installed_kernelspecs"]
+from .environment import kernel_environment
+from .kernel import (
+    ExecutionError,
+    ExecutionResult,
+    ExecutionTimeout,
+    Kernel,
+    KernelDied,
+    KernelError,
+    KernelRestarting,
+    KernelSeedError,
+    KernelStartError,
+    SeedCell,
+    reap_runtime_dir,
+)
+from .pool import KernelPool, PoolClosed, PoolError, PoolStats, PoolUnavailable, QueueFull, QueueTimeout
+from .specs import KernelSpecNotFound, ResolvedSpec, installed_kernelspecs, resolve_kernelspec
+
+__all__ = [
+    "ExecutionError",
+    "ExecutionResult",
+    "ExecutionTimeout",
+    "Kernel",
+    "KernelDied",
+    "KernelError",
+    "KernelPool",
+    "KernelRestarting",
+    "KernelSeedError",
+    "KernelSpecNotFound",
+    "KernelStartError",
+    "PoolClosed",
+    "PoolError",
+    "PoolStats",
+    "PoolUnavailable",
+    "QueueFull",
+    "QueueTimeout",
+    "ResolvedSpec",
+    "SeedCell",
+    "installed_kernelspecs",
+    "kernel_environment",
+    "reap_runtime_dir",
+    "resolve_kernelspec",
+]

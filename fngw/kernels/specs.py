@@ -1,11 +1,62 @@
-"""Kernelspecs installed on this machine (reads directories only; starts nothing)."""
+"""Kernelspecs: which are installed, and the command line and environment to start one.
+
+Reads directories only; starts nothing.
+"""
 
 from __future__ import annotations
 
-from jupyter_client.kernelspec import KernelSpecManager
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+
+class KernelSpecNotFound(LookupError):
+    """No installed kernelspec has this name."""
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A kernelspec ready to launch: its argv template and the settings fngw needs."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    language: str = ""
+    display_name: str = ""
+    interrupt_mode: str = "signal"
+    resource_dir: Path | None = None
+
+    def command(self, connection_file: str) -> list[str]:
+        values = {"connection_file": connection_file, "resource_dir": str(self.resource_dir or "")}
+        return [arg.format(**values) if "{" in arg else arg for arg in self.argv]
 
 
 def installed_kernelspecs() -> set[str]:
     """Names of the kernelspecs jupyter_client can find (``python3`` is always among them when
     ipykernel is installed, as jupyter_client provides its native kernel)."""
     return set(KernelSpecManager().find_kernel_specs())
+
+
+def resolve_kernelspec(name: str) -> ResolvedSpec:
+    """The kernelspec ``name`` with ``python``/``python3`` in argv[0] bound to this interpreter, so
+    kernels run with the gateway's own environment rather than whatever ``python`` is on PATH."""
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise KernelSpecNotFound(f"kernelspec {name!r} is not installed") from None
+    argv = list(spec.argv)
+    if argv and os.path.basename(argv[0]) in ("python", "python3", f"python{sys.version_info[0]}"):
+        argv[0] = sys.executable
+    return ResolvedSpec(
+        name=name,
+        argv=tuple(argv),
+        env=dict(spec.env or {}),
+        language=spec.language or "",
+        display_name=spec.display_name or name,
+        interrupt_mode=spec.interrupt_mode or "signal",
+        resource_dir=Path(spec.resource_dir) if spec.resource_dir else None,
+    )

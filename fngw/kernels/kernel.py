@@ -1,0 +1,544 @@
+"""One Jupyter kernel process, driven from gevent greenlets.
+
+``Kernel`` owns the kernel's process (in its own process group), its connection file and its
+channels. jupyter_client's managers and clients cannot run under gevent, so this class uses only its
+low-level parts: ``write_connection_file``, ``launch_kernel`` and ``Session``, with ``zmq.green``
+sockets. One reader greenlet per channel routes every message by ``parent_header.msg_id`` to the
+request that caused it, so any number of greenlets may execute on one kernel at once.
+
+Transport is IPC in a private directory: file paths cannot be taken by another process between
+choosing and binding, as TCP ports can.
+
+Lifecycle: ``start`` (launch, wait for ``kernel_info_reply`` and the matching iopub ``idle``, run
+the seed cells), ``execute``, ``interrupt`` (signal or message, as the kernelspec says),
+``restart`` (kill, relaunch, re-seed), ``shutdown``. A monitor greenlet notices the process dying
+within ``DEATH_POLL`` seconds and fails every pending request on the kernel with ``KernelDied``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.event
+import zmq
+import zmq.green as zmq_green
+from jupyter_client.connect import write_connection_file
+from jupyter_client.launcher import launch_kernel
+from jupyter_client.session import Session
+
+from .specs import ResolvedSpec, resolve_kernelspec
+
+log = logging.getLogger("fngw.kernels")
+
+DEATH_POLL = 0.2  # seconds between checks of the kernel process
+READY_NUDGE = 0.5  # resend kernel_info_request this often until iopub answers (slow joiner)
+SHUTDOWN_GRACE = 1.0  # after shutdown_request, before the process group is killed
+PGID_FILE = "pgid"
+
+
+class KernelError(Exception):
+    """Base of the errors a kernel raises."""
+
+
+class KernelStartError(KernelError):
+    """The kernel process could not be started or did not become ready."""
+
+
+class KernelSeedError(KernelStartError):
+    """A seed cell failed; names the notebook, the cell index and the kernel's error."""
+
+    def __init__(self, label: str, cell_index: int, ename: str, evalue: str, traceback: Sequence[str] = ()):
+        self.label = label
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = list(traceback)
+        super().__init__(f"seeding {label} failed at cell {cell_index}: {ename}: {evalue}")
+
+
+class KernelDied(KernelError):
+    """The kernel process exited (or was killed) while a request was pending or was made."""
+
+
+class KernelRestarting(KernelError):
+    """The kernel was restarted while the request was pending."""
+
+
+class ExecutionTimeout(KernelError):
+    """The execution did not finish within its deadline; the kernel may still be busy."""
+
+
+@dataclass(frozen=True)
+class SeedCell:
+    """A code cell run on every start and restart; ``index`` is its position in the notebook."""
+
+    index: int
+    source: str
+
+
+@dataclass
+class ExecutionError:
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+@dataclass
+class ExecutionResult:
+    """What one ``execute_request`` produced, in the order the kernel sent it."""
+
+    status: str = "ok"  # "ok", "error" or "aborted"
+    stdout: str = ""
+    stderr: str = ""
+    # display_data and execute_result bundles: {"type", "data", "metadata"}
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    execute_result: dict[str, Any] | None = None
+    error: ExecutionError | None = None
+    execution_count: int | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _Request:
+    """A request waiting for its reply and, unless ``reply_only``, its iopub ``idle``."""
+
+    def __init__(self, msg_id: str, reply_only: bool = False):
+        self.msg_id = msg_id
+        self.reply: dict[str, Any] | None = None
+        self.idle = reply_only
+        self.done = gevent.event.AsyncResult()
+
+    def on_reply(self, msg: dict[str, Any]) -> None:
+        self.reply = msg
+        self._maybe_done()
+
+    def on_iopub(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+            self.idle = True
+            self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.reply is not None and self.idle and not self.done.ready():
+            self.done.set(self.reply)
+
+    def fail(self, error: KernelError) -> None:
+        if not self.done.ready():
+            self.done.set_exception(error)
+
+
+class _Execution(_Request):
+    def __init__(self, msg_id: str):
+        super().__init__(msg_id)
+        self.result = ExecutionResult()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+        self.started = time.monotonic()
+
+    def on_iopub(self, msg: dict[str, Any]) -> None:
+        kind = msg["msg_type"]
+        content = msg["content"]
+        if kind == "stream":
+            (self._stderr if content.get("name") == "stderr" else self._stdout).append(content.get("text", ""))
+        elif kind in ("display_data", "execute_result"):
+            bundle = {"type": kind, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
+            self.result.outputs.append(bundle)
+            if kind == "execute_result":
+                self.result.execute_result = bundle["data"]
+        elif kind == "error":
+            self.result.error = ExecutionError(
+                content.get("ename", ""), content.get("evalue", ""), list(content.get("traceback", []))
+            )
+        elif kind == "clear_output":
+            self._stdout.clear()
+            self._stderr.clear()
+            self.result.outputs.clear()
+        super().on_iopub(msg)
+
+    def _maybe_done(self) -> None:
+        if self.reply is not None and self.idle and not self.done.ready():
+            content = self.reply["content"]
+            result = self.result
+            result.status = content.get("status", "error")
+            result.execution_count = content.get("execution_count")
+            if result.status == "error" and result.error is None:
+                result.error = ExecutionError(
+                    content.get("ename", ""), content.get("evalue", ""), list(content.get("traceback", []))
+                )
+            result.stdout = "".join(self._stdout)
+            result.stderr = "".join(self._stderr)
+            result.duration = time.monotonic() - self.started
+            self.done.set(result)
+
+
+class _Connection:
+    """The sockets and reader greenlets of one launched kernel process."""
+
+    CHANNELS = ("shell", "control", "iopub", "stdin")
+
+    def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, dict], None]):
+        context = zmq_green.Context.instance()
+        self.sockets: dict[str, zmq_green.Socket] = {}
+        for channel in self.CHANNELS:
+            kind = zmq.SUB if channel == "iopub" else zmq.DEALER
+            sock = context.socket(kind)
+            sock.linger = 0
+            if channel == "iopub":
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            else:
+                sock.setsockopt(zmq.IDENTITY, session.bsession)
+            sock.connect(f"ipc://{info['ip']}-{info[channel + '_port']}")
+            self.sockets[channel] = sock
+        self.session = session
+        self.readers = [gevent.spawn(self._read, channel, route) for channel in self.CHANNELS]
+
+    def _read(self, channel: str, route: Callable[[str, dict], None]) -> None:
+        sock = self.sockets[channel]
+        while True:
+            try:
+                _, msg = self.session.recv(sock, mode=0, copy=False)
+            except zmq.ZMQError:
+                return  # socket closed
+            except Exception:  # a malformed or unsigned message: drop it, keep reading
+                log.warning("dropping an unreadable message on %s", channel, exc_info=True)
+                continue
+            if msg is not None:
+                route(channel, msg)
+
+    def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
+        msg = self.session.msg(msg_type, content)
+        self.session.send(self.sockets[channel], msg)
+        return msg["header"]["msg_id"]
+
+    def close(self) -> None:
+        current = gevent.getcurrent()
+        gevent.killall([g for g in self.readers if g is not current], block=False)
+        for sock in self.sockets.values():
+            sock.close(linger=0)
+
+
+class Kernel:
+    """One kernel process, its channels and its seed. Safe to share between greenlets."""
+
+    def __init__(
+        self,
+        spec: ResolvedSpec | str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        seed: Sequence[SeedCell] = (),
+        label: str = "kernel",
+        runtime_dir: str | Path | None = None,
+        start_timeout: float = 60.0,
+        kernel_id: str | None = None,
+    ):
+        self.spec = resolve_kernelspec(spec) if isinstance(spec, str) else spec
+        self.id = kernel_id or str(uuid.uuid4())
+        self.label = label
+        self.seed = tuple(seed)
+        self.env = dict(env if env is not None else os.environ)
+        self.cwd = str(cwd) if cwd else None
+        self.runtime_dir = Path(runtime_dir) if runtime_dir else Path(tempfile.gettempdir())
+        self.start_timeout = start_timeout
+        self.state = "new"  # new, starting, idle, busy, restarting, dead, stopped
+        self.last_activity = time.time()
+        self.restarts = 0
+        self._proc = None
+        self._dir: Path | None = None
+        self._conn: _Connection | None = None
+        self._requests: dict[str, _Request] = {}
+        self._generation = 0
+        self._monitor: gevent.Greenlet | None = None
+        self._death_callbacks: list[Callable[[Kernel], None]] = []
+        self._iopub_listeners: list[Callable[[Kernel, dict], None]] = []
+
+    # --- public surface ---------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopped")
+
+    @property
+    def pending(self) -> int:
+        """Requests sent and not yet complete (an execution that timed out stays pending until idle)."""
+        return len(self._requests)
+
+    def on_death(self, callback: Callable[[Kernel], None]) -> None:
+        """Call ``callback(kernel)`` when the process dies unexpectedly."""
+        self._death_callbacks.append(callback)
+
+    def on_iopub(self, listener: Callable[[Kernel, dict], None]) -> None:
+        """Call ``listener(kernel, msg)`` for every iopub message (for websocket clients)."""
+        self._iopub_listeners.append(listener)
+
+    def start(self) -> None:
+        """Launch, wait until ready, seed. Raises ``KernelStartError``/``KernelSeedError``; on failure
+        nothing is left running."""
+        self.state = "starting"
+        try:
+            self._launch()
+            self._wait_ready(self.start_timeout)
+            self._run_seed()
+        except BaseException:
+            self._terminate()
+            self.state = "dead"
+            raise
+        self.state = "idle"
+
+    def execute(self, code: str, timeout: float | None = None, *, store_history: bool = False,
+                silent: bool = False) -> ExecutionResult:
+        """Run ``code``; the result whatever the code did. Raises ``ExecutionTimeout`` past
+        ``timeout`` seconds (the execution keeps running: interrupt or restart the kernel),
+        ``KernelDied`` if the process dies, ``KernelRestarting`` if it is restarted meanwhile."""
+        if self._conn is None or not self.alive:
+            raise KernelDied(f"{self.label}: kernel {self.id} is not running")
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": store_history,
+            "user_expressions": {},
+            "allow_stdin": False,  # input() fails at once instead of waiting for a reply nobody sends
+            "stop_on_error": False,
+        }
+        request = self._send("shell", "execute_request", content, _Execution)
+        return self._wait(request, timeout)
+
+    def interrupt(self) -> None:
+        """Interrupt the running cell as the kernelspec says: SIGINT to the group, or a message."""
+        if not self.alive:
+            return
+        if self.spec.interrupt_mode == "message":
+            self._send("control", "interrupt_request", {}, _Request, reply_only=True)
+        else:
+            self._signal_group(signal.SIGINT)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every pending request has completed (within ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        for request in list(self._requests.values()):
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                request.done.wait(remaining)
+            if not request.done.ready():
+                return False
+        return not self._requests
+
+    def restart(self) -> None:
+        """Kill the process group, start a fresh process and seed it again."""
+        self.state = "restarting"
+        self._terminate(KernelRestarting(f"{self.label}: kernel {self.id} is restarting"))
+        self.restarts += 1
+        try:
+            self._launch()
+            self._wait_ready(self.start_timeout)
+            self._run_seed()
+        except BaseException:
+            self._terminate()
+            self.state = "dead"
+            raise
+        self.state = "idle"
+
+    def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Ask the kernel to exit, then kill its process group; remove its files."""
+        if self._conn is not None and self.alive:
+            try:
+                self._send("control", "shutdown_request", {"restart": False}, _Request, reply_only=True)
+                self._proc_exited(grace)
+            except KernelError:
+                pass
+        self._terminate(KernelDied(f"{self.label}: kernel {self.id} was shut down"))
+        self.state = "stopped"
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        self._generation += 1
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        self._dir = Path(tempfile.mkdtemp(prefix="k-", dir=self.runtime_dir))
+        session = Session(key=uuid.uuid4().hex.encode(), username="fngw", signature_scheme="hmac-sha256")
+        connection_file = str(self._dir / "connection.json")
+        ports = {f"{c}_port": i for i, c in enumerate(("shell", "iopub", "stdin", "control", "hb"), 1)}
+        _, info = write_connection_file(
+            connection_file, ip=str(self._dir / "ipc"), key=session.key, transport="ipc",
+            kernel_name=self.spec.name, **ports,
+        )
+        env = {**self.env, **self.spec.env, "KERNEL_GATEWAY": "1"}
+        stderr_path = self._dir / "stderr.log"
+        with open(stderr_path, "wb") as err:
+            self._proc = launch_kernel(
+                self.spec.command(connection_file), stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                cwd=self.cwd,
+            )
+        # The process is its own session leader (start_new_session), so its pgid is its pid. The
+        # file lets a gunicorn master kill the group if this worker dies without cleaning up.
+        (self._dir / PGID_FILE).write_text(str(self._proc.pid))
+        self._conn = _Connection(info, session, self._route)
+        self._monitor = gevent.spawn(self._watch, self._proc, self._generation)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until a kernel_info_reply and its iopub idle both arrive: iopub subscriptions take a
+        moment to connect, so the request is repeated until iopub answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise KernelStartError(f"{self.label}: kernel did not answer within {timeout:g}s{self._stderr_tail()}")
+            request = self._send("shell", "kernel_info_request", {}, _Request)
+            try:
+                request.done.get(timeout=min(READY_NUDGE, remaining))
+                return
+            except gevent.Timeout:
+                self._requests.pop(request.msg_id, None)
+            except KernelDied:
+                raise KernelStartError(
+                    f"{self.label}: kernel process exited during start{self._stderr_tail()}"
+                ) from None
+
+    def _run_seed(self) -> None:
+        for cell in self.seed:
+            try:
+                result = self.execute(cell.source, self.start_timeout)
+            except ExecutionTimeout:
+                raise KernelSeedError(self.label, cell.index, "Timeout",
+                                      f"the cell ran longer than {self.start_timeout:g}s") from None
+            except KernelDied:
+                raise KernelSeedError(self.label, cell.index, "KernelDied", "the kernel exited") from None
+            if not result.ok:
+                error = result.error or ExecutionError("Error", result.status, [])
+                raise KernelSeedError(self.label, cell.index, error.ename, error.evalue, error.traceback)
+
+    def _send(self, channel: str, msg_type: str, content: dict[str, Any], kind: type[_Request],
+              reply_only: bool = False) -> _Request:
+        assert self._conn is not None
+        msg = self._conn.session.msg(msg_type, content)
+        msg_id = msg["header"]["msg_id"]
+        request = kind(msg_id) if kind is _Execution else kind(msg_id, reply_only)
+        self._requests[msg_id] = request
+        self._conn.session.send(self._conn.sockets[channel], msg)
+        if kind is _Execution:
+            self.state = "busy"
+        return request
+
+    def _wait(self, request: _Request, timeout: float | None) -> Any:
+        try:
+            return request.done.get(timeout=timeout)
+        except gevent.Timeout:
+            raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s") from None
+
+    def _route(self, channel: str, msg: dict[str, Any]) -> None:
+        self.last_activity = time.time()
+        parent = (msg.get("parent_header") or {}).get("msg_id")
+        request = self._requests.get(parent) if parent else None
+        if channel == "iopub":
+            if request is not None:
+                request.on_iopub(msg)
+            for listener in self._iopub_listeners:
+                try:
+                    listener(self, msg)
+                except Exception:
+                    log.exception("iopub listener failed")
+        elif request is not None and channel in ("shell", "control"):
+            request.on_reply(msg)
+        if request is not None and request.done.ready():
+            del self._requests[parent]
+            if self.state == "busy" and not any(isinstance(r, _Execution) for r in self._requests.values()):
+                self.state = "idle"
+
+    def _watch(self, proc, generation: int) -> None:
+        while proc.poll() is None:
+            gevent.sleep(DEATH_POLL)
+        if generation != self._generation or self.state in ("stopped", "restarting"):
+            return  # an exit we caused
+        log.warning("%s: kernel %s (pid %s) died with exit code %s", self.label, self.id, proc.pid, proc.returncode)
+        self._terminate(KernelDied(f"{self.label}: kernel {self.id} died (exit code {proc.returncode})"))
+        self.state = "dead"
+        for callback in list(self._death_callbacks):
+            try:
+                callback(self)
+            except Exception:
+                log.exception("death callback failed")
+
+    def _proc_exited(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._proc is not None and self._proc.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.02)
+        return True
+
+    def _signal_group(self, signum: int) -> None:
+        if self._proc is None:
+            return
+        try:
+            os.killpg(self._proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _terminate(self, error: KernelError | None = None) -> None:
+        """Kill the process group, fail pending requests, close sockets, remove files."""
+        self._generation += 1  # the monitor of this process must not report our kill as a death
+        failure = error or KernelDied(f"{self.label}: kernel {self.id} stopped")
+        for request in list(self._requests.values()):
+            request.fail(failure)
+        self._requests.clear()
+        if self._proc is not None:
+            self._signal_group(signal.SIGKILL)
+            if not self._proc_exited(5.0):  # polls with gevent.sleep: Popen.wait would block the hub
+                log.error("%s: kernel pid %s did not exit after SIGKILL", self.label, self._proc.pid)
+        if self._monitor is not None and self._monitor is not gevent.getcurrent():
+            self._monitor.kill(block=False)
+        self._monitor = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _stderr_tail(self, limit: int = 2000) -> str:
+        if self._dir is None:
+            return ""
+        try:
+            text = (self._dir / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+        return f"; its output ended with:\n{text}" if text else ""
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.label} {self.id} {self.spec.name} pid={self.pid} {self.state}>"
+
+
+def reap_runtime_dir(runtime_dir: str | Path) -> list[int]:
+    """Kill the process group of every kernel recorded under ``runtime_dir`` and remove their files.
+
+    For a parent process (a gunicorn master) cleaning up after a worker that died without shutting
+    its kernels down. Returns the process groups signalled."""
+    killed = []
+    root = Path(runtime_dir)
+    for pgid_file in root.glob(f"k-*/{PGID_FILE}"):
+        try:
+            pgid = int(pgid_file.read_text())
+            os.killpg(pgid, signal.SIGKILL)
+            killed.append(pgid)
+        except (ValueError, OSError):
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+    return killed

@@ -1,0 +1,317 @@
+"""A fixed-size pool of warm, seeded kernels shared by many greenlets, that heals itself.
+
+``acquire`` hands out idle kernels least-recently-released first (Kernel Gateway's FIFO rotation);
+when none is idle a bounded number of callers wait, each for at most ``queue_timeout``. ``release``
+checks the kernel: a healthy idle kernel goes to the next waiter or back to the idle queue; a kernel
+still busy (its execution timed out) is interrupted and, if it is not idle within a short grace,
+restarted; a dead kernel is restarted. Recovery happens in the background, so the caller that hit
+the fault gets its error at once, and no caller is ever handed a kernel that is dead, restarting or
+busy. The pool keeps its size through every fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import gevent
+import gevent.event
+import gevent.pool
+
+from .kernel import ExecutionResult, ExecutionTimeout, Kernel, KernelDied, KernelError, KernelSeedError
+
+log = logging.getLogger("fngw.kernels")
+
+INTERRUPT_GRACE = 2.0  # seconds a timed-out kernel gets to become idle after an interrupt
+RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # between failed (re)starts of one kernel slot
+
+
+class PoolError(KernelError):
+    """Base of the errors ``acquire`` raises."""
+
+
+class QueueFull(PoolError):
+    """Every kernel is busy and ``max_queue`` callers are already waiting."""
+
+
+class QueueTimeout(PoolError):
+    """No kernel became free within ``queue_timeout``."""
+
+
+class PoolUnavailable(PoolError):
+    """The pool has no kernel that started; ``cause`` says why (often a failing seed cell)."""
+
+    def __init__(self, message: str, cause: BaseException | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+class PoolClosed(PoolError):
+    """The pool is shutting down."""
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    name: str
+    size: int
+    idle: int
+    busy: int
+    starting: int
+    queued: int
+    executions: int
+    timeouts: int
+    restarts: int
+    deaths: int
+    rejected: int
+    queue_timeouts: int
+
+
+class KernelPool:
+    """``size`` kernels made by ``make_kernel``; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        name: str,
+        make_kernel: Callable[[], Kernel],
+        *,
+        size: int = 1,
+        max_queue: int = 10,
+        interrupt_grace: float = INTERRUPT_GRACE,
+    ):
+        self.name = name
+        self.size = size
+        self.max_queue = max_queue
+        self.interrupt_grace = interrupt_grace
+        self._make_kernel = make_kernel
+        self._kernels: list[Kernel] = []
+        self._idle: deque[Kernel] = deque()
+        self._waiters: deque[gevent.event.AsyncResult] = deque()
+        self._recovering: set[Kernel] = set()
+        self._workers = gevent.pool.Group()
+        self._closed = False
+        self._started = gevent.event.Event()
+        self.last_error: BaseException | None = None
+        self._executions = self._timeouts = self._restarts = self._deaths = 0
+        self._rejected = self._queue_timeouts = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> None:
+        """Start every kernel in parallel. With ``wait``, return once each has started or failed
+        once (failed slots keep retrying in the background); raise ``PoolUnavailable`` if none did."""
+        for _ in range(self.size):
+            kernel = self._make_kernel()
+            kernel.on_death(self._kernel_died)
+            self._kernels.append(kernel)
+            self._workers.spawn(self._bring_up, kernel, first=True)
+        if wait:
+            self.wait_started()
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Until every kernel has started or failed its first start. Raises ``PoolUnavailable`` when
+        no kernel is up and one failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(k.state in ("new", "starting") for k in self._kernels):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._started.clear()
+            self._started.wait(0.5 if remaining is None else min(remaining, 0.5))
+        if not self._idle and not self._busy_count() and self.last_error is not None:
+            raise PoolUnavailable(f"pool {self.name}: no kernel could start: {self.last_error}", self.last_error)
+        return True
+
+    def shutdown(self) -> None:
+        """Fail waiters, stop recovery, shut every kernel down in parallel."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.ready():
+                waiter.set_exception(PoolClosed(f"pool {self.name} is shutting down"))
+        self._workers.kill(block=True, timeout=5)
+        group = gevent.pool.Group()
+        for kernel in self._kernels:
+            group.spawn(kernel.shutdown)
+        group.join(timeout=10)
+        self._idle.clear()
+
+    # --- leasing -----------------------------------------------------------------------------------
+
+    def acquire(self, queue_timeout: float | None = None) -> Kernel:
+        """An idle kernel, for the caller's exclusive use until ``release``."""
+        if self._closed:
+            raise PoolClosed(f"pool {self.name} is shutting down")
+        while self._idle:
+            kernel = self._idle.popleft()
+            if self._usable(kernel):
+                return kernel
+            self._recover(kernel)
+        if not any(k.state in ("new", "starting", "restarting", "idle", "busy") for k in self._kernels):
+            cause = self.last_error
+            raise PoolUnavailable(f"pool {self.name} has no running kernel" + (f": {cause}" if cause else ""), cause)
+        if len(self._waiters) >= self.max_queue:
+            self._rejected += 1
+            raise QueueFull(f"pool {self.name}: all {self.size} kernels are busy and {self.max_queue} requests wait")
+        waiter = gevent.event.AsyncResult()
+        self._waiters.append(waiter)
+        try:
+            return waiter.get(timeout=queue_timeout)
+        except gevent.Timeout:
+            if waiter.ready() and waiter.successful():  # handed a kernel as the deadline passed
+                return waiter.value
+            self._queue_timeouts += 1
+            raise QueueTimeout(f"pool {self.name}: no kernel became free within {queue_timeout:g}s") from None
+        except BaseException:
+            # Our greenlet was killed (the client went away): give back a kernel handed to us meanwhile.
+            if waiter.ready() and waiter.successful():
+                self.release(waiter.value)
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def release(self, kernel: Kernel) -> None:
+        """Give a kernel back; it is checked and, if needed, recovered before anyone else gets it."""
+        if self._closed:
+            return
+        if self._usable(kernel):
+            self._make_available(kernel)
+        else:
+            self._recover(kernel)
+
+    @contextmanager
+    def lease(self, queue_timeout: float | None = None) -> Iterator[Kernel]:
+        kernel = self.acquire(queue_timeout)
+        try:
+            yield kernel
+        finally:
+            self.release(kernel)
+
+    def execute(self, code: str, *, timeout: float | None, queue_timeout: float | None = None,
+                kernel: Kernel | None = None) -> ExecutionResult:
+        """Run ``code`` on a kernel of the pool (or on ``kernel``, already leased)."""
+        if kernel is None:
+            with self.lease(queue_timeout) as leased:
+                return self.execute(code, timeout=timeout, kernel=leased)
+        self._executions += 1
+        try:
+            return kernel.execute(code, timeout)
+        except ExecutionTimeout:
+            self._timeouts += 1
+            raise
+
+    def stats(self) -> PoolStats:
+        states = [k.state for k in self._kernels]
+        return PoolStats(
+            name=self.name,
+            size=self.size,
+            idle=len(self._idle),
+            busy=self._busy_count(),
+            starting=sum(s in ("new", "starting", "restarting") for s in states),
+            queued=len(self._waiters),
+            executions=self._executions,
+            timeouts=self._timeouts,
+            restarts=self._restarts,
+            deaths=self._deaths,
+            rejected=self._rejected,
+            queue_timeouts=self._queue_timeouts,
+        )
+
+    @property
+    def kernels(self) -> tuple[Kernel, ...]:
+        return tuple(self._kernels)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _busy_count(self) -> int:
+        idle = set(self._idle)
+        return sum(1 for k in self._kernels if k not in idle and k not in self._recovering
+                   and k.state in ("idle", "busy"))
+
+    @staticmethod
+    def _usable(kernel: Kernel) -> bool:
+        return kernel.alive and kernel.state == "idle" and kernel.pending == 0
+
+    def _make_available(self, kernel: Kernel) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.ready():
+                waiter.set(kernel)
+                return
+        self._idle.append(kernel)
+
+    def _kernel_died(self, kernel: Kernel) -> None:
+        self._deaths += 1
+        if kernel in self._idle:
+            self._idle.remove(kernel)
+            self._recover(kernel)
+        # A leased kernel is recovered when its holder releases it (its execute raised KernelDied).
+
+    def _recover(self, kernel: Kernel) -> None:
+        if kernel in self._recovering or self._closed:
+            return
+        self._recovering.add(kernel)
+        self._workers.spawn(self._recovery, kernel)
+
+    def _recovery(self, kernel: Kernel) -> None:
+        try:
+            if kernel.alive and kernel.state == "busy":
+                kernel.interrupt()
+                if kernel.wait_idle(self.interrupt_grace) and self._usable(kernel):
+                    self._make_available(kernel)
+                    return
+                log.warning("pool %s: kernel %s still busy after interrupt; restarting", self.name, kernel.id)
+            self._bring_up(kernel, first=False)
+        finally:
+            self._recovering.discard(kernel)
+
+    def _bring_up(self, kernel: Kernel, first: bool) -> None:
+        """(Re)start ``kernel`` until it works, backing off between failures; then make it available."""
+        attempt = 0
+        while not self._closed:
+            try:
+                if first and attempt == 0:
+                    kernel.start()
+                else:
+                    self._restarts += 1
+                    kernel.restart()
+                self.last_error = None
+                self._started.set()
+                self._make_available(kernel)
+                return
+            except KernelError as exc:
+                self.last_error = exc
+                self._started.set()
+                if isinstance(exc, KernelSeedError):
+                    log.error("pool %s: %s", self.name, exc)
+                else:
+                    log.error("pool %s: kernel failed to start: %s", self.name, exc)
+                self._fail_waiters_if_hopeless()
+                gevent.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+                attempt += 1
+
+    def _fail_waiters_if_hopeless(self) -> None:
+        """With no kernel up, waiting cannot succeed soon: tell waiters why at once."""
+        if self._idle or self._busy_count():
+            return
+        error = PoolUnavailable(f"pool {self.name} has no running kernel: {self.last_error}", self.last_error)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.ready():
+                waiter.set_exception(error)
+
+
+__all__ = [
+    "KernelDied",
+    "KernelPool",
+    "PoolClosed",
+    "PoolError",
+    "PoolStats",
+    "PoolUnavailable",
+    "QueueFull",
+    "QueueTimeout",
+]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -7,6 +9,34 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Every process this test session starts inherits this mark (gateways pass it on to their kernels),
+# so the session can prove at the end that it left no kernel running.
+SESSION_MARK = f"FNGWTEST_SESSION={uuid.uuid4().hex}"
+os.environ["FNGWTEST_SESSION"] = SESSION_MARK.split("=", 1)[1]
+
+
+def leftover_kernels() -> list[str]:
+    """Kernel processes started during this session that are still running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if SESSION_MARK.encode() in environ and "pytest" not in cmdline:
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    left = leftover_kernels()
+    if left:
+        print("\nprocesses left running by the test session:\n  " + "\n  ".join(left))
+        session.exitstatus = 1
 
 
 def write_notebook(

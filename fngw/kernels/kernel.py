@@ -259,6 +259,7 @@ class Kernel:
         self.restarts = 0
         self._proc = None
         self._dir: Path | None = None
+        self._last_output = ""
         self._conn: _Connection | None = None
         self._requests: dict[str, _Request] = {}
         self._generation = 0
@@ -510,16 +511,18 @@ class Kernel:
             self._conn.close()
             self._conn = None
         if self._dir is not None:
+            self._last_output = self._read_output()  # kept for the error that explains a failed start
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def _stderr_tail(self, limit: int = 2000) -> str:
-        if self._dir is None:
-            return ""
+    def _read_output(self, limit: int = 2000) -> str:
         try:
-            text = (self._dir / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
-        except OSError:
+            return (self._dir / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
+        except (OSError, TypeError):
             return ""
+
+    def _stderr_tail(self) -> str:
+        text = self._read_output() if self._dir is not None else self._last_output
         return f"; its output ended with:\n{text}" if text else ""
 
     def __repr__(self) -> str:

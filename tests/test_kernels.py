@@ -93,14 +93,21 @@ def test_timeout_then_interrupt_leaves_the_kernel_serving(kernel):
 
 
 def test_gateway_environment_reaches_the_kernel_without_secrets(runtime_dir):
-    base = {"PATH": os.environ["PATH"], "HOME": "/tmp", "FNGW_OPS_TOKEN": "s3cret", "MY_TOKEN": "t0k3n",
-            "FNGWTEST_SESSION": os.environ["FNGWTEST_SESSION"]}
+    base = {
+        "PATH": os.environ["PATH"],
+        "HOME": "/tmp",
+        "FNGW_OPS_TOKEN": "s3cret",
+        "MY_TOKEN": "t0k3n",
+        "FNGWTEST_SESSION": os.environ["FNGWTEST_SESSION"],
+    }
     env = kernel_environment(base, {"MODEL": "small"}, secrets=["MY_TOKEN"])
     k = Kernel("python3", env=env, runtime_dir=runtime_dir)
     k.start()
     try:
-        out = k.execute("import os; print(sorted(k for k in os.environ if k in "
-                        "('FNGW_OPS_TOKEN','MY_TOKEN','MODEL','KERNEL_GATEWAY')), os.environ['KERNEL_GATEWAY'])")
+        out = k.execute(
+            "import os; print(sorted(k for k in os.environ if k in "
+            "('FNGW_OPS_TOKEN','MY_TOKEN','MODEL','KERNEL_GATEWAY')), os.environ['KERNEL_GATEWAY'])"
+        )
         assert out.stdout == "['KERNEL_GATEWAY', 'MODEL'] 1\n"
     finally:
         k.shutdown()
@@ -158,8 +165,12 @@ def test_restart_reseeds(runtime_dir):
 
 def test_failing_seed_cell_names_notebook_cell_and_error(tmp_path):
     runtime_dir = tmp_path
-    k = Kernel("python3", seed=[SeedCell(0, "import json"), SeedCell(4, "import not_a_real_module")],
-               label="notebook 'scotch'", runtime_dir=runtime_dir)
+    k = Kernel(
+        "python3",
+        seed=[SeedCell(0, "import json"), SeedCell(4, "import not_a_real_module")],
+        label="notebook 'scotch'",
+        runtime_dir=runtime_dir,
+    )
     with pytest.raises(KernelSeedError) as exc:
         k.start()
     err = exc.value

@@ -68,11 +68,20 @@ class KernelSeedError(KernelStartError):
         super().__init__(f"seeding {label} failed at cell {cell_index}: {ename}: {evalue}")
 
 
-class KernelDied(KernelError):
+class KernelLost(KernelError):
+    """The kernel went away under a pending request. ``started`` says whether the kernel had begun
+    working on it: when it had not, running the request elsewhere cannot run it twice."""
+
+    def __init__(self, message: str, started: bool = True):
+        super().__init__(message)
+        self.started = started
+
+
+class KernelDied(KernelLost):
     """The kernel process exited (or was killed) while a request was pending or was made."""
 
 
-class KernelRestarting(KernelError):
+class KernelRestarting(KernelLost):
     """The kernel was restarted while the request was pending."""
 
 
@@ -119,6 +128,7 @@ class _Request:
 
     def __init__(self, msg_id: str, reply_only: bool = False):
         self.msg_id = msg_id
+        self.started = False  # the kernel said something about this request (status: busy first)
         self.reply: dict[str, Any] | None = None
         self.idle = reply_only
         self.done = gevent.event.AsyncResult()
@@ -128,6 +138,7 @@ class _Request:
         self._maybe_done()
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
+        self.started = True
         if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
             self.idle = True
             self._maybe_done()
@@ -138,6 +149,8 @@ class _Request:
 
     def fail(self, error: KernelError) -> None:
         if not self.done.ready():
+            if isinstance(error, KernelLost):
+                error = type(error)(str(error), started=self.started or self.reply is not None)
             self.done.set_exception(error)
 
 
@@ -304,13 +317,14 @@ class Kernel:
             raise
         self.state = "idle"
 
-    def execute(self, code: str, timeout: float | None = None, *, store_history: bool = False,
-                silent: bool = False) -> ExecutionResult:
+    def execute(
+        self, code: str, timeout: float | None = None, *, store_history: bool = False, silent: bool = False
+    ) -> ExecutionResult:
         """Run ``code``; the result whatever the code did. Raises ``ExecutionTimeout`` past
         ``timeout`` seconds (the execution keeps running: interrupt or restart the kernel),
         ``KernelDied`` if the process dies, ``KernelRestarting`` if it is restarted meanwhile."""
         if self._conn is None or not self.alive:
-            raise KernelDied(f"{self.label}: kernel {self.id} is not running")
+            raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
         content = {
             "code": code,
             "silent": silent,
@@ -378,14 +392,22 @@ class Kernel:
         connection_file = str(self._dir / "connection.json")
         ports = {f"{c}_port": i for i, c in enumerate(("shell", "iopub", "stdin", "control", "hb"), 1)}
         _, info = write_connection_file(
-            connection_file, ip=str(self._dir / "ipc"), key=session.key, transport="ipc",
-            kernel_name=self.spec.name, **ports,
+            connection_file,
+            ip=str(self._dir / "ipc"),
+            key=session.key,
+            transport="ipc",
+            kernel_name=self.spec.name,
+            **ports,
         )
         env = {**self.env, **self.spec.env, "KERNEL_GATEWAY": "1"}
         stderr_path = self._dir / "stderr.log"
         with open(stderr_path, "wb") as err:
             self._proc = launch_kernel(
-                self.spec.command(connection_file), stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                self.spec.command(connection_file),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                env=env,
                 cwd=self.cwd,
             )
         # The process is its own session leader (start_new_session), so its pgid is its pid. The
@@ -418,16 +440,18 @@ class Kernel:
             try:
                 result = self.execute(cell.source, self.start_timeout)
             except ExecutionTimeout:
-                raise KernelSeedError(self.label, cell.index, "Timeout",
-                                      f"the cell ran longer than {self.start_timeout:g}s") from None
+                raise KernelSeedError(
+                    self.label, cell.index, "Timeout", f"the cell ran longer than {self.start_timeout:g}s"
+                ) from None
             except KernelDied:
                 raise KernelSeedError(self.label, cell.index, "KernelDied", "the kernel exited") from None
             if not result.ok:
                 error = result.error or ExecutionError("Error", result.status, [])
                 raise KernelSeedError(self.label, cell.index, error.ename, error.evalue, error.traceback)
 
-    def _send(self, channel: str, msg_type: str, content: dict[str, Any], kind: type[_Request],
-              reply_only: bool = False) -> _Request:
+    def _send(
+        self, channel: str, msg_type: str, content: dict[str, Any], kind: type[_Request], reply_only: bool = False
+    ) -> _Request:
         assert self._conn is not None
         msg = self._conn.session.msg(msg_type, content)
         msg_id = msg["header"]["msg_id"]

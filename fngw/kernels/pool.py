@@ -22,7 +22,7 @@ import gevent
 import gevent.event
 import gevent.pool
 
-from .kernel import ExecutionResult, ExecutionTimeout, Kernel, KernelDied, KernelError, KernelSeedError
+from .kernel import ExecutionResult, ExecutionTimeout, Kernel, KernelDied, KernelError, KernelLost, KernelSeedError
 
 log = logging.getLogger("fngw.kernels")
 
@@ -191,12 +191,23 @@ class KernelPool:
         finally:
             self.release(kernel)
 
-    def execute(self, code: str, *, timeout: float | None, queue_timeout: float | None = None,
-                kernel: Kernel | None = None) -> ExecutionResult:
+    def execute(
+        self, code: str, *, timeout: float | None, queue_timeout: float | None = None, kernel: Kernel | None = None
+    ) -> ExecutionResult:
         """Run ``code`` on a kernel of the pool (or on ``kernel``, already leased)."""
         if kernel is None:
-            with self.lease(queue_timeout) as leased:
-                return self.execute(code, timeout=timeout, kernel=leased)
+            deadline = None if queue_timeout is None else time.monotonic() + queue_timeout
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                with self.lease(remaining) as leased:
+                    try:
+                        return self.execute(code, timeout=timeout, kernel=leased)
+                    except KernelLost as exc:
+                        # The kernel died before it began on our code: running it on another
+                        # kernel cannot run it twice. Otherwise the caller must know.
+                        if exc.started:
+                            raise
+                        log.info("pool %s: kernel %s lost before it began; retrying elsewhere", self.name, leased.id)
         self._executions += 1
         try:
             return kernel.execute(code, timeout)
@@ -229,8 +240,9 @@ class KernelPool:
 
     def _busy_count(self) -> int:
         idle = set(self._idle)
-        return sum(1 for k in self._kernels if k not in idle and k not in self._recovering
-                   and k.state in ("idle", "busy"))
+        return sum(
+            1 for k in self._kernels if k not in idle and k not in self._recovering and k.state in ("idle", "busy")
+        )
 
     @staticmethod
     def _usable(kernel: Kernel) -> bool:

@@ -27,3 +27,6 @@ accesslog = os.environ.get("FNGW_ACCESS_LOG") or None
 errorlog = "-"
 
 on_starting = gunicorn_hooks.on_starting
+worker_exit = gunicorn_hooks.worker_exit
+child_exit = gunicorn_hooks.child_exit
+on_exit = gunicorn_hooks.on_exit

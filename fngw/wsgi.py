@@ -1,7 +1,12 @@
-"""``gunicorn fngw.wsgi``: the WSGI entry point, built in each worker after gevent has patched it."""
+"""``gunicorn fngw.wsgi``: the WSGI entry point, built in each worker after gevent has patched it.
+
+Importing this module starts the worker's kernel pools (in the background) and is the one place
+that knows this process is a gunicorn worker; the hooks in ``fngw.server.gunicorn_hooks`` stop them.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from fngw.server.startup import StartupError, exit_with, load_deployment
@@ -27,12 +32,20 @@ def _require_gevent() -> None:
 def _build():
     _require_gevent()
     from fngw.server import create_app
+    from fngw.server.pools import GatewayPools, PoolOptions
+    from fngw.server.runtime import worker_runtime_dir
 
     try:
         deployment = load_deployment()
     except StartupError as exc:
         exit_with(exc)
-    return create_app(deployment.manifest, deployment.plan)
+    manifest = deployment.manifest
+    secrets = tuple(t.env for t in manifest.auth.tokens.values() if t.env)
+    options = PoolOptions(runtime_dir=worker_runtime_dir(os.getppid(), os.getpid()), secrets=secrets)
+    pools = GatewayPools(deployment.plan, options)
+    app = create_app(manifest, deployment.plan, pools)
+    pools.start()
+    return app, pools
 
 
-application = _build()
+application, pools = _build()

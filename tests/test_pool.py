@@ -130,9 +130,20 @@ def test_idle_kernel_that_dies_is_replaced_and_never_handed_out(make_pool):
     victim = pool.kernels[0]
     old_pid = victim.pid
     os.kill(old_pid, signal.SIGKILL)
+    wait_until(lambda: _exited(old_pid))  # dead, though the pool's monitor may not have looked yet
     for _ in range(6):  # meanwhile every execution lands on a live kernel
         assert pool.execute("print(1)", timeout=5, queue_timeout=30).stdout == "1\n"
     wait_until(lambda: victim.alive and victim.pid != old_pid and pool.stats().idle == 2)
+    assert pool.stats().deaths == 1
+
+
+def _exited(pid: int) -> bool:
+    """The kernel (our child) has exited and can be reaped; checked without reaping it. /proc's
+    state is not enough: a killed multi-threaded process shows 'Z' before it can be reaped."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped by the pool's monitor
+        return True
 
 
 def test_failing_seed_makes_the_pool_unavailable_with_the_reason(tmp_path):

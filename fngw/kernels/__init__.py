@@ -2,49 +2,48 @@
 
 Knows nothing of HTTP. Everything here must run in a gevent-friendly process: it uses gevent
 primitives and ``zmq.green`` sockets, created after fork.
+
+Names are imported on first use, so that ``fngw.kernels.reaper`` stays importable in a gunicorn
+master without importing jupyter_client there.
 """
 
-from .environment import kernel_environment
-from .kernel import (
-    ExecutionError,
-    ExecutionResult,
-    ExecutionTimeout,
-    Kernel,
-    KernelDied,
-    KernelError,
-    KernelLost,
-    KernelRestarting,
-    KernelSeedError,
-    KernelStartError,
-    SeedCell,
-    reap_runtime_dir,
-)
-from .pool import KernelPool, PoolClosed, PoolError, PoolStats, PoolUnavailable, QueueFull, QueueTimeout
-from .specs import KernelSpecNotFound, ResolvedSpec, installed_kernelspecs, resolve_kernelspec
+from __future__ import annotations
 
-__all__ = [
-    "ExecutionError",
-    "ExecutionResult",
-    "ExecutionTimeout",
-    "Kernel",
-    "KernelDied",
-    "KernelError",
-    "KernelLost",
-    "KernelPool",
-    "KernelRestarting",
-    "KernelSeedError",
-    "KernelSpecNotFound",
-    "KernelStartError",
-    "PoolClosed",
-    "PoolError",
-    "PoolStats",
-    "PoolUnavailable",
-    "QueueFull",
-    "QueueTimeout",
-    "ResolvedSpec",
-    "SeedCell",
-    "installed_kernelspecs",
-    "kernel_environment",
-    "reap_runtime_dir",
-    "resolve_kernelspec",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "kernel_environment": "environment",
+    "ExecutionError": "kernel",
+    "ExecutionResult": "kernel",
+    "ExecutionTimeout": "kernel",
+    "Kernel": "kernel",
+    "KernelDied": "kernel",
+    "KernelError": "kernel",
+    "KernelLost": "kernel",
+    "KernelRestarting": "kernel",
+    "KernelSeedError": "kernel",
+    "KernelStartError": "kernel",
+    "SeedCell": "kernel",
+    "KernelPool": "pool",
+    "PoolClosed": "pool",
+    "PoolError": "pool",
+    "PoolStats": "pool",
+    "PoolUnavailable": "pool",
+    "QueueFull": "pool",
+    "QueueTimeout": "pool",
+    "reap_runtime_dir": "reaper",
+    "KernelSpecNotFound": "specs",
+    "ResolvedSpec": "specs",
+    "installed_kernelspecs": "specs",
+    "resolve_kernelspec": "specs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fngw.kernels' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -17,6 +17,7 @@ within ``DEATH_POLL`` seconds and fails every pending request on the kernel with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.launcher import launch_kernel
 from jupyter_client.session import Session
 
+from .reaper import PGID_FILE
 from .specs import ResolvedSpec, resolve_kernelspec
 
 log = logging.getLogger("fngw.kernels")
@@ -45,7 +47,6 @@ log = logging.getLogger("fngw.kernels")
 DEATH_POLL = 0.2  # seconds between checks of the kernel process
 READY_NUDGE = 0.5  # resend kernel_info_request this often until iopub answers (slow joiner)
 SHUTDOWN_GRACE = 1.0  # after shutdown_request, before the process group is killed
-PGID_FILE = "pgid"
 
 
 class KernelError(Exception):
@@ -69,8 +70,9 @@ class KernelSeedError(KernelStartError):
 
 
 class KernelLost(KernelError):
-    """The kernel went away under a pending request. ``started`` says whether the kernel had begun
-    working on it: when it had not, running the request elsewhere cannot run it twice."""
+    """The kernel went away. ``started`` is False only when the request was never sent (the kernel
+    was already gone): then running it elsewhere cannot run it twice. Once sent, a request may have
+    run, even partly: a cell that kills its kernel dies before the kernel reports it busy."""
 
     def __init__(self, message: str, started: bool = True):
         super().__init__(message)
@@ -128,7 +130,6 @@ class _Request:
 
     def __init__(self, msg_id: str, reply_only: bool = False):
         self.msg_id = msg_id
-        self.started = False  # the kernel said something about this request (status: busy first)
         self.reply: dict[str, Any] | None = None
         self.idle = reply_only
         self.done = gevent.event.AsyncResult()
@@ -138,7 +139,6 @@ class _Request:
         self._maybe_done()
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
-        self.started = True
         if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
             self.idle = True
             self._maybe_done()
@@ -149,8 +149,6 @@ class _Request:
 
     def fail(self, error: KernelError) -> None:
         if not self.done.ready():
-            if isinstance(error, KernelLost):
-                error = type(error)(str(error), started=self.started or self.reply is not None)
             self.done.set_exception(error)
 
 
@@ -160,7 +158,7 @@ class _Execution(_Request):
         self.result = ExecutionResult()
         self._stdout: list[str] = []
         self._stderr: list[str] = []
-        self.started = time.monotonic()
+        self.sent_at = time.monotonic()
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
@@ -194,7 +192,7 @@ class _Execution(_Request):
                 )
             result.stdout = "".join(self._stdout)
             result.stderr = "".join(self._stderr)
-            result.duration = time.monotonic() - self.started
+            result.duration = time.monotonic() - self.sent_at
             self.done.set(result)
 
 
@@ -270,6 +268,8 @@ class Kernel:
         self.state = "new"  # new, starting, idle, busy, restarting, dead, stopped
         self.last_activity = time.time()
         self.restarts = 0
+        self.deaths = 0  # unexpected exits of the process, however they were noticed
+        self._exit_noted = False
         self._proc = None
         self._dir: Path | None = None
         self._last_output = ""
@@ -358,6 +358,7 @@ class Kernel:
 
     def restart(self) -> None:
         """Kill the process group, start a fresh process and seed it again."""
+        self._note_unexpected_exit()
         self.state = "restarting"
         self._terminate(KernelRestarting(f"{self.label}: kernel {self.id} is restarting"))
         self.restarts += 1
@@ -386,6 +387,7 @@ class Kernel:
 
     def _launch(self) -> None:
         self._generation += 1
+        self._exit_noted = False
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix="k-", dir=self.runtime_dir))
         session = Session(key=uuid.uuid4().hex.encode(), username="fngw", signature_scheme="hmac-sha256")
@@ -458,7 +460,7 @@ class Kernel:
         request = kind(msg_id) if kind is _Execution else kind(msg_id, reply_only)
         self._requests[msg_id] = request
         self._conn.session.send(self._conn.sockets[channel], msg)
-        if kind is _Execution:
+        if kind is _Execution and self.state == "idle":  # seeding during (re)start keeps its state
             self.state = "busy"
         return request
 
@@ -492,6 +494,7 @@ class Kernel:
             gevent.sleep(DEATH_POLL)
         if generation != self._generation or self.state in ("stopped", "restarting"):
             return  # an exit we caused
+        self._note_unexpected_exit()
         log.warning("%s: kernel %s (pid %s) died with exit code %s", self.label, self.id, proc.pid, proc.returncode)
         self._terminate(KernelDied(f"{self.label}: kernel {self.id} died (exit code {proc.returncode})"))
         self.state = "dead"
@@ -500,6 +503,13 @@ class Kernel:
                 callback(self)
             except Exception:
                 log.exception("death callback failed")
+
+    def _note_unexpected_exit(self) -> None:
+        """Count a death once per process, whether the monitor or a restart noticed it first."""
+        if self._proc is not None and self._proc.poll() is not None and not self._exit_noted:
+            if self.state not in ("stopped", "new"):
+                self.deaths += 1
+            self._exit_noted = True
 
     def _proc_exited(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -512,10 +522,8 @@ class Kernel:
     def _signal_group(self, signum: int) -> None:
         if self._proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _terminate(self, error: KernelError | None = None) -> None:
         """Kill the process group, fail pending requests, close sockets, remove files."""
@@ -551,21 +559,3 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<Kernel {self.label} {self.id} {self.spec.name} pid={self.pid} {self.state}>"
-
-
-def reap_runtime_dir(runtime_dir: str | Path) -> list[int]:
-    """Kill the process group of every kernel recorded under ``runtime_dir`` and remove their files.
-
-    For a parent process (a gunicorn master) cleaning up after a worker that died without shutting
-    its kernels down. Returns the process groups signalled."""
-    killed = []
-    root = Path(runtime_dir)
-    for pgid_file in root.glob(f"k-*/{PGID_FILE}"):
-        try:
-            pgid = int(pgid_file.read_text())
-            os.killpg(pgid, signal.SIGKILL)
-            killed.append(pgid)
-        except (ValueError, OSError):
-            pass
-    shutil.rmtree(root, ignore_errors=True)
-    return killed

@@ -95,7 +95,8 @@ class KernelPool:
         self._closed = False
         self._started = gevent.event.Event()
         self.last_error: BaseException | None = None
-        self._executions = self._timeouts = self._restarts = self._deaths = 0
+        self._executions = self._timeouts = self._restarts = 0
+        self._first_attempts = 0  # kernels that finished their first start, well or not
         self._rejected = self._queue_timeouts = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class KernelPool:
         """Until every kernel has started or failed its first start. Raises ``PoolUnavailable`` when
         no kernel is up and one failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(k.state in ("new", "starting") for k in self._kernels):
+        while self._first_attempts < len(self._kernels):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
@@ -203,8 +204,8 @@ class KernelPool:
                     try:
                         return self.execute(code, timeout=timeout, kernel=leased)
                     except KernelLost as exc:
-                        # The kernel died before it began on our code: running it on another
-                        # kernel cannot run it twice. Otherwise the caller must know.
+                        # The kernel was gone before our code was sent: running it on another kernel
+                        # cannot run it twice. Once sent, it may have run: the caller must know.
                         if exc.started:
                             raise
                         log.info("pool %s: kernel %s lost before it began; retrying elsewhere", self.name, leased.id)
@@ -227,7 +228,7 @@ class KernelPool:
             executions=self._executions,
             timeouts=self._timeouts,
             restarts=self._restarts,
-            deaths=self._deaths,
+            deaths=sum(k.deaths for k in self._kernels),
             rejected=self._rejected,
             queue_timeouts=self._queue_timeouts,
         )
@@ -257,7 +258,6 @@ class KernelPool:
         self._idle.append(kernel)
 
     def _kernel_died(self, kernel: Kernel) -> None:
-        self._deaths += 1
         if kernel in self._idle:
             self._idle.remove(kernel)
             self._recover(kernel)
@@ -292,19 +292,21 @@ class KernelPool:
                     self._restarts += 1
                     kernel.restart()
                 self.last_error = None
-                self._started.set()
                 self._make_available(kernel)
                 return
             except KernelError as exc:
                 self.last_error = exc
-                self._started.set()
                 if isinstance(exc, KernelSeedError):
                     log.error("pool %s: %s", self.name, exc)
                 else:
                     log.error("pool %s: kernel failed to start: %s", self.name, exc)
                 self._fail_waiters_if_hopeless()
-                gevent.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
-                attempt += 1
+            finally:
+                if first and attempt == 0:
+                    self._first_attempts += 1
+                    self._started.set()
+            gevent.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+            attempt += 1
 
     def _fail_waiters_if_hopeless(self) -> None:
         """With no kernel up, waiting cannot succeed soon: tell waiters why at once."""

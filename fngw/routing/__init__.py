@@ -34,6 +34,7 @@ class PoolSpec:
     language: str
     env: Mapping[str, str]
     seed_cells: tuple[str, ...]
+    seed_cell_indices: tuple[int, ...]
     settings: PoolSettings
 
 
@@ -133,6 +134,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
             language=notebook.language,
             env=nb.env,
             seed_cells=notebook.seed_cells,
+            seed_cell_indices=notebook.seed_cell_indices,
             settings=nb.pool,
         )
         for endpoint in notebook.endpoints:

@@ -8,13 +8,15 @@ from fngw.manifest import Manifest, join_url
 from fngw.routing import GATEWAY_PREFIX, RoutePlan, plan_routes
 
 from . import errors
-from .health import HealthResource
+from .health import HealthResource, ReadyResource
 from .limits import BodyLimit
+from .pools import GatewayPools
 
 
-def create_app(manifest: Manifest, plan: RoutePlan | None = None) -> falcon.App:
+def create_app(manifest: Manifest, plan: RoutePlan | None = None, pools: GatewayPools | None = None) -> falcon.App:
     """Build the gateway for ``manifest``. ``plan`` saves re-reading notebooks when the caller
-    already checked the deployment."""
+    already checked the deployment; ``pools`` are the worker's kernel pools (the caller starts and
+    stops them: they belong to the process, not to the application object)."""
     if plan is None:
         planned = plan_routes(manifest)
         if planned.plan is None:
@@ -24,6 +26,7 @@ def create_app(manifest: Manifest, plan: RoutePlan | None = None) -> falcon.App:
     errors.install(app)
     base = manifest.server.base_url
     app.add_route(join_url(base, GATEWAY_PREFIX, "health"), HealthResource())
+    app.add_route(join_url(base, GATEWAY_PREFIX, "ready"), ReadyResource(pools))
     app.add_sink(_not_found)  # unknown paths get the gateway's JSON 404, not falcon's default
     return app
 

@@ -1,8 +1,4 @@
-"""Finding, checking and loading the manifest the gateway serves.
-
-Used by the gunicorn master (to refuse to start on a bad manifest before forking) and by each
-worker (to build its application), so both report exactly what `fngw validate` reports.
-"""
+"""Finding, checking and loading the manifest the gateway serves, exactly as `fngw validate` does."""
 
 from __future__ import annotations
 
@@ -10,10 +6,12 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fngw.deployment import Deployment, check_deployment
-from fngw.manifest import render
 from fngw.resources import default_manifest_path
+
+if TYPE_CHECKING:
+    from fngw.deployment import Deployment
 
 MANIFEST_ENV = "FNGW_MANIFEST"
 LOCAL_MANIFEST = "fngw.yaml"
@@ -37,7 +35,11 @@ def manifest_path(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def load_deployment(environ: Mapping[str, str] = os.environ) -> Deployment:
-    """The checked deployment, or ``StartupError`` with the `fngw validate` output."""
+    """The checked deployment, or ``StartupError`` with the `fngw validate` output. Runs in a worker:
+    checking imports jupyter_client, which a gunicorn master must not import."""
+    from fngw.deployment import check_deployment
+    from fngw.manifest import render
+
     path = manifest_path(environ)
     try:
         # Secrets must be readable when serving: the strict check, as `fngw validate --strict`.

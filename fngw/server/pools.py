@@ -1,0 +1,81 @@
+"""The kernel pools one gateway worker runs for its route plan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import gevent.pool
+
+from fngw.kernels import Kernel, KernelPool, SeedCell, kernel_environment, resolve_kernelspec
+from fngw.routing import PoolSpec, RoutePlan
+
+log = logging.getLogger("fngw.server")
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    runtime_dir: Path
+    start_timeout: float = 60.0
+    environ: Mapping[str, str] | None = None  # the gateway's environment; os.environ when None
+    secrets: tuple[str, ...] = ()  # names of variables that hold secrets, never passed to kernels
+
+
+class GatewayPools:
+    """Builds a ``KernelPool`` for every pool of the plan; starts and stops them all in parallel."""
+
+    def __init__(self, plan: RoutePlan, options: PoolOptions):
+        self.options = options
+        self.pools: dict[str, KernelPool] = {pid: self._build(spec) for pid, spec in plan.pools.items()}
+
+    def _build(self, spec: PoolSpec) -> KernelPool:
+        base = self.options.environ if self.options.environ is not None else os.environ
+        env = kernel_environment(base, spec.env, self.options.secrets)
+        kernelspec = resolve_kernelspec(spec.kernel)
+        seed = [SeedCell(i, src) for i, src in zip(spec.seed_cell_indices, spec.seed_cells, strict=True)]
+        label = f"notebook {spec.notebook!r}"
+        runtime_dir = self.options.runtime_dir
+        start_timeout = self.options.start_timeout
+
+        def make_kernel() -> Kernel:
+            return Kernel(
+                kernelspec,
+                env=env,
+                seed=seed,
+                label=label,
+                runtime_dir=runtime_dir,
+                start_timeout=start_timeout,
+                cwd=None,
+            )
+
+        return KernelPool(spec.id, make_kernel, size=spec.settings.size, max_queue=spec.settings.max_queue)
+
+    def __getitem__(self, pool_id: str) -> KernelPool:
+        return self.pools[pool_id]
+
+    def start(self) -> None:
+        """Start every kernel of every pool in the background; returns at once."""
+        for pool in self.pools.values():
+            pool.start(wait=False)
+
+    def not_ready(self) -> list[str]:
+        """Why the gateway is not ready yet: pools whose kernels are not all started."""
+        reasons = []
+        for pool in self.pools.values():
+            stats = pool.stats()
+            up = stats.idle + stats.busy
+            if up < stats.size:
+                reason = f"pool {pool.name}: {up} of {stats.size} kernels ready"
+                if pool.last_error is not None:
+                    reason += f" ({pool.last_error})"
+                reasons.append(reason)
+        return reasons
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        group = gevent.pool.Group()
+        for pool in self.pools.values():
+            group.spawn(pool.shutdown)
+        group.join(timeout=timeout)

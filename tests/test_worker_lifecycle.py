@@ -1,0 +1,88 @@
+"""Kernels belong to the gunicorn worker that started them, and never outlive it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from conftest import write_notebook
+from gateway import Gateway, children_of, gateway_env
+
+SEED_WITH_CHILD = "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])"
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", [SEED_WITH_CHILD, "# GET /x\nprint(1)"])
+    (tmp_path / "fngw.yaml").write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb, pool: {size: 2}}\n")
+    gw = Gateway(env=gateway_env(FNGW_MANIFEST=str(tmp_path / "fngw.yaml")))
+    yield gw
+    gw.stop()
+
+
+def kernel_tree(worker: int) -> tuple[list[int], list[int]]:
+    kernels = [p for p in children_of(worker) if running(p)]
+    helpers = [c for k in kernels for c in children_of(k) if running(c)]
+    return kernels, helpers
+
+
+def test_sigkilled_worker_leaves_no_kernel_and_no_kernel_child(gateway):
+    gateway.wait_ready("/_fngw/ready")
+    (worker,) = children_of(gateway.proc.pid)
+    kernels, helpers = kernel_tree(worker)
+    assert len(kernels) == 2 and len(helpers) == 2
+    os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: not any(running(p) for p in kernels + helpers), what="old kernels gone")
+    # gunicorn replaces the worker, which starts a fresh pool
+    wait_for(lambda: [w for w in children_of(gateway.proc.pid) if w != worker], what="a new worker")
+    gateway.wait_ready("/_fngw/ready")
+    (new_worker,) = children_of(gateway.proc.pid)
+    new_kernels, new_helpers = kernel_tree(new_worker)
+    assert len(new_kernels) == 2
+    assert gateway.stop() == 0
+    assert not any(running(p) for p in new_kernels + new_helpers)
+
+
+def test_sigterm_shuts_kernels_down_and_removes_their_files(gateway):
+    gateway.wait_ready("/_fngw/ready")
+    (worker,) = children_of(gateway.proc.pid)
+    kernels, helpers = kernel_tree(worker)
+    runtime = f"/tmp/fngw-{gateway.proc.pid}"
+    assert os.path.isdir(runtime)
+    started = time.monotonic()
+    assert gateway.stop() == 0
+    assert time.monotonic() - started < 10
+    assert not any(running(p) for p in kernels + helpers)
+    assert not os.path.exists(runtime)
+
+
+def test_ready_reports_a_failing_seed_with_its_cell(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["import json", "import no_such_module", "# GET /x\nprint(1)"])
+    (tmp_path / "fngw.yaml").write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n")
+    with Gateway(env=gateway_env(FNGW_MANIFEST=str(tmp_path / "fngw.yaml"))) as gw:
+        gw.wait_ready()
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = gw.get_json("/_fngw/ready")
+            if "failed at cell" in str(body) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 503
+        assert "seeding notebook 'nb' failed at cell 1: ModuleNotFoundError" in body["missing"][0]

@@ -209,3 +209,19 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_interrupt_by_message_when_the_kernelspec_says_so(runtime_dir):
+    import dataclasses
+
+    spec = dataclasses.replace(resolve_kernelspec("python3"), interrupt_mode="message")
+    k = Kernel(spec, runtime_dir=runtime_dir)
+    k.start()
+    try:
+        with pytest.raises(ExecutionTimeout):
+            k.execute("import time; time.sleep(30)", timeout=0.3)
+        k.interrupt()
+        assert k.wait_idle(5)
+        assert k.execute("print('after')", timeout=5).stdout == "after\n"
+    finally:
+        k.shutdown()

@@ -41,6 +41,7 @@ from jupyter_client.session import Session
 
 from .reaper import PGID_FILE
 from .specs import ResolvedSpec, resolve_kernelspec
+from .wire import deserialize_cooperatively
 
 log = logging.getLogger("fngw.kernels")
 
@@ -219,16 +220,19 @@ class _Connection:
 
     def _read(self, channel: str, route: Callable[[str, dict], None]) -> None:
         sock = self.sockets[channel]
+        session = self.session
         while True:
             try:
-                _, msg = self.session.recv(sock, mode=0, copy=False)
+                frames = sock.recv_multipart(copy=True)
             except zmq.ZMQError:
                 return  # socket closed
+            try:
+                _, frames = session.feed_identities(frames, copy=True)
+                msg = deserialize_cooperatively(session, frames)  # megabytes must not stall the hub
             except Exception:  # a malformed or unsigned message: drop it, keep reading
                 log.warning("dropping an unreadable message on %s", channel, exc_info=True)
                 continue
-            if msg is not None:
-                route(channel, msg)
+            route(channel, msg)
 
     def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
         msg = self.session.msg(msg_type, content)

@@ -1,0 +1,41 @@
+"""Large kernel messages decode exactly as json.loads would, in slices."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jupyter_client.session import Session
+
+from fngw.kernels.wire import CHUNK, LARGE, deserialize_cooperatively, loads_cooperatively
+
+TRICKY = [
+    "x" * (LARGE + 7),
+    ('ab\\"c\n\t\u00e9\u4e2d\U0001f600' * (LARGE // 8)),  # escapes, 2-, 3- and 4-byte UTF-8
+    "\\" * (CHUNK * 3 + 1),  # an escape at every slice boundary
+    "\u2028\x00\x1f" * (LARGE // 2),  # control characters escaped as \\uXXXX
+]
+
+
+@pytest.mark.parametrize("text", TRICKY, ids=["plain", "mixed", "backslashes", "controls"])
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_large_documents_decode_exactly(text, ascii_only):
+    doc = {"name": "stdout", "text": text, "list": [text[:100], {"nested": text}], "n": 1, "q": '"quoted"'}
+    raw = json.dumps(doc, ensure_ascii=ascii_only).encode()
+    assert loads_cooperatively(raw) == doc
+
+
+def test_small_documents_take_the_plain_path():
+    assert loads_cooperatively(b'{"a": [1, "b"]}') == {"a": [1, "b"]}
+
+
+def test_large_signed_messages_are_verified():
+    session = Session(key=b"secret")
+    msg = session.msg("stream", {"name": "stdout", "text": "y" * (LARGE * 2)})
+    _, frames = session.feed_identities(session.serialize(msg))
+    decoded = deserialize_cooperatively(session, frames)
+    assert decoded["content"] == msg["content"] and decoded["msg_type"] == "stream"
+    forged = list(frames)
+    forged[4] = forged[4].replace(b"yyy", b"zzz", 1)
+    with pytest.raises(ValueError, match="Signature"):
+        deserialize_cooperatively(session, forged)

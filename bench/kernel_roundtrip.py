@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import threading
@@ -116,6 +117,7 @@ def main() -> None:
         for c in clients:
             c.stop_channels()
         gevent.joinall([gevent.spawn(k.shutdown) for k in kernels])
+        shutil.rmtree(runtime, ignore_errors=True)
 
     def p(values: list[float], q: float) -> float:
         return sorted(values)[int(q * (len(values) - 1))] * 1000

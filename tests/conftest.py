@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -16,7 +18,7 @@ SESSION_MARK = f"FNGWTEST_SESSION={uuid.uuid4().hex}"
 os.environ["FNGWTEST_SESSION"] = SESSION_MARK.split("=", 1)[1]
 
 
-def leftover_kernels() -> list[str]:
+def leftover_kernels() -> list[tuple[int, str]]:
     """Kernel processes started during this session that are still running."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -27,15 +29,19 @@ def leftover_kernels() -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if SESSION_MARK.encode() in environ and "pytest" not in cmdline:
-            found.append(f"{entry.name}: {cmdline.strip()}")
+        if SESSION_MARK.encode() in environ:
+            found.append((int(entry.name), cmdline.strip()))
     return found
 
 
 def pytest_sessionfinish(session, exitstatus):
     left = leftover_kernels()
     if left:
-        print("\nprocesses left running by the test session:\n  " + "\n  ".join(left))
+        print("\nprocesses left running by the test session (now killed):")
+        for pid, cmdline in left:
+            print(f"  {pid}: {cmdline}")
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         session.exitstatus = 1
 
 

@@ -63,6 +63,7 @@ def test_documented_defaults_are_the_loaders_defaults(loaded):
         ("server", "cors", "allow_credentials"): loaded.server.cors.allow_credentials,
         ("auth", "default"): loaded.auth.default.describe(),
         ("defaults", "timeout"): loaded.defaults.timeout,
+        ("defaults", "tracebacks"): nb.tracebacks,
         ("defaults", "pool", "size"): nb.pool.size,
         ("defaults", "pool", "max_queue"): nb.pool.max_queue,
         ("defaults", "pool", "queue_timeout"): nb.pool.queue_timeout,

@@ -290,6 +290,7 @@ class _ManifestBuilder:
             kernel=raw.get("kernel"),
             timeout=parse_duration(raw["timeout"]) if "timeout" in raw else builtin.timeout,
             pool=self.pool(raw.get("pool"), builtin.pool),
+            tracebacks=bool(raw.get("tracebacks", builtin.tracebacks)),
         )
 
     def notebook(
@@ -299,6 +300,7 @@ class _ManifestBuilder:
         timeout = parse_duration(raw["timeout"]) if "timeout" in raw else defaults.timeout
         pool = self.pool(raw.get("pool"), defaults.pool)
         auth = self.access(raw["auth"], (*where, "auth")) if "auth" in raw else default_auth
+        tracebacks = bool(raw.get("tracebacks", defaults.tracebacks))
         overrides = {}
         for annotation, ep in (raw.get("endpoints") or {}).items():
             ep = ep or {}
@@ -308,6 +310,7 @@ class _ManifestBuilder:
                 pool=self.pool(ep.get("pool"), pool),
                 auth=self.access(ep["auth"], (*ep_where, "auth")) if "auth" in ep else auth,
                 own_pool="pool" in ep,
+                tracebacks=tracebacks,
             )
         mount = raw.get("mount", "/")
         return NotebookSettings(
@@ -321,6 +324,7 @@ class _ManifestBuilder:
             auth=auth,
             download=bool(raw.get("download", False)),
             static=self.local_path(raw["static"]) if "static" in raw else None,
+            tracebacks=tracebacks,
             overrides=_frozen(overrides),
         )
 

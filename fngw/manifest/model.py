@@ -78,6 +78,7 @@ class DefaultSettings:
     kernel: str | None = None
     timeout: float = 60.0
     pool: PoolSettings = PoolSettings()
+    tracebacks: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class EndpointSettings:
     pool: PoolSettings
     auth: Access
     own_pool: bool = False
+    tracebacks: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class NotebookSettings:
     auth: Access
     download: bool
     static: Path | None
+    tracebacks: bool = False
     overrides: Mapping[str, EndpointSettings] = field(default_factory=lambda: EMPTY)
 
     def endpoint(self, annotation: str) -> EndpointSettings:
@@ -109,7 +112,7 @@ class NotebookSettings:
         found = self.overrides.get(annotation)
         if found is not None:
             return found
-        return EndpointSettings(timeout=self.timeout, pool=self.pool, auth=self.auth)
+        return EndpointSettings(timeout=self.timeout, pool=self.pool, auth=self.auth, tracebacks=self.tracebacks)
 
 
 @dataclass(frozen=True)

@@ -161,8 +161,7 @@ def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
         reserved += [join_url(base, p) for p in KERNEL_API_PREFIXES]
     for nb in manifest.notebooks.values():
         mount = join_url(base, nb.mount)
-        if nb.download:
-            reserved.append(join_url(mount, "_api"))
+        reserved.append(join_url(mount, "_api"))  # swagger.json, and the source when download is on
         if nb.static is not None:
             reserved.append(join_url(mount, "public"))
     seen: dict[tuple[str, str], Route] = {}

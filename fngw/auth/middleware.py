@@ -1,0 +1,74 @@
+"""Bearer-token authentication for every resource that declares who may call it.
+
+A resource opts in with ``access_for(method) -> Access | None``. Tokens are accepted as
+``Authorization: Bearer X``, ``Authorization: token X`` (Kernel Gateway's form) or ``?token=X``.
+No token, or one that matches no configured token: 401 with ``WWW-Authenticate: Bearer``. A valid
+token the route does not accept: 403. Every configured secret is compared in constant time, and
+no token is ever logged or echoed. CORS preflights pass without a token (browsers never send one).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+import falcon
+
+from fngw.manifest import Access
+from fngw.server.errors import GatewayError
+
+
+def is_preflight(req: falcon.Request) -> bool:
+    return (
+        req.method == "OPTIONS"
+        and req.get_header("Origin") is not None
+        and (req.get_header("Access-Control-Request-Method") is not None)
+    )
+
+
+def presented_token(req: falcon.Request) -> str | None:
+    header = req.get_header("Authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() in ("bearer", "token") and value.strip():
+            return value.strip()
+        return None
+    value = req.get_param("token")
+    return value or None
+
+
+class TokenAuth:
+    """Falcon middleware; ``secrets`` maps token names to their secret values, read at start."""
+
+    def __init__(self, secrets: Mapping[str, str]):
+        self._secrets = {name: secret.encode() for name, secret in secrets.items()}
+
+    def identify(self, token: str) -> str | None:
+        """The name of the configured token equal to ``token``; every secret is compared."""
+        presented = token.encode()
+        found = None
+        for name, secret in self._secrets.items():
+            if hmac.compare_digest(presented, secret):
+                found = name
+        return found
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        access_for = getattr(resource, "access_for", None)
+        if access_for is None or is_preflight(req):
+            return
+        access: Access | None = access_for(req.method)
+        if access is None or access.public:
+            return
+        token = presented_token(req)
+        name = self.identify(token) if token else None
+        if name is None:
+            raise GatewayError(
+                falcon.HTTP_401,
+                "Unauthorized",
+                "a valid token is required: Authorization: Bearer <token>"
+                if token is None
+                else "the token is not valid",
+                headers={"WWW-Authenticate": 'Bearer realm="fngw"'},
+            )
+        if name not in access.tokens:
+            raise GatewayError(falcon.HTTP_403, "Forbidden", "this token does not grant access to this route")

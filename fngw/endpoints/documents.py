@@ -1,0 +1,144 @@
+"""API descriptions: Kernel Gateway's per-notebook Swagger 2.0, and one OpenAPI 3.1 for the gateway."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import falcon
+
+from fngw import __version__
+from fngw.manifest import Access, Manifest
+from fngw.routing import Route, RoutePlan
+
+_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+
+ERRORS = {
+    "400": "The request body or query cannot be parsed",
+    "401": "No token, or a token that is not valid",
+    "403": "The token does not grant access to this route",
+    "404": "No route matches the path",
+    "405": "The method is not annotated for this path",
+    "413": "The request body is larger than server.max_body",
+    "500": "The cell (or its ResponseInfo cell) raised an error",
+    "502": "The kernel stopped while running the request; it is being replaced",
+    "503": "Every kernel is busy and the queue is full, or no kernel became free within queue_timeout",
+    "504": "The cell did not finish within its timeout",
+}
+
+
+def swagger_document(title_source: Path, routes: Iterable[Route]) -> dict[str, Any]:
+    """The document Kernel Gateway serves at ``/_api/spec/swagger.json`` for a notebook."""
+    name = title_source.name
+    title = name.split(".", 1)[0] if name.find(".") > 0 else name
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.endpoint.path, {})[route.method.lower()] = {
+            "responses": {"200": {"description": "Success"}}
+        }
+    return {"swagger": "2.0", "info": {"title": title, "version": "0.0.0"}, "paths": paths}
+
+
+def _security(access: Access) -> list[dict[str, list[str]]]:
+    return [] if access.public else [{"bearer": []}, {"token_query": []}]
+
+
+def openapi_document(manifest: Manifest, plan: RoutePlan) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for route in plan.routes:
+        template = _PARAM.sub(r"{\1}", route.path)
+        endpoint = route.endpoint
+        statuses = dict(ERRORS)
+        if route.settings.auth.public:
+            statuses.pop("401")
+            statuses.pop("403")
+        responses: dict[str, Any] = {
+            "200": {
+                "description": "What the cell printed, or its rich output",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        }
+        for code, text in statuses.items():
+            responses[code] = {"description": text, "content": error_ref}
+        operation_id = f"{route.notebook}_{route.method.lower()}_{_slug(endpoint.path)}"
+        while operation_id in operation_ids:
+            operation_id += "_"
+        operation_ids.add(operation_id)
+        operation: dict[str, Any] = {
+            "operationId": operation_id,
+            "summary": f"{route.method} {endpoint.path} of notebook {route.notebook}",
+            "tags": [route.notebook],
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in endpoint.params
+            ],
+            "responses": responses,
+            "security": _security(route.settings.auth),
+        }
+        if endpoint.description:
+            operation["description"] = endpoint.description
+        if route.method in ("POST", "PUT", "PATCH", "DELETE"):
+            operation["requestBody"] = {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {}},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "multipart/form-data": {"schema": {"type": "object"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+            }
+        paths.setdefault(template, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fngw",
+            "version": __version__,
+            "description": f"Notebook endpoints served by fngw from {manifest.path.name}",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <token> (or: token <token>)",
+                },
+                "token_query": {"type": "apiKey", "in": "query", "name": "token"},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["reason", "message"],
+                    "properties": {
+                        "reason": {"type": "string"},
+                        "message": {"type": "string"},
+                        "ename": {"type": "string"},
+                        "evalue": {"type": "string"},
+                        "traceback": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            },
+        },
+    }
+
+
+def _slug(path: str) -> str:
+    path = _PARAM.sub(r"by_\1", path)
+    return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
+
+
+class DocumentResource:
+    """Serves a precomputed JSON document, under an access rule."""
+
+    def __init__(self, document: dict[str, Any], access: Access):
+        self.document = document
+        self.access = access
+
+    def access_for(self, method: str) -> Access:
+        return self.access
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.document

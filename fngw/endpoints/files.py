@@ -1,0 +1,46 @@
+"""A notebook's source download and its static folder."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+import falcon
+
+from fngw.manifest import Access
+
+
+class SourceResource:
+    """``GET {mount}/_api/source``: the notebook file itself."""
+
+    def __init__(self, path: Path, access: Access):
+        self.path = path
+        self.access = access
+
+    def access_for(self, method: str) -> Access:
+        return self.access
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "application/x-ipynb+json"
+        resp.downloadable_as = self.path.name
+        resp.data = self.path.read_bytes()
+
+
+class StaticResource:
+    """``GET {mount}/public/{file}``: files below one folder; no path ever leaves it."""
+
+    def __init__(self, folder: Path, access: Access):
+        self.folder = folder.resolve()
+        self.access = access
+
+    def access_for(self, method: str) -> Access:
+        return self.access
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
+        target = (self.folder / filepath).resolve()
+        if not filepath or not target.is_relative_to(self.folder) or not target.is_file():
+            raise falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
+        resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        resp.data = target.read_bytes()
+
+    on_head = on_get

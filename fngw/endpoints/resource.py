@@ -1,0 +1,139 @@
+"""Falcon resources serving annotated cells.
+
+One ``EndpointResource`` per URL path; each annotated method of that path is an ``EndpointHandler``
+installed as the resource's ``on_<method>`` responder, so methods that are not annotated get 405
+with ``Allow`` from Falcon itself, before any kernel is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import falcon
+import gevent
+import gevent.socket
+
+from fngw.kernels import (
+    ExecutionTimeout,
+    KernelLost,
+    KernelPool,
+    PoolClosed,
+    PoolUnavailable,
+    QueueFull,
+    QueueTimeout,
+)
+from fngw.manifest import Access
+from fngw.routing import Route
+from fngw.server.errors import GatewayError
+
+from . import execution, response
+from .request import read_body, request_document
+
+log = logging.getLogger("fngw.endpoints")
+
+
+class ClientGone(Exception):
+    """The client closed its connection while its request waited for a kernel."""
+
+
+@contextmanager
+def abandon_if_client_leaves(req: falcon.Request, on_leave) -> Iterator[None]:
+    """While the body of the ``with`` runs, a client that closes its connection interrupts it with
+    ``ClientGone``: a request still queued for a kernel must not keep its place for nobody."""
+    sock = req.env.get("gunicorn.socket")
+    if sock is None:
+        yield
+        return
+    waiting = gevent.getcurrent()
+
+    def watch() -> None:
+        try:
+            gevent.socket.wait_read(sock.fileno())
+            data = sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            data = b""
+        if data == b"":  # EOF; data would be a pipelined next request, which is fine
+            on_leave()
+            gevent.kill(waiting, ClientGone)
+
+    watcher = gevent.spawn(watch)
+    try:
+        yield
+    finally:
+        watcher.kill(block=False)
+
+
+class EndpointHandler:
+    """Runs one annotated endpoint: parse the request, lease a kernel, execute, render."""
+
+    def __init__(self, route: Route, pool: KernelPool, language: str, max_body: int, stats: dict[str, int]):
+        self.route = route
+        self.pool = pool
+        self.settings = route.settings
+        self.plan = execution.ExecutionPlan.for_endpoint(route.endpoint, language)
+        self.max_body = max_body
+        self.stats = stats
+
+    @property
+    def access(self) -> Access:
+        return self.settings.auth
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        body = read_body(req, self.max_body)
+        request_json = json.dumps(request_document(req, body, params))
+        try:
+            with abandon_if_client_leaves(req, self._client_left):
+                kernel = self.pool.acquire(self.settings.pool.queue_timeout)
+        except (QueueFull, QueueTimeout) as exc:
+            raise GatewayError(
+                falcon.HTTP_503, "Service Unavailable", str(exc), headers={"Retry-After": "1"}, pool=self.pool.name
+            ) from None
+        except (PoolUnavailable, PoolClosed) as exc:
+            raise GatewayError(
+                falcon.HTTP_503, "Service Unavailable", str(exc), headers={"Retry-After": "5"}, pool=self.pool.name
+            ) from None
+        except ClientGone:
+            raise GatewayError(
+                "499 Client Closed Request",
+                "Client Closed Request",
+                "the client closed the connection while the request waited for a kernel",
+            ) from None
+        try:
+            outcome = execution.run(self.plan, self.pool, kernel, request_json, self.settings.timeout)
+        except ExecutionTimeout:
+            raise GatewayError(
+                falcon.HTTP_504,
+                "Gateway Timeout",
+                f"the cell did not finish within {self.settings.timeout:g}s; its kernel is being interrupted",
+            ) from None
+        except KernelLost as exc:
+            raise GatewayError(
+                falcon.HTTP_502,
+                "Bad Gateway",
+                f"the kernel stopped while running the request ({exc}); it is being replaced",
+            ) from None
+        finally:
+            self.pool.release(kernel)
+        response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
+
+    def _client_left(self) -> None:
+        self.stats["disconnects"] = self.stats.get("disconnects", 0) + 1
+
+
+class EndpointResource:
+    """Every annotated method of one URL path."""
+
+    def __init__(self, handlers: dict[str, EndpointHandler]):
+        self.handlers = handlers
+        for method, handler in handlers.items():
+            setattr(self, f"on_{method.lower()}", handler)
+        if "GET" in handlers and "HEAD" not in handlers:
+            self.on_head = handlers["GET"]  # Falcon sends no body for HEAD
+
+    def access_for(self, method: str) -> Access | None:
+        handler = self.handlers.get("GET" if method == "HEAD" else method)
+        return handler.access if handler else None

@@ -1,0 +1,172 @@
+"""From an execution's outcome to the HTTP response.
+
+Body precedence follows Kernel Gateway: a cell error is a 500; else the stdout; else the
+``execute_result`` bundle as JSON; else empty; ``Content-Type: text/plain`` and 200 unless the
+ResponseInfo cell says otherwise. Beyond Kernel Gateway, a rich representation from the cell's
+display output is the body when the ResponseInfo's Content-Type names it, or, for a cell that
+printed nothing, when the request's Accept names it; binary types are base64-decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import falcon
+
+from fngw.server.errors import GatewayError
+
+from .execution import Outcome
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_NO_BODY = (204, 304)
+# Headers a cell must not set: they describe the connection or the body framing, which the server owns.
+_RESERVED = {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer"}
+
+
+def _is_text(mime: str) -> bool:
+    return (
+        mime.startswith("text/")
+        or mime in ("image/svg+xml", "application/javascript")
+        or mime.endswith(("+xml", "+json", "/json", "/xml"))
+    )
+
+
+def cell_error(outcome_error: Any, *, tracebacks: bool, what: str = "the cell") -> GatewayError:
+    extra: dict[str, Any] = {"ename": outcome_error.ename, "evalue": outcome_error.evalue}
+    if tracebacks:
+        extra["traceback"] = [_strip_ansi(line) for line in outcome_error.traceback]
+    return GatewayError(
+        falcon.HTTP_500,
+        "Internal Server Error",
+        f"{what} raised {outcome_error.ename}: {outcome_error.evalue}",
+        **extra,
+    )
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def parse_response_info(stdout: str) -> tuple[int | None, list[tuple[str, str]]]:
+    """Status and headers from the JSON a ResponseInfo cell printed."""
+    try:
+        info = json.loads(stdout)
+    except ValueError:
+        raise GatewayError(
+            falcon.HTTP_500,
+            "Internal Server Error",
+            f"the ResponseInfo cell must print JSON; it printed {stdout[:200]!r}",
+        ) from None
+    if not isinstance(info, dict):
+        raise GatewayError(
+            falcon.HTTP_500,
+            "Internal Server Error",
+            "the ResponseInfo cell must print a JSON object with 'status' and 'headers'",
+        )
+    status = info.get("status")
+    if status is not None and (not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599):
+        raise GatewayError(
+            falcon.HTTP_500,
+            "Internal Server Error",
+            f"ResponseInfo status must be an integer from 100 to 599, not {status!r}",
+        )
+    headers: list[tuple[str, str]] = []
+    raw_headers = info.get("headers") or {}
+    if not isinstance(raw_headers, dict):
+        raise GatewayError(falcon.HTTP_500, "Internal Server Error", "ResponseInfo headers must be a JSON object")
+    for name, value in raw_headers.items():
+        values = value if isinstance(value, list) else [value]
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
+            raise GatewayError(
+                falcon.HTTP_500, "Internal Server Error", f"ResponseInfo header name {name!r} is not allowed"
+            )
+        for item in values:
+            text = str(item) if not isinstance(item, str) else item
+            if any(c in text for c in "\r\n\0"):
+                raise GatewayError(
+                    falcon.HTTP_500, "Internal Server Error", f"ResponseInfo header {name!r} contains a line break"
+                )
+            headers.append((name, text))
+    return status, headers
+
+
+def _bundle_with(outputs: list[dict[str, Any]], mime: str) -> Any:
+    for output in reversed(outputs):  # the latest representation wins
+        data = output.get("data") or {}
+        if mime in data:
+            return data[mime]
+    return None
+
+
+def _accepted(req: falcon.Request) -> list[str]:
+    """Mime types the client names explicitly in Accept, most preferred first (no wildcards)."""
+    ranked = []
+    for i, item in enumerate((req.accept or "").split(",")):
+        parts = [p.strip() for p in item.split(";")]
+        mime = parts[0].lower()
+        q = 1.0
+        for param in parts[1:]:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if mime and "*" not in mime and q > 0:
+            ranked.append((-q, i, mime))
+    return [mime for _, _, mime in sorted(ranked)]
+
+
+def _rich_body(value: Any, mime: str) -> bytes:
+    if isinstance(value, list):  # nbformat allows text split in lines
+        value = "".join(value)
+    if mime.endswith("json") and not isinstance(value, str):
+        return json.dumps(value).encode()
+    if _is_text(mime):
+        return str(value).encode()
+    return base64.b64decode(value)
+
+
+def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, tracebacks: bool) -> None:
+    cell = outcome.cell
+    if not cell.ok:
+        raise cell_error(cell.error, tracebacks=tracebacks)
+    if outcome.response_info_error is not None:
+        raise cell_error(outcome.response_info_error, tracebacks=tracebacks, what="the ResponseInfo cell")
+    status, headers = (None, [])
+    if outcome.response_info_stdout is not None:
+        status, headers = parse_response_info(outcome.response_info_stdout)
+
+    content_type = "text/plain"
+    for name, value in headers:
+        if name.lower() == "content-type":
+            content_type = value
+        else:
+            resp.append_header(name, value)
+    declared = content_type.split(";", 1)[0].strip().lower()
+
+    body: bytes
+    rich = _bundle_with(outcome.outputs, declared) if declared != "text/plain" else None
+    if rich is not None:
+        body = _rich_body(rich, declared)
+    elif cell.stdout:
+        body = cell.stdout.encode()
+    else:
+        body = b""
+        for mime in _accepted(req):
+            found = _bundle_with(outcome.outputs, mime)
+            if found is not None and mime != "text/plain":
+                body, content_type = _rich_body(found, mime), mime
+                break
+        else:
+            if cell.execute_result is not None:
+                body = json.dumps(cell.execute_result).encode()
+
+    resp.status = falcon.code_to_http_status(status or 200)
+    if (status or 200) in _NO_BODY:
+        resp.data = b""
+        return
+    resp.content_type = content_type
+    resp.data = body

@@ -9,7 +9,8 @@ bind = [f"0.0.0.0:{os.environ['PORT']}"] if os.environ.get("PORT") else ["127.0.
 
 # Kernels are driven with zmq.green sockets: the worker must be gevent-patched. Patching happens in
 # the worker after fork, so the app is not preloaded (zmq contexts must not cross fork either).
-worker_class = "gevent"
+# fngw's worker is gunicorn's gevent worker that also hands repeated request headers to notebooks.
+worker_class = "fngw.server.worker.GeventWorker"
 preload_app = False
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))  # each worker runs its own kernel pools
 # Requests queued for a kernel and open websockets are all connections: far above the default 1000.

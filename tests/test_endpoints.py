@@ -109,6 +109,21 @@ def test_escaped_header_values_do_not_break_request(gw):
     assert json.loads(body)["headers"]["If-None-Match"] == '""9a28a9262f954494a8de7442c63d6d0715ce0998""'
 
 
+def test_repeated_headers_reach_the_cell_as_lists(gw):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.putrequest("GET", "/request")
+    conn.putheader("X-Multi", "v1")
+    conn.putheader("X-Multi", "v2")
+    conn.putheader("X-Single", "a, b")
+    conn.endheaders()
+    headers = json.loads(conn.getresponse().read())["headers"]
+    conn.close()
+    assert headers["X-Multi"] == ["v1", "v2"]
+    assert headers["X-Single"] == "a, b"
+
+
 def test_request_data_is_never_code(gw):
     nasty = "'''\"\"\"\\'); import os; os._exit(3) #${x}`id`@{y}\u2028\x00"
     status, _, body = gw.request(

@@ -26,7 +26,7 @@ def test_default_manifest_serves_health_and_stops_by_pid():
     finally:
         code = gw.stop()
     assert code == 0
-    assert "Using worker: gevent" in gw.stderr
+    assert "Using worker: fngw.server.worker.GeventWorker" in gw.stderr
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} outlived its master"
 

@@ -92,10 +92,26 @@ def query_args(req: falcon.Request) -> dict[str, list[str]]:
         raise bad_request("the query string is not valid UTF-8") from None
 
 
+def _capitalize(name: str) -> str:
+    return "-".join(p.capitalize() for p in name.split("-"))
+
+
 def header_dict(req: falcon.Request) -> dict[str, str | list[str]]:
-    """Request headers with their usual capitalisation (``Content-Type``). The WSGI server joins
-    repeated headers with commas before the application sees them."""
-    return {"-".join(p.capitalize() for p in name.split("-")): value for name, value in req.headers.items()}
+    """Request headers with their usual capitalisation (``Content-Type``); a header sent several
+    times is a list. Under fngw's gunicorn worker the header list is exact; elsewhere the WSGI
+    server has already joined repeated headers with commas."""
+    raw = req.env.get("fngw.raw_headers")
+    if raw is None:
+        return {_capitalize(name): value for name, value in req.headers.items()}
+    headers: dict[str, str | list[str]] = {}
+    for name, value in raw:
+        key = _capitalize(name)
+        if key in headers:
+            previous = headers[key]
+            headers[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            headers[key] = value
+    return headers
 
 
 def request_document(req: falcon.Request, body: bytes, path_params: dict[str, str]) -> dict[str, Any]:

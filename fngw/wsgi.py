@@ -43,9 +43,28 @@ def _build():
     secrets = tuple(t.env for t in manifest.auth.tokens.values() if t.env)
     options = PoolOptions(runtime_dir=worker_runtime_dir(os.getppid(), os.getpid()), secrets=secrets)
     pools = GatewayPools(deployment.plan, options)
-    app = create_app(manifest, deployment.plan, pools)
+    registry = _kernel_registry(manifest, options) if manifest.kernel_api is not None else None
+    app = create_app(manifest, deployment.plan, pools, registry)
     pools.start()
-    return app, pools
+    if registry is not None:
+        registry.start_background()
+    return app, pools, registry
 
 
-application, pools = _build()
+def _kernel_registry(manifest, options):
+    from fngw.kernel_api import KernelRegistry
+    from fngw.kernels import SeedCell
+    from fngw.notebook import read_notebook
+
+    settings = manifest.kernel_api
+    seed, seed_kernel = (), None
+    if settings.seed is not None:
+        nb = read_notebook(settings.seed)
+        seed = tuple(SeedCell(i, "".join(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == "code")
+        seed_kernel = (nb.metadata.get("kernelspec") or {}).get("name")
+    return KernelRegistry(
+        settings, runtime_dir=options.runtime_dir, secrets=options.secrets, seed=seed, seed_kernel=seed_kernel
+    )
+
+
+application, pools, kernel_registry = _build()

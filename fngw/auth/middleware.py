@@ -56,7 +56,10 @@ class TokenAuth:
         access_for = getattr(resource, "access_for", None)
         if access_for is None or is_preflight(req):
             return
-        access: Access | None = access_for(req.method)
+        self.authorize(req, access_for(req.method))
+
+    def authorize(self, req: falcon.Request, access: Access | None) -> None:
+        """Raise 401 or 403 unless ``req`` may pass ``access``."""
         if access is None or access.public:
             return
         token = presented_token(req)

@@ -283,6 +283,7 @@ class Kernel:
         self._monitor: gevent.Greenlet | None = None
         self._death_callbacks: list[Callable[[Kernel], None]] = []
         self._iopub_listeners: list[Callable[[Kernel, dict], None]] = []
+        self._message_listeners: list[Callable[[Kernel, str, dict], None]] = []
 
     # --- public surface ---------------------------------------------------------------------------
 
@@ -306,6 +307,18 @@ class Kernel:
     def on_iopub(self, listener: Callable[[Kernel, dict], None]) -> None:
         """Call ``listener(kernel, msg)`` for every iopub message (for websocket clients)."""
         self._iopub_listeners.append(listener)
+
+    def on_message(self, listener: Callable[[Kernel, str, dict], None]) -> None:
+        """Call ``listener(kernel, channel, msg)`` for shell, control and stdin messages that answer
+        requests sent with ``send_message`` (that is, not this object's own requests)."""
+        self._message_listeners.append(listener)
+
+    def send_message(self, channel: str, msg: dict[str, Any]) -> None:
+        """Send a message built by a client (header, parent_header, metadata, content, buffers) on
+        ``channel``, signed with this kernel's key; its replies go to ``on_message`` listeners."""
+        if self._conn is None or not self.alive:
+            raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
+        self._conn.session.send(self._conn.sockets[channel], msg, buffers=msg.get("buffers") or None)
 
     def start(self) -> None:
         """Launch, wait until ready, seed. Raises ``KernelStartError``/``KernelSeedError``; on failure
@@ -488,6 +501,12 @@ class Kernel:
                     log.exception("iopub listener failed")
         elif request is not None and channel in ("shell", "control"):
             request.on_reply(msg)
+        elif request is None:
+            for listener in self._message_listeners:
+                try:
+                    listener(self, channel, msg)
+                except Exception:
+                    log.exception("message listener failed")
         if request is not None and request.done.ready():
             del self._requests[parent]
             if self.state == "busy" and not any(isinstance(r, _Execution) for r in self._requests.values()):

@@ -6,6 +6,7 @@ import falcon
 
 from fngw.auth import read_token
 from fngw.auth.middleware import TokenAuth
+from fngw.kernel_api import KernelApi, KernelRegistry
 from fngw.manifest import Manifest, join_url
 from fngw.routing import GATEWAY_PREFIX, RoutePlan, plan_routes
 
@@ -14,6 +15,7 @@ from .cors import Cors
 from .health import HealthResource, ReadyResource
 from .limits import BodyLimit
 from .pools import GatewayPools
+from .websocket import with_websockets
 
 
 def falcon_template(path: str) -> str:
@@ -21,11 +23,17 @@ def falcon_template(path: str) -> str:
     return "/".join("{" + seg[1:] + "}" if seg.startswith(":") else seg for seg in path.split("/"))
 
 
-def create_app(manifest: Manifest, plan: RoutePlan | None = None, pools: GatewayPools | None = None) -> falcon.App:
+def create_app(
+    manifest: Manifest,
+    plan: RoutePlan | None = None,
+    pools: GatewayPools | None = None,
+    kernel_registry: KernelRegistry | None = None,
+):
     """Build the gateway for ``manifest``. ``plan`` saves re-reading notebooks when the caller
-    already checked the deployment; ``pools`` are the worker's kernel pools (the caller starts and
-    stops them: they belong to the process, not to the application object). Without pools, only
-    the gateway's own routes are served."""
+    already checked the deployment; ``pools`` and ``kernel_registry`` are the worker's kernels (the
+    caller starts and stops them: they belong to the process, not to the application object).
+    Without pools, notebook endpoints are not served; without a registry, nor is the kernel API.
+    Returns the Falcon app, wrapped for websocket upgrades when the kernel API is on."""
     from fngw.endpoints.documents import DocumentResource, openapi_document, swagger_document
     from fngw.endpoints.files import SourceResource, StaticResource
     from fngw.endpoints.resource import EndpointHandler, EndpointResource
@@ -72,6 +80,12 @@ def create_app(manifest: Manifest, plan: RoutePlan | None = None, pools: Gateway
         if nb.static is not None:
             app.add_route(join_url(mount, "public/{filepath:path}"), StaticResource(nb.static, nb.auth))
     app.add_sink(_not_found)  # unknown paths get the gateway's JSON 404, not falcon's default
+    if manifest.kernel_api is not None and kernel_registry is not None:
+        api = KernelApi(manifest.kernel_api, kernel_registry, manifest.server.cors, base)
+        for template, resource in api.routes():
+            app.add_route(template, resource)
+        auth = next(m for m in middleware if isinstance(m, TokenAuth))
+        return with_websockets(app, api, lambda req: auth.authorize(req, manifest.kernel_api.auth))
     return app
 
 

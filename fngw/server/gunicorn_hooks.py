@@ -37,9 +37,9 @@ def on_starting(server) -> None:
 def worker_exit(server, worker) -> None:
     """In the worker, as it exits: shut its kernels down."""
     entry = sys.modules.get("fngw.wsgi")
-    pools = getattr(entry, "pools", None)
-    if pools is not None:
-        pools.shutdown()
+    for owner in (getattr(entry, "pools", None), getattr(entry, "kernel_registry", None)):
+        if owner is not None:
+            owner.shutdown()
 
 
 def child_exit(server, worker) -> None:

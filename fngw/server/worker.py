@@ -1,12 +1,16 @@
-"""fngw's gunicorn worker: gunicorn's gevent worker, keeping repeated request headers apart.
+"""fngw's gunicorn worker: gunicorn's gevent worker, with two additions.
 
-WSGI joins repeated headers into one comma-separated value, but Kernel Gateway hands notebooks
-repeated headers as lists. This worker passes gunicorn's parsed header list to the application as
-``environ["fngw.raw_headers"]``.
+- WSGI joins repeated headers into one comma-separated value, but Kernel Gateway hands notebooks
+  repeated headers as lists: this worker passes gunicorn's parsed header list to the application
+  as ``environ["fngw.raw_headers"]``.
+- A connection the application took over (a websocket, answered with gunicorn's
+  ``ALREADY_HANDLED``) is closed when the application is done with it; gunicorn's keep-alive loop
+  would otherwise wait for another request on it.
 """
 
 from __future__ import annotations
 
+from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 
@@ -15,18 +19,29 @@ class GeventWorker(_GeventWorker):
         super().load_wsgi()
         app = self.wsgi
         by_socket: dict[int, list[tuple[str, str]]] = {}
+        taken_over: set[int] = set()
         self._headers_by_socket = by_socket
+        self._taken_over = taken_over
 
-        def with_raw_headers(environ, start_response):
-            environ["fngw.raw_headers"] = by_socket.get(id(environ.get("gunicorn.socket")))
-            return app(environ, start_response)
+        def application(environ, start_response):
+            key = id(environ.get("gunicorn.socket"))
+            environ["fngw.raw_headers"] = by_socket.get(key)
+            result = app(environ, start_response)
+            if result is ALREADY_HANDLED:
+                taken_over.add(key)
+            return result
 
-        self.wsgi = with_raw_headers
+        self.wsgi = application
 
     def handle_request(self, listener_name, req, sock, addr):
         # One request at a time per connection, so the socket identifies the request.
-        self._headers_by_socket[id(sock)] = req.headers
+        key = id(sock)
+        self._headers_by_socket[key] = req.headers
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            result = super().handle_request(listener_name, req, sock, addr)
         finally:
-            self._headers_by_socket.pop(id(sock), None)
+            self._headers_by_socket.pop(key, None)
+        if key in self._taken_over:
+            self._taken_over.discard(key)
+            raise StopIteration("the connection was taken over by the application")
+        return result

@@ -1,0 +1,308 @@
+"""Websocket channels of a kernel: many clients share one set of kernel sockets.
+
+``ChannelHub`` (one per kernel per worker) sends client messages to the kernel, re-signed with the
+kernel's key, remembers which session sent each request, routes shell, control and stdin replies
+back to that session's connection and broadcasts iopub to every connection. A session that
+disconnects has its messages buffered (bounded) and replayed when it reconnects with the same
+``session_id``.
+
+``WebSocket`` is one client connection over wsproto on a gevent socket: one reader, one writer
+greenlet fed by a queue (concurrent sends are safe), pings to notice dead peers, a message size
+limit answered with close code 1009, protocol errors with 1002. Both framings are supported: the
+legacy JSON text frames (binary when a message has buffers) and ``v1.kernel.websocket.jupyter.org``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import time
+import uuid
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+from typing import Any
+
+import gevent
+import gevent.queue
+from jupyter_client.jsonutil import json_default
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from fngw.kernels import KernelError
+
+from .registry import ApiKernel
+
+log = logging.getLogger("fngw.kernel_api")
+
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+CHANNELS = ("shell", "control", "stdin", "iopub")
+MAX_MESSAGE = 128 * 1024 * 1024
+PING_INTERVAL = 30.0
+REPLAY_LIMIT = 10_000  # messages kept for a disconnected session
+ROUTE_LIMIT = 100_000  # request ids remembered for reply routing
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, default=json_default).encode()
+
+
+def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
+    """(is_binary, payload) in the legacy framing."""
+    body = {key: msg.get(key, {}) for key in ("header", "parent_header", "metadata", "content")}
+    body.update(channel=channel, msg_id=msg["header"].get("msg_id"), msg_type=msg["header"].get("msg_type"))
+    buffers = [bytes(b) for b in msg.get("buffers") or ()]
+    if not buffers:
+        body["buffers"] = []
+        return False, _dumps(body)
+    parts = [_dumps(body), *buffers]
+    offsets = [4 * (len(parts) + 1)]
+    for part in parts[:-1]:
+        offsets.append(offsets[-1] + len(part))
+    return True, struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets) + b"".join(parts)
+
+
+def decode_legacy(data: bytes | str) -> dict[str, Any]:
+    if isinstance(data, str):
+        msg = json.loads(data)
+        msg.setdefault("buffers", [])
+        return msg
+    (count,) = struct.unpack("!I", data[:4])
+    offsets = list(struct.unpack("!" + "I" * count, data[4 : 4 * (count + 1)])) + [len(data)]
+    parts = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    msg = json.loads(parts[0])
+    msg["buffers"] = parts[1:]
+    return msg
+
+
+def encode_v1(msg: dict[str, Any], channel: str) -> bytes:
+    parts = [_dumps(msg.get(k, {})) for k in ("header", "parent_header", "metadata", "content")]
+    parts += [bytes(b) for b in msg.get("buffers") or ()]
+    name = channel.encode()
+    offsets = [8 * (1 + 1 + len(parts) + 1)]
+    offsets.append(offsets[-1] + len(name))
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    head = len(offsets).to_bytes(8, "little") + b"".join(o.to_bytes(8, "little") for o in offsets)
+    return head + name + b"".join(parts)
+
+
+def decode_v1(data: bytes) -> dict[str, Any]:
+    count = int.from_bytes(data[:8], "little")
+    offsets = [int.from_bytes(data[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
+    channel = data[offsets[0] : offsets[1]].decode()
+    parts = [data[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
+    if len(parts) < 4:
+        raise ValueError("a v1 message needs header, parent_header, metadata and content")
+    header, parent, metadata, content = (json.loads(p) for p in parts[:4])
+    return {
+        "channel": channel,
+        "header": header,
+        "parent_header": parent,
+        "metadata": metadata,
+        "content": content,
+        "buffers": parts[4:],
+    }
+
+
+class ChannelHub:
+    """All websocket connections of one kernel in this worker."""
+
+    def __init__(self, entry: ApiKernel):
+        self.entry = entry
+        self.connections: dict[str, WebSocket] = {}
+        self.offline: dict[str, deque] = {}
+        self.routes: OrderedDict[str, str] = OrderedDict()
+        entry.kernel.on_iopub(self._iopub)
+        entry.kernel.on_message(self._reply)
+        entry.status_listeners.append(self._status)
+
+    def attach(self, ws: WebSocket) -> None:
+        old = self.connections.get(ws.session_id)
+        if old is not None:
+            old.close(1000, "replaced by a newer connection of the same session")
+        self.connections[ws.session_id] = ws
+        self.entry.connections = len(self.connections)
+        for channel, msg in self.offline.pop(ws.session_id, ()):
+            ws.send(channel, msg)
+
+    def detach(self, ws: WebSocket) -> None:
+        if self.connections.get(ws.session_id) is ws:
+            del self.connections[ws.session_id]
+            self.offline[ws.session_id] = deque(maxlen=REPLAY_LIMIT)
+        self.entry.connections = len(self.connections)
+
+    def from_client(self, ws: WebSocket, msg: dict[str, Any]) -> None:
+        channel = msg.pop("channel", None) or "shell"
+        if channel not in ("shell", "control", "stdin"):
+            log.warning("dropping a client message for channel %r", channel)
+            return
+        header = msg.get("header")
+        if not isinstance(header, dict) or "msg_id" not in header or "msg_type" not in header:
+            ws.error("a message needs a header with msg_id and msg_type")
+            return
+        msg.setdefault("parent_header", {})
+        msg.setdefault("metadata", {})
+        msg.setdefault("content", {})
+        self.routes[header["msg_id"]] = ws.session_id
+        if len(self.routes) > ROUTE_LIMIT:
+            self.routes.popitem(last=False)
+        self.entry.touch()
+        try:
+            self.entry.kernel.send_message(channel, msg)
+        except KernelError as exc:
+            ws.error(f"the kernel is not running: {exc}")
+
+    def _deliver(self, session_id: str, channel: str, msg: dict[str, Any]) -> None:
+        ws = self.connections.get(session_id)
+        if ws is not None:
+            ws.send(channel, msg)
+        elif session_id in self.offline:
+            self.offline[session_id].append((channel, msg))
+
+    def _reply(self, kernel, channel: str, msg: dict[str, Any]) -> None:
+        parent = (msg.get("parent_header") or {}).get("msg_id")
+        session_id = self.routes.get(parent) if parent else None
+        if session_id is not None:
+            self._deliver(session_id, channel, msg)
+
+    def _iopub(self, kernel, msg: dict[str, Any]) -> None:
+        for ws in list(self.connections.values()):
+            ws.send("iopub", msg)
+        for buffered in self.offline.values():
+            buffered.append(("iopub", msg))
+
+    def _status(self, state: str) -> None:
+        now = datetime.now(timezone.utc)
+        msg = {
+            "header": {
+                "msg_id": str(uuid.uuid4()),
+                "msg_type": "status",
+                "username": "fngw",
+                "session": "fngw",
+                "date": now,
+                "version": "5.3",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "content": {"execution_state": state},
+            "buffers": [],
+        }
+        self._iopub(None, msg)
+        if state == "dead":
+            for ws in list(self.connections.values()):
+                ws.close(1011, "the kernel died")
+
+
+class WebSocket:
+    """One websocket client on an upgraded gevent socket."""
+
+    def __init__(self, sock: socket.socket, session_id: str, v1: bool, max_message: int = MAX_MESSAGE):
+        self.sock = sock
+        self.session_id = session_id
+        self.v1 = v1
+        self.max_message = max_message
+        self.ws = Connection(ConnectionType.SERVER)
+        self.outbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.closed = False
+        self.last_seen = time.monotonic()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
+
+    def send(self, channel: str, msg: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if self.v1:
+            self.outbox.put(BytesMessage(data=encode_v1(msg, channel)))
+        else:
+            binary, payload = encode_legacy(msg, channel)
+            self.outbox.put(BytesMessage(data=payload) if binary else TextMessage(data=payload.decode()))
+
+    def error(self, text: str) -> None:
+        log.warning("websocket %s: %s", self.session_id, text)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self.closed:
+            self.outbox.put(CloseConnection(code=code, reason=reason))
+
+    def _writer(self) -> None:
+        while True:
+            event = self.outbox.get()
+            try:
+                data = self.ws.send(event)
+                self.sock.sendall(data)
+            except (OSError, LocalProtocolError):
+                self.closed = True
+                return
+            if isinstance(event, CloseConnection):
+                self.closed = True
+                return
+
+    def _pinger(self) -> None:
+        while not self.closed:
+            gevent.sleep(PING_INTERVAL)
+            if time.monotonic() - self.last_seen > 3 * PING_INTERVAL:
+                self.close(1001, "no answer to pings")
+                return
+            self.outbox.put(Ping(payload=b"fngw"))
+
+    def serve(self, hub: ChannelHub) -> None:
+        """Run until either side closes; messages go to ``hub``."""
+        writer = gevent.spawn(self._writer)
+        pinger = gevent.spawn(self._pinger)
+        hub.attach(self)
+        parts: list[bytes | str] = []
+        size = 0
+        try:
+            while not self.closed:
+                try:
+                    data = self.sock.recv(256 * 1024)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.last_seen = time.monotonic()
+                try:
+                    self.ws.receive_data(data)
+                    events = list(self.ws.events())
+                except RemoteProtocolError as exc:
+                    self.close(1002, f"protocol error: {exc}")
+                    break
+                for event in events:
+                    if isinstance(event, TextMessage | BytesMessage):
+                        parts.append(event.data)
+                        size += len(event.data)
+                        if size > self.max_message:
+                            self.close(1009, f"message larger than {self.max_message} bytes")
+                            parts, size = [], 0
+                            break
+                        if event.message_finished:
+                            payload = "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+                            parts, size = [], 0
+                            self._dispatch(hub, payload)
+                    elif isinstance(event, Ping):
+                        self.outbox.put(event.response())
+                    elif isinstance(event, Pong):
+                        pass
+                    elif isinstance(event, CloseConnection):
+                        self.outbox.put(event.response())
+                        self.closed = True
+                        break
+        finally:
+            hub.detach(self)
+            self.closed = True
+            pinger.kill(block=False)
+            writer.join(timeout=2)
+            writer.kill(block=False)
+
+    def _dispatch(self, hub: ChannelHub, payload: bytes | str) -> None:
+        try:
+            msg = decode_v1(payload) if self.v1 and isinstance(payload, bytes) else decode_legacy(payload)
+        except (ValueError, UnicodeDecodeError, struct.error, IndexError) as exc:
+            self.error(f"dropping a malformed message: {exc}")
+            return
+        if not isinstance(msg, dict):
+            self.error("dropping a message that is not a JSON object")
+            return
+        hub.from_client(self, msg)

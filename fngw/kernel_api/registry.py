@@ -1,0 +1,323 @@
+"""The kernels a worker runs for the kernel API: start, list, interrupt, restart, delete, cull.
+
+Knows nothing of HTTP: errors are ``KernelApiError`` subclasses that the resources turn into
+statuses. ``max_kernels`` is enforced atomically: a slot is reserved before the (yielding) start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.pool
+
+from fngw.kernels import (
+    Kernel,
+    KernelError,
+    KernelSpecNotFound,
+    ResolvedSpec,
+    SeedCell,
+    installed_kernelspecs,
+    kernel_environment,
+    resolve_kernelspec,
+)
+from fngw.manifest import KernelApiSettings
+
+log = logging.getLogger("fngw.kernel_api")
+
+MAX_ENV_VALUE = 32 * 1024
+RESTART_LIMIT = 5  # automatic restarts of a dying kernel before it is declared dead
+
+
+class KernelApiError(Exception):
+    """Base; ``str(error)`` is the message for the client."""
+
+
+class NotFound(KernelApiError):
+    pass
+
+
+class Invalid(KernelApiError):
+    pass
+
+
+class ResourceLimit(KernelApiError):
+    pass
+
+
+class StartFailed(KernelApiError):
+    def __init__(self, message: str, cause: KernelError):
+        super().__init__(message)
+        self.cause = cause
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class ApiKernel:
+    """A kernel started through the API, with what its model reports."""
+
+    kernel: Kernel
+    name: str
+    execution_state: str = "starting"
+    connections: int = 0
+    last_activity: str = field(default_factory=iso_now)
+    last_activity_monotonic: float = field(default_factory=time.monotonic)
+    auto_restarts: int = 0
+    status_listeners: list[Callable[[str], None]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.kernel.id
+
+    def model(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "last_activity": self.last_activity,
+            "execution_state": self.execution_state,
+            "connections": self.connections,
+        }
+
+    def touch(self) -> None:
+        self.last_activity = iso_now()
+        self.last_activity_monotonic = time.monotonic()
+
+    def announce(self, state: str) -> None:
+        """Tell connected clients about a lifecycle change (``restarting``, ``dead``)."""
+        self.execution_state = state
+        for listener in list(self.status_listeners):
+            listener(state)
+
+
+class KernelRegistry:
+    def __init__(
+        self,
+        settings: KernelApiSettings,
+        *,
+        runtime_dir: Path,
+        environ: Mapping[str, str] | None = None,
+        secrets: tuple[str, ...] = (),
+        seed: tuple[SeedCell, ...] = (),
+        seed_kernel: str | None = None,
+        start_timeout: float = 60.0,
+    ):
+        self.settings = settings
+        self.runtime_dir = runtime_dir
+        self.environ = dict(environ if environ is not None else os.environ)
+        self.secrets = secrets
+        self.seed = seed
+        self.seed_kernel = seed_kernel
+        self.start_timeout = start_timeout
+        self.kernels: dict[str, ApiKernel] = {}
+        self._reserved = 0
+        self._warm: deque[Kernel] = deque()
+        self._warming = 0
+        self._tasks = gevent.pool.Group()
+        self._closed = False
+
+    # --- kernelspecs -----------------------------------------------------------------------------
+
+    def allowed_names(self) -> list[str]:
+        installed = installed_kernelspecs()
+        allowed = self.settings.allowed_kernels
+        return sorted(installed if allowed is None else [n for n in allowed if n in installed])
+
+    def spec(self, name: str) -> ResolvedSpec:
+        if name not in self.allowed_names():
+            raise NotFound(f"kernelspec {name!r} is not available here (available: {', '.join(self.allowed_names())})")
+        try:
+            return resolve_kernelspec(name)
+        except KernelSpecNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        for _ in range(self.settings.prewarm):
+            self._tasks.spawn(self._warm_one)
+        if self.settings.cull.idle is not None:
+            self._tasks.spawn(self._cull_loop)
+
+    def _seed_for(self, name: str) -> tuple[SeedCell, ...]:
+        return self.seed if self.seed and (self.seed_kernel in (None, name)) else ()
+
+    def _new_kernel(self, name: str, env: dict[str, str], cwd: str | None, kernel_id: str | None) -> Kernel:
+        return Kernel(
+            self.spec(name),
+            env=env,
+            cwd=cwd,
+            seed=self._seed_for(name),
+            label=f"kernel API ({name})",
+            runtime_dir=self.runtime_dir,
+            start_timeout=self.start_timeout,
+            kernel_id=kernel_id,
+        )
+
+    def _base_env(self) -> dict[str, str]:
+        return kernel_environment(self.environ, {}, self.secrets)
+
+    def _client_env(self, env: Any) -> dict[str, str]:
+        if env is None:
+            return {}
+        if not isinstance(env, dict):
+            raise Invalid("env must be a JSON object of strings")
+        chosen = {}
+        for key, value in env.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise Invalid(f"env values must be strings; {key!r} is not")
+            if len(value) > MAX_ENV_VALUE or "\0" in value or "\0" in key:
+                raise Invalid(f"env value of {key!r} is too long or contains NUL")
+            if key.startswith("KERNEL_") or key in self.settings.env_whitelist:
+                chosen[key] = value
+        return chosen
+
+    def _count(self) -> int:
+        return len(self.kernels) + self._reserved + len(self._warm) + self._warming
+
+    def start_kernel(
+        self, name: str | None = None, env: Any = None, path: str | None = None, kernel_id: str | None = None
+    ) -> ApiKernel:
+        name = name or self.settings.default_kernel
+        self.spec(name)  # 404 before anything else
+        client_env = self._client_env(env)
+        if kernel_id is not None and kernel_id in self.kernels:
+            return self.kernels[kernel_id]
+        warm = None
+        plain = not client_env and path is None and kernel_id is None  # a prewarmed kernel fits as it is
+        if plain and name == self.settings.default_kernel and self._warm:
+            warm = self._warm.popleft()
+        elif self.settings.max_kernels is not None and self._count() >= self.settings.max_kernels:
+            raise ResourceLimit("Resource Limit")
+        if warm is not None:
+            entry = self._register(warm, name)
+            self._tasks.spawn(self._warm_one)
+            return entry
+        cwd = client_env.get("KERNEL_WORKING_DIR")
+        if cwd is not None and not Path(cwd).is_dir():
+            cwd = None
+        kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
+        self._reserved += 1
+        try:
+            kernel.start()
+        except KernelError as exc:
+            raise StartFailed(f"the kernel failed to start: {exc}", exc) from None
+        finally:
+            self._reserved -= 1
+        return self._register(kernel, name)
+
+    def _register(self, kernel: Kernel, name: str) -> ApiKernel:
+        entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")
+        self.kernels[kernel.id] = entry
+        kernel.on_death(lambda k: self._tasks.spawn(self._auto_restart, entry))
+        kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
+        return entry
+
+    def _observe(self, entry: ApiKernel, msg: dict[str, Any]) -> None:
+        entry.touch()
+        if msg.get("msg_type") == "status":
+            state = msg.get("content", {}).get("execution_state")
+            if state in ("busy", "idle", "starting"):
+                entry.execution_state = state
+
+    def _warm_one(self) -> None:
+        if self._closed:
+            return
+        name = self.settings.default_kernel
+        self._warming += 1
+        try:
+            kernel = self._new_kernel(name, {**self._base_env(), "KERNEL_GATEWAY": "1"}, None, None)
+            kernel.start()
+            if self._closed:
+                kernel.shutdown()
+            else:
+                self._warm.append(kernel)
+        except KernelError as exc:
+            log.error("kernel API: a prewarmed kernel failed to start: %s", exc)
+        finally:
+            self._warming -= 1
+
+    def get(self, kernel_id: str) -> ApiKernel:
+        try:
+            return self.kernels[kernel_id]
+        except KeyError:
+            raise NotFound(f"Kernel does not exist: {kernel_id}") from None
+
+    def delete(self, kernel_id: str) -> None:
+        entry = self.get(kernel_id)
+        del self.kernels[kernel_id]
+        entry.announce("dead")
+        entry.kernel.shutdown()
+
+    def interrupt(self, kernel_id: str) -> None:
+        self.get(kernel_id).kernel.interrupt()
+
+    def restart(self, kernel_id: str) -> ApiKernel:
+        entry = self.get(kernel_id)
+        entry.announce("restarting")
+        try:
+            entry.kernel.restart()
+        except KernelError as exc:
+            self.kernels.pop(kernel_id, None)
+            entry.announce("dead")
+            raise StartFailed(f"the kernel failed to restart: {exc}", exc) from None
+        entry.execution_state = "idle"
+        entry.touch()
+        return entry
+
+    def _auto_restart(self, entry: ApiKernel) -> None:
+        if self._closed or entry.id not in self.kernels:
+            return
+        while entry.auto_restarts < RESTART_LIMIT:
+            entry.auto_restarts += 1
+            entry.announce("restarting")
+            try:
+                entry.kernel.restart()
+                entry.execution_state = "idle"
+                return
+            except KernelError as exc:
+                log.error("kernel API: restarting kernel %s failed: %s", entry.id, exc)
+                gevent.sleep(min(2**entry.auto_restarts, 10))
+        self.kernels.pop(entry.id, None)
+        entry.announce("dead")
+
+    def _cull_loop(self) -> None:
+        cull = self.settings.cull
+        while not self._closed:
+            gevent.sleep(cull.interval)
+            now = time.monotonic()
+            for entry in list(self.kernels.values()):
+                if now - entry.last_activity_monotonic < (cull.idle or 0):
+                    continue
+                if entry.connections and not cull.connected:
+                    continue
+                if entry.execution_state == "busy" and not cull.busy:
+                    continue
+                log.info("kernel API: culling idle kernel %s", entry.id)
+                self.delete(entry.id)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._tasks.kill(block=True, timeout=5)
+        group = gevent.pool.Group()
+        for entry in list(self.kernels.values()):
+            group.spawn(entry.kernel.shutdown)
+        for kernel in list(self._warm):
+            group.spawn(kernel.shutdown)
+        group.join(timeout=10)
+        self.kernels.clear()
+        self._warm.clear()
+
+    def new_id(self) -> str:
+        return str(uuid.uuid4())

@@ -1,0 +1,249 @@
+"""REST resources of the kernel API (Jupyter Kernel Gateway's jupyter-websocket mode)."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import falcon
+from jupyter_client.kernelspec import KernelSpecManager
+
+from fngw import __version__
+from fngw.kernels import KernelSeedError
+from fngw.manifest import Access, CorsSettings
+from fngw.server.errors import GatewayError
+
+from .registry import Invalid, KernelApiError, KernelRegistry, NotFound, ResourceLimit, StartFailed
+from .sessions import SessionStore
+
+
+def translate(error: KernelApiError) -> GatewayError:
+    if isinstance(error, NotFound):
+        return GatewayError(falcon.HTTP_404, "Not Found", str(error))
+    if isinstance(error, Invalid):
+        return GatewayError(falcon.HTTP_400, "Bad Request", str(error))
+    if isinstance(error, ResourceLimit):
+        return GatewayError(falcon.HTTP_403, "Forbidden", "Resource Limit")
+    if isinstance(error, StartFailed):
+        extra = {}
+        if isinstance(error.cause, KernelSeedError):
+            extra = {"ename": error.cause.ename, "evalue": error.cause.evalue}
+        return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error), **extra)
+    return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error))
+
+
+def json_body(req: falcon.Request) -> dict[str, Any]:
+    data = req.bounded_stream.read()
+    if not data.strip():
+        return {}
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(falcon.HTTP_400, "Bad Request", "Invalid JSON in body of request") from None
+    if not isinstance(body, dict):
+        raise GatewayError(falcon.HTTP_400, "Bad Request", "the body must be a JSON object")
+    return body
+
+
+class ApiResource:
+    """Shared by every kernel API resource: its access rule and the cross-origin check."""
+
+    def __init__(self, access: Access, cors: CorsSettings | None):
+        self.access = access
+        self.cors = cors
+
+    def access_for(self, method: str) -> Access:
+        return self.access
+
+    def check_origin(self, req: falcon.Request) -> None:
+        """Code runs in these kernels: a web page of another origin must not drive them from a
+        user's browser unless the manifest's CORS settings allow that origin."""
+        origin = req.get_header("Origin")
+        if origin is None:
+            return
+        if urlsplit(origin).netloc == req.host or urlsplit(origin).netloc == req.get_header("Host"):
+            return
+        if self.cors is not None and (self.cors.allow_origin == ("*",) or origin in self.cors.allow_origin):
+            return
+        raise GatewayError(falcon.HTTP_403, "Forbidden", f"cross-origin requests from {origin} are not allowed")
+
+    def process(self, req: falcon.Request) -> None:
+        self.check_origin(req)
+
+
+class ApiRoot(ApiResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.process(req)
+        resp.media = {"version": __version__, "gateway": "fngw"}
+
+
+class KernelSpecs(ApiResource):
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, base_url: str):
+        super().__init__(access, cors)
+        self.registry = registry
+        self.base_url = base_url.rstrip("/")
+
+    def model(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        resources = {}
+        folder = Path(spec["resource_dir"])
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if entry.name in ("kernel.js", "kernel.css") or entry.name.startswith("logo-"):
+                resources[entry.stem if entry.name.startswith("logo-") else entry.name] = (
+                    f"{self.base_url}/kernelspecs/{name}/{entry.name}"
+                )
+        return {"name": name, "spec": spec["spec"], "resources": resources}
+
+    def all_specs(self) -> dict[str, dict[str, Any]]:
+        specs = KernelSpecManager().get_all_specs()
+        return {name: self.model(name, specs[name]) for name in self.registry.allowed_names() if name in specs}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str | None = None) -> None:
+        self.process(req)
+        specs = self.all_specs()
+        if name is None:
+            default = self.registry.settings.default_kernel
+            resp.media = {"default": default, "kernelspecs": specs}
+            return
+        if name not in specs:
+            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found")
+        resp.media = specs[name]
+
+
+class KernelSpecFile(ApiResource):
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry):
+        super().__init__(access, cors)
+        self.registry = registry
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, filename: str) -> None:
+        self.process(req)
+        if name not in self.registry.allowed_names():
+            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found")
+        folder = Path(KernelSpecManager().get_kernel_spec(name).resource_dir).resolve()
+        target = (folder / filename).resolve()
+        if not target.is_relative_to(folder) or not target.is_file():
+            raise GatewayError(falcon.HTTP_404, "Not Found", f"no file {filename!r} in kernel spec {name}")
+        resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        resp.cache_control = ["max-age=3600"]
+        resp.data = target.read_bytes()
+
+
+class Kernels(ApiResource):
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, base_url: str):
+        super().__init__(access, cors)
+        self.registry = registry
+        self.base_url = base_url.rstrip("/")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.process(req)
+        if not self.registry.settings.list_kernels:
+            raise GatewayError(falcon.HTTP_403, "Forbidden", "listing kernels is off (kernel_api.list_kernels)")
+        resp.media = [entry.model() for entry in self.registry.kernels.values()]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.process(req)
+        body = json_body(req)
+        for key in ("name", "path", "kernel_id"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise GatewayError(falcon.HTTP_400, "Bad Request", f"{key} must be a string")
+        try:
+            entry = self.registry.start_kernel(
+                body.get("name"), body.get("env"), body.get("path"), body.get("kernel_id")
+            )
+        except KernelApiError as exc:
+            raise translate(exc) from None
+        resp.status = falcon.HTTP_201
+        resp.location = f"{self.base_url}/api/kernels/{entry.id}"
+        resp.media = entry.model()
+
+
+class Kernel(ApiResource):
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry):
+        super().__init__(access, cors)
+        self.registry = registry
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
+        self.process(req)
+        try:
+            resp.media = self.registry.get(kernel_id).model()
+        except KernelApiError as exc:
+            raise translate(exc) from None
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
+        self.process(req)
+        try:
+            self.registry.delete(kernel_id)
+        except KernelApiError as exc:
+            raise translate(exc) from None
+        resp.status = falcon.HTTP_204
+
+
+class KernelAction(ApiResource):
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry):
+        super().__init__(access, cors)
+        self.registry = registry
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, kernel_id: str, action: str) -> None:
+        self.process(req)
+        try:
+            if action == "interrupt":
+                self.registry.interrupt(kernel_id)
+                resp.status = falcon.HTTP_204
+            elif action == "restart":
+                resp.media = self.registry.restart(kernel_id).model()
+            else:
+                raise GatewayError(falcon.HTTP_404, "Not Found", f"no kernel action {action!r}")
+        except KernelApiError as exc:
+            raise translate(exc) from None
+
+
+class Sessions(ApiResource):
+    def __init__(self, access: Access, cors: CorsSettings | None, store: SessionStore, base_url: str):
+        super().__init__(access, cors)
+        self.store = store
+        self.base_url = base_url.rstrip("/")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+        self.process(req)
+        if session_id is None:
+            if not self.store.registry.settings.list_kernels:
+                raise GatewayError(falcon.HTTP_403, "Forbidden", "listing sessions is off (kernel_api.list_kernels)")
+            resp.media = self.store.list()
+            return
+        try:
+            resp.media = self.store.get(session_id)
+        except KernelApiError as exc:
+            raise translate(exc) from None
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+        self.process(req)
+        if session_id is not None:
+            raise falcon.HTTPMethodNotAllowed(["GET", "PATCH", "DELETE"])
+        try:
+            model = self.store.create(json_body(req))
+        except KernelApiError as exc:
+            raise translate(exc) from None
+        resp.status = falcon.HTTP_201
+        resp.location = f"{self.base_url}/api/sessions/{model['id']}"
+        resp.media = model
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+        self.process(req)
+        if session_id is None:
+            raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
+        try:
+            resp.media = self.store.update(session_id, json_body(req))
+        except KernelApiError as exc:
+            raise translate(exc) from None
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+        self.process(req)
+        if session_id is None:
+            raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
+        try:
+            self.store.delete(session_id)
+        except KernelApiError as exc:
+            raise translate(exc) from None
+        resp.status = falcon.HTTP_204

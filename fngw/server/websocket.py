@@ -1,0 +1,31 @@
+"""Websocket upgrades, handled before Falcon (whose WebSocket support is ASGI-only).
+
+The WSGI wrapper hands ``{base}/api/kernels/{id}/channels`` to the kernel API, which takes the
+connection's socket over; gunicorn is then told the request is already handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from fngw.kernel_api import KernelApi
+
+
+def with_websockets(app: falcon.App, api: KernelApi, authorize: Callable[[falcon.Request], None]) -> Callable:
+    try:
+        from gunicorn.workers.base_async import ALREADY_HANDLED
+    except ImportError:  # pragma: no cover - gunicorn is a dependency
+        ALREADY_HANDLED = []  # noqa: N806
+
+    def application(environ: dict[str, Any], start_response: Callable):
+        kernel_id = api.channels_path_kernel(environ.get("PATH_INFO", ""))
+        if kernel_id is None or environ.get("REQUEST_METHOD") != "GET":
+            return app(environ, start_response)
+        body = api.open_channels(environ, start_response, kernel_id, authorize)
+        return ALREADY_HANDLED if body is None else body
+
+    application.falcon_app = app  # tests and tools reach the Falcon app through this
+    return application

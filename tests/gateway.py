@@ -28,20 +28,12 @@ def gateway_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Gateway:
-    """A gunicorn master started from the repository root, so gunicorn.conf.py applies."""
+class HttpPeer:
+    """HTTP calls to a server of ours on 127.0.0.1, and waiting for it to answer."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None, cwd: Path = REPO):
-        self.port = port or free_port()
-        bind = [] if "PORT" in (env or {}) else ["--bind", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(
-            [GUNICORN, "fngw.wsgi", *bind, "--no-control-socket", *args],
-            cwd=cwd,
-            env=env or gateway_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def __init__(self, port: int, proc: subprocess.Popen):
+        self.port = port
+        self.proc = proc
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10.0
@@ -63,7 +55,7 @@ class Gateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited with {self.proc.returncode}: {self.proc.stderr.read()}")
+                raise AssertionError(f"server exited with {self.proc.returncode}: {self.proc.stderr.read()}")
             try:
                 status, _, _ = self.request("GET", path, timeout=1.0)
                 if status == 200:
@@ -71,7 +63,24 @@ class Gateway:
             except OSError:
                 pass
             time.sleep(0.1)  # polling a port that is not open yet; not synchronisation on state
-        raise AssertionError("gateway did not become healthy in time")
+        raise AssertionError(f"{path} did not answer 200 in time")
+
+
+class Gateway(HttpPeer):
+    """A gunicorn master started from the repository root, so gunicorn.conf.py applies."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None, cwd: Path = REPO):
+        port = port or free_port()
+        bind = [] if "PORT" in (env or {}) else ["--bind", f"127.0.0.1:{port}"]
+        proc = subprocess.Popen(
+            [GUNICORN, "fngw.wsgi", *bind, "--no-control-socket", *args],
+            cwd=cwd,
+            env=env or gateway_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        super().__init__(port, proc)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM to the master's PID; SIGKILL if it does not exit in time."""

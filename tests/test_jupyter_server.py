@@ -88,11 +88,11 @@ def test_jupyter_server_runs_code_through_fngw(jupyter_server):
         },
     }
     url = f"ws://127.0.0.1:{jupyter_server.port}/api/kernels/{kernel_id}/channels?session_id=js&token={TOKEN}"
-    output = []
+    output, replied, idle = [], False, False
     deadline = time.monotonic() + 60
     with connect(url) as ws:
         ws.send(json.dumps(request))
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (replied and idle):
             reply = ws.recv(timeout=30)
             if not isinstance(reply, str):
                 continue
@@ -101,8 +101,8 @@ def test_jupyter_server_runs_code_through_fngw(jupyter_server):
                 continue
             if msg["msg_type"] == "stream":
                 output.append(msg["content"]["text"])
-            if msg["msg_type"] == "execute_reply":
-                break
+            replied = replied or msg["msg_type"] == "execute_reply"
+            idle = idle or (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle")
     assert "".join(output) == "yes 42\n"
     status, _, _ = jupyter_server.request("DELETE", f"/api/sessions/{session['id']}", headers=auth, timeout=60)
     assert status == 204

@@ -81,18 +81,22 @@ def execute_request(code: str, session: str = "s") -> tuple[str, dict]:
 
 
 def run_code(ws, code: str, session: str = "s") -> tuple[str, str]:
-    """Execute over a legacy-framed websocket: (stdout, reply status)."""
+    """Execute over a legacy-framed websocket: (stdout, reply status). Shell and iopub are separate
+    streams, so the reply may come before the output: wait for both the reply and iopub idle."""
     msg_id, msg = execute_request(code, session)
     ws.send(json.dumps(msg))
-    out = []
-    while True:
+    out, status, idle = [], None, False
+    while status is None or not idle:
         reply = json.loads(ws.recv(timeout=30))
         if reply["parent_header"].get("msg_id") != msg_id:
             continue
         if reply["msg_type"] == "stream":
             out.append(reply["content"]["text"])
-        if reply["msg_type"] == "execute_reply":
-            return "".join(out), reply["content"]["status"]
+        elif reply["msg_type"] == "execute_reply":
+            status = reply["content"]["status"]
+        elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+            idle = True
+    return "".join(out), status
 
 
 def ws_url(gw, kernel_id, session="s", **query):
@@ -261,16 +265,19 @@ def test_execute_over_v1_framing(gw, kernel):
         assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
         msg_id, msg = execute_request("print('v1')")
         ws.send(encode_v1(msg, "shell"))
-        out = []
-        while True:
+        out, channels = [], set()
+        while not {"shell", "idle"} <= channels:
             reply = decode_v1(ws.recv(timeout=30))
             if reply["parent_header"].get("msg_id") != msg_id:
                 continue
-            if reply["header"]["msg_type"] == "stream":
+            kind = reply["header"]["msg_type"]
+            if kind == "stream":
                 out.append(reply["content"]["text"])
-            if reply["header"]["msg_type"] == "execute_reply":
-                break
-        assert (reply["channel"], "".join(out)) == ("shell", "v1\n")
+            elif kind == "execute_reply":
+                channels.add(reply["channel"])
+            elif kind == "status" and reply["content"]["execution_state"] == "idle":
+                channels.add("idle")
+        assert "".join(out) == "v1\n"
 
 
 def test_two_clients_share_iopub_and_get_their_own_replies(gw, kernel):

@@ -390,3 +390,24 @@ def test_idle_kernels_are_culled(secured):
     while call(secured, "GET", f"/api/kernels/{model['id']}", headers=token)[0] != 404:
         assert time.monotonic() < deadline, "the idle kernel was not culled"
         time.sleep(0.2)
+
+
+def test_sigterm_closes_websockets_and_stops_promptly():
+    from websockets.exceptions import ConnectionClosed
+
+    gateway = Gateway(env=gateway_env(FNGW_MANIFEST=str(HERE / "fngw.yaml")))
+    try:
+        gateway.wait_ready()
+        _, _, model = call(gateway, "POST", "/api/kernels", {})
+        with connect(ws_url(gateway, model["id"])) as ws:
+            assert run_code(ws, "print('up')")[0] == "up\n"
+            started = time.monotonic()
+            gateway.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=10)
+            assert closed.value.rcvd.code == 1001
+        assert gateway.stop() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        gateway.stop()

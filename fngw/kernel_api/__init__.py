@@ -53,6 +53,12 @@ class KernelApi:
             (join_url(base, "api/sessions/{session_id}"), sessions),
         ]
 
+    def close_websockets(self) -> None:
+        """Tell every websocket client that the gateway is going away."""
+        for hub in list(self.hubs.values()):
+            for ws in list(hub.connections.values()):
+                ws.close(1001, "the gateway is shutting down")
+
     def channels_path_kernel(self, path: str) -> str | None:
         """The kernel id if ``path`` is ``{base}/api/kernels/{id}/channels``."""
         prefix = join_url(self.base_url, "api/kernels") + "/"

@@ -28,4 +28,5 @@ def with_websockets(app: falcon.App, api: KernelApi, authorize: Callable[[falcon
         return ALREADY_HANDLED if body is None else body
 
     application.falcon_app = app  # tests and tools reach the Falcon app through this
+    application.close_websockets = api.close_websockets  # called by fngw's worker on SIGTERM
     return application

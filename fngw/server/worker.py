@@ -6,10 +6,13 @@
 - A connection the application took over (a websocket, answered with gunicorn's
   ``ALREADY_HANDLED``) is closed when the application is done with it; gunicorn's keep-alive loop
   would otherwise wait for another request on it.
+- On SIGTERM, the application's ``close_websockets`` (if it has one) tells websocket clients the
+  gateway is going away (1001), so they do not hold the worker for the whole graceful timeout.
 """
 
 from __future__ import annotations
 
+import gevent
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
@@ -18,6 +21,7 @@ class GeventWorker(_GeventWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
         app = self.wsgi
+        self._close_websockets = getattr(app, "close_websockets", None)
         by_socket: dict[int, list[tuple[str, str]]] = {}
         taken_over: set[int] = set()
         self._headers_by_socket = by_socket
@@ -32,6 +36,12 @@ class GeventWorker(_GeventWorker):
             return result
 
         self.wsgi = application
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        closer = getattr(self, "_close_websockets", None)
+        if closer is not None:
+            gevent.spawn(closer)
 
     def handle_request(self, listener_name, req, sock, addr):
         # One request at a time per connection, so the socket identifies the request.

@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
-KG_VENV = ROOT / "bench" / ".kg-venv"
-KG_VERSION = "3.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import ROOT, ensure_kernel_gateway, free_port, kg_env, stop, wait_http  # noqa: E402
 
 HELLO = "# GET /hello\nprint('hello world')"
 ECHO = "# POST /echo\nreq = json.loads(REQUEST)\nprint(json.dumps(req['body']))"
@@ -54,43 +49,8 @@ def write_notebook(folder: Path) -> Path:
     return path
 
 
-def ensure_kernel_gateway() -> Path:
-    python = KG_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(KG_VENV)], check=True)
-    want = f"ipykernel=={version('ipykernel')}"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", f"jupyter_kernel_gateway=={KG_VERSION}", want], check=True
-    )
-    return KG_VENV / "bin" / "jupyter-kernelgateway"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(port: int, path: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not come up")
-
-
 def start_kg(kg: Path, notebook: Path, pool: int, port: int) -> subprocess.Popen:
-    env = {**os.environ, "JUPYTER_PATH": str(KG_VENV / "share" / "jupyter")}
+    env = kg_env()
     proc = subprocess.Popen(
         [
             str(kg),
@@ -102,8 +62,8 @@ def start_kg(kg: Path, notebook: Path, pool: int, port: int) -> subprocess.Popen
             "--log-level=ERROR",
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=common.server_log("kg"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     wait_http(port, "/hello", proc)
@@ -116,35 +76,7 @@ def start_fngw(folder: Path, notebook: Path, pool: int, port: int, max_queue: in
         f"version: 1\ndefaults:\n  timeout: 60s\n  pool: {{size: {pool}, max_queue: {max_queue}, queue_timeout: 60s}}\n"
         f"notebooks:\n  bench: {{path: {notebook.name}}}\n"
     )
-    env = {**os.environ, "FNGW_MANIFEST": str(manifest)}
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "fngw.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--no-control-socket",
-            "--workers",
-            "1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    wait_http(port, "/_fngw/ready", proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return common.start_fngw(manifest, port)
 
 
 def load(port: int, method: str, clients: int, seconds: float) -> dict:
@@ -238,15 +170,23 @@ def main() -> None:
         f"accepted p99 {backpressure['p99_ms']:.1f} ms, {backpressure['refused']} refused with 503, "
         f"503 p99 {backpressure['refused_p99_ms']:.1f} ms, other errors {backpressure['errors']}\n"
     )
-    ratios = {
-        "GET pool 4, 8 clients, throughput fngw/kg": find("fngw", 4, "GET", 8)["rps"] / find("kg", 4, "GET", 8)["rps"],
-        "POST+ResponseInfo pool 4, 8 clients, throughput fngw/kg": find("fngw", 4, "POST", 8)["rps"]
-        / find("kg", 4, "POST", 8)["rps"],
-        "GET pool 1, 1 client, p50 fngw/kg": find("fngw", 1, "GET", 1)["p50_ms"] / find("kg", 1, "GET", 1)["p50_ms"],
-        "GET pool 1, 1 client, throughput fngw/direct(1 kernel)": find("fngw", 1, "GET", 1)["rps"] / direct[1],
-        "GET pool 4, 8 clients, throughput fngw/direct(4 kernels)": find("fngw", 4, "GET", 8)["rps"] / direct[4],
+    wanted = {
+        "GET pool 4, 8 clients, throughput fngw/kg": (("fngw", 4, "GET", 8), ("kg", 4, "GET", 8), "rps", None),
+        "POST+ResponseInfo pool 4, 8 clients, throughput fngw/kg": (
+            ("fngw", 4, "POST", 8),
+            ("kg", 4, "POST", 8),
+            "rps",
+            None,
+        ),
+        "GET pool 1, 1 client, p50 fngw/kg": (("fngw", 1, "GET", 1), ("kg", 1, "GET", 1), "p50_ms", None),
+        "GET pool 1, 1 client, throughput fngw/direct(1 kernel)": (("fngw", 1, "GET", 1), None, "rps", direct[1]),
+        "GET pool 4, 8 clients, throughput fngw/direct(4 kernels)": (("fngw", 4, "GET", 8), None, "rps", direct[4]),
     }
-    for name, value in ratios.items():
+    for name, (ours, theirs, key, reference) in wanted.items():
+        try:
+            value = find(*ours)[key] / (reference if theirs is None else find(*theirs)[key])
+        except StopIteration:
+            continue  # not measured in this run
         print(f"- {name}: {value:.2f}")
 
 

@@ -43,6 +43,7 @@ MAX_MESSAGE = 128 * 1024 * 1024
 PING_INTERVAL = 30.0
 REPLAY_LIMIT = 10_000  # messages kept for a disconnected session
 ROUTE_LIMIT = 100_000  # request ids remembered for reply routing
+BROADCAST_SLICE = 200  # connections served between two yields of an iopub broadcast
 
 
 def _dumps(value: Any) -> bytes:
@@ -169,8 +170,13 @@ class ChannelHub:
             self._deliver(session_id, channel, msg)
 
     def _iopub(self, kernel, msg: dict[str, Any]) -> None:
-        for ws in list(self.connections.values()):
-            ws.send("iopub", msg)
+        encoded: dict = {}
+        for i, ws in enumerate(list(self.connections.values()), 1):
+            ws.send("iopub", msg, encoded)
+            if i % BROADCAST_SLICE == 0:
+                # Let replies and other requests run between slices of a large broadcast. Order is
+                # kept: this greenlet (the kernel's iopub reader) reads no next message meanwhile.
+                gevent.sleep(0)
         for buffered in self.offline.values():
             buffered.append(("iopub", msg))
 
@@ -210,14 +216,21 @@ class WebSocket:
         self.last_seen = time.monotonic()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
 
-    def send(self, channel: str, msg: dict[str, Any]) -> None:
+    def send(self, channel: str, msg: dict[str, Any], encoded: dict | None = None) -> None:
+        """Queue ``msg``; ``encoded`` caches the framed event across connections (a broadcast is
+        encoded once per framing, not once per connection)."""
         if self.closed:
             return
-        if self.v1:
-            self.outbox.put(BytesMessage(data=encode_v1(msg, channel)))
-        else:
-            binary, payload = encode_legacy(msg, channel)
-            self.outbox.put(BytesMessage(data=payload) if binary else TextMessage(data=payload.decode()))
+        cache = encoded if encoded is not None else {}
+        event = cache.get(self.v1)
+        if event is None:
+            if self.v1:
+                event = BytesMessage(data=encode_v1(msg, channel))
+            else:
+                binary, payload = encode_legacy(msg, channel)
+                event = BytesMessage(data=payload) if binary else TextMessage(data=payload.decode())
+            cache[self.v1] = event
+        self.outbox.put(event)
 
     def error(self, text: str) -> None:
         log.warning("websocket %s: %s", self.session_id, text)

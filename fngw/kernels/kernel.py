@@ -269,7 +269,7 @@ class Kernel:
         self.cwd = str(cwd) if cwd else None
         self.runtime_dir = Path(runtime_dir) if runtime_dir else Path(tempfile.gettempdir())
         self.start_timeout = start_timeout
-        self.state = "new"  # new, starting, idle, busy, restarting, dead, stopped
+        self.state = "new"  # new, starting, idle, busy, restarting, dead, stopping, stopped
         self.last_activity = time.time()
         self.restarts = 0
         self.deaths = 0  # unexpected exits of the process, however they were noticed
@@ -293,7 +293,7 @@ class Kernel:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopped")
+        return self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopping", "stopped")
 
     @property
     def pending(self) -> int:
@@ -392,6 +392,7 @@ class Kernel:
     def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Ask the kernel to exit, then kill its process group; remove its files."""
         if self._conn is not None and self.alive:
+            self.state = "stopping"  # the exit that follows is ours, not a death
             try:
                 self._send("control", "shutdown_request", {"restart": False}, _Request, reply_only=True)
                 self._proc_exited(grace)
@@ -515,7 +516,7 @@ class Kernel:
     def _watch(self, proc, generation: int) -> None:
         while proc.poll() is None:
             gevent.sleep(DEATH_POLL)
-        if generation != self._generation or self.state in ("stopped", "restarting"):
+        if generation != self._generation or self.state in ("stopping", "stopped", "restarting"):
             return  # an exit we caused
         self._note_unexpected_exit()
         log.warning("%s: kernel %s (pid %s) died with exit code %s", self.label, self.id, proc.pid, proc.returncode)

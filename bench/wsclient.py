@@ -16,6 +16,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import base64  # noqa: E402
+import contextlib
 import json  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
@@ -122,10 +123,8 @@ class Client:
             raise ConnectionError("no pong")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
-        except Exception:
-            pass
         self.reader.kill(block=False)
         self.sock.close()
 
@@ -189,6 +188,7 @@ def main() -> None:
                 "failed": failed,
                 "answer_pings": answered,
                 "kernel_info_of_50": usable,
+                "server_rss_mb_open": rss_open,
                 "p50_ms": times[len(times) // 2] * 1000,
                 "p99_ms": times[int(0.99 * (len(times) - 1))] * 1000,
             }

@@ -12,8 +12,9 @@ def test_readme_tour_of_the_hello_example():
         gw.wait_ready("/_fngw/ready", timeout=90)
         assert gw.request("GET", "/hello")[2] == b"hello, world\n"
         assert gw.request("GET", "/hello/fngw?punctuation=!")[2] == b"hello, fngw!\n"
-        status, headers, body = gw.request("POST", "/echo", body=b'{"a": 1}',
-                                           headers={"Content-Type": "application/json"})
+        status, headers, body = gw.request(
+            "POST", "/echo", body=b'{"a": 1}', headers={"Content-Type": "application/json"}
+        )
         assert (status, headers["content-type"]) == (200, "application/json")
         assert json.loads(body) == {"received": {"a": 1}, "keys": 1}
         status, _, body = gw.request("GET", "/_fngw/openapi.json")

@@ -42,6 +42,8 @@ CHANNELS = ("shell", "control", "stdin", "iopub")
 MAX_MESSAGE = 128 * 1024 * 1024
 PING_INTERVAL = 30.0
 REPLAY_LIMIT = 10_000  # messages kept for a disconnected session
+REPLAY_SESSIONS = 16  # disconnected sessions kept for replay at once; the oldest goes first
+REPLAY_SECONDS = 120.0  # how long a disconnected session's messages are kept
 ROUTE_LIMIT = 100_000  # request ids remembered for reply routing
 BROADCAST_SLICE = 200  # connections served between two yields of an iopub broadcast
 
@@ -114,7 +116,7 @@ class ChannelHub:
     def __init__(self, entry: ApiKernel):
         self.entry = entry
         self.connections: dict[str, WebSocket] = {}
-        self.offline: dict[str, deque] = {}
+        self.offline: OrderedDict[str, tuple[float, deque]] = OrderedDict()
         self.routes: OrderedDict[str, str] = OrderedDict()
         entry.kernel.on_iopub(self._iopub)
         entry.kernel.on_message(self._reply)
@@ -126,14 +128,27 @@ class ChannelHub:
             old.close(1000, "replaced by a newer connection of the same session")
         self.connections[ws.session_id] = ws
         self.entry.connections = len(self.connections)
-        for channel, msg in self.offline.pop(ws.session_id, ()):
+        _, missed = self.offline.pop(ws.session_id, (0.0, ()))
+        for channel, msg in missed:
             ws.send(channel, msg)
 
     def detach(self, ws: WebSocket) -> None:
         if self.connections.get(ws.session_id) is ws:
             del self.connections[ws.session_id]
-            self.offline[ws.session_id] = deque(maxlen=REPLAY_LIMIT)
+            self.offline[ws.session_id] = (time.monotonic(), deque(maxlen=REPLAY_LIMIT))
+            while len(self.offline) > REPLAY_SESSIONS:
+                self.offline.popitem(last=False)
         self.entry.connections = len(self.connections)
+
+    def _expire_offline(self) -> None:
+        """Forget sessions that have not come back in time: a client that left for good must not
+        keep collecting messages."""
+        deadline = time.monotonic() - REPLAY_SECONDS
+        while self.offline:
+            session_id, (since, _) = next(iter(self.offline.items()))
+            if since > deadline:
+                break
+            del self.offline[session_id]
 
     def from_client(self, ws: WebSocket, msg: dict[str, Any]) -> None:
         channel = msg.pop("channel", None) or "shell"
@@ -161,7 +176,7 @@ class ChannelHub:
         if ws is not None:
             ws.send(channel, msg)
         elif session_id in self.offline:
-            self.offline[session_id].append((channel, msg))
+            self.offline[session_id][1].append((channel, msg))
 
     def _reply(self, kernel, channel: str, msg: dict[str, Any]) -> None:
         parent = (msg.get("parent_header") or {}).get("msg_id")
@@ -177,7 +192,8 @@ class ChannelHub:
                 # Let replies and other requests run between slices of a large broadcast. Order is
                 # kept: this greenlet (the kernel's iopub reader) reads no next message meanwhile.
                 gevent.sleep(0)
-        for buffered in self.offline.values():
+        self._expire_offline()
+        for _, buffered in self.offline.values():
             buffered.append(("iopub", msg))
 
     def _status(self, state: str) -> None:

@@ -293,7 +293,9 @@ class Kernel:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopping", "stopped")
+        return (
+            self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopping", "stopped")
+        )
 
     @property
     def pending(self) -> int:

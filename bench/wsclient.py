@@ -16,7 +16,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import base64  # noqa: E402
-import contextlib
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402

@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 from gateway import Gateway, HttpPeer, free_port, gateway_env
+from messages import execute_request
 from websockets.sync.client import connect
 
 TOKEN = "js-token"
@@ -66,27 +66,7 @@ def test_jupyter_server_runs_code_through_fngw(jupyter_server):
     assert status == 201, raw
     session = json.loads(raw)
     kernel_id = session["kernel"]["id"]
-    msg_id = uuid.uuid4().hex
-    request = {
-        "header": {
-            "msg_id": msg_id,
-            "msg_type": "execute_request",
-            "username": "t",
-            "session": "js",
-            "version": "5.3",
-            "date": "",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "content": {
-            "code": "print(seeded, 6 * 7)",
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-        },
-    }
+    msg_id, request = execute_request("print(seeded, 6 * 7)", "js")
     url = f"ws://127.0.0.1:{jupyter_server.port}/api/kernels/{kernel_id}/channels?session_id=js&token={TOKEN}"
     output, replied, idle = [], False, False
     deadline = time.monotonic() + 60

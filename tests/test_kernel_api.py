@@ -8,11 +8,11 @@ import re
 import signal
 import threading
 import time
-import uuid
 
 import pytest
 from conftest import REPO
 from gateway import Gateway, gateway_env
+from messages import execute_request, run_code
 from websockets.sync.client import connect
 
 HERE = REPO / "tests" / "kernel_api"
@@ -54,49 +54,6 @@ def kernel(gw):
     assert status == 201
     yield model["id"]
     call(gw, "DELETE", f"/api/kernels/{model['id']}")
-
-
-def execute_request(code: str, session: str = "s") -> tuple[str, dict]:
-    msg_id = uuid.uuid4().hex
-    return msg_id, {
-        "header": {
-            "msg_id": msg_id,
-            "msg_type": "execute_request",
-            "username": "test",
-            "session": session,
-            "version": "5.3",
-            "date": "",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-        },
-    }
-
-
-def run_code(ws, code: str, session: str = "s") -> tuple[str, str]:
-    """Execute over a legacy-framed websocket: (stdout, reply status). Shell and iopub are separate
-    streams, so the reply may come before the output: wait for both the reply and iopub idle."""
-    msg_id, msg = execute_request(code, session)
-    ws.send(json.dumps(msg))
-    out, status, idle = [], None, False
-    while status is None or not idle:
-        reply = json.loads(ws.recv(timeout=30))
-        if reply["parent_header"].get("msg_id") != msg_id:
-            continue
-        if reply["msg_type"] == "stream":
-            out.append(reply["content"]["text"])
-        elif reply["msg_type"] == "execute_reply":
-            status = reply["content"]["status"]
-        elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
-            idle = True
-    return "".join(out), status
 
 
 def ws_url(gw, kernel_id, session="s", **query):

@@ -326,15 +326,7 @@ class Kernel:
         """Launch, wait until ready, seed. Raises ``KernelStartError``/``KernelSeedError``; on failure
         nothing is left running."""
         self.state = "starting"
-        try:
-            self._launch()
-            self._wait_ready(self.start_timeout)
-            self._run_seed()
-        except BaseException:
-            self._terminate()
-            self.state = "dead"
-            raise
-        self.state = "idle"
+        self._bring_up()
 
     def execute(
         self, code: str, timeout: float | None = None, *, store_history: bool = False, silent: bool = False
@@ -381,15 +373,7 @@ class Kernel:
         self.state = "restarting"
         self._terminate(KernelRestarting(f"{self.label}: kernel {self.id} is restarting"))
         self.restarts += 1
-        try:
-            self._launch()
-            self._wait_ready(self.start_timeout)
-            self._run_seed()
-        except BaseException:
-            self._terminate()
-            self.state = "dead"
-            raise
-        self.state = "idle"
+        self._bring_up()
 
     def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Ask the kernel to exit, then kill its process group; remove its files."""
@@ -404,6 +388,19 @@ class Kernel:
         self.state = "stopped"
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _bring_up(self) -> None:
+        """Launch, wait until ready, seed; on any failure (gevent.Timeout included, hence
+        BaseException) kill what was started and leave the kernel dead."""
+        try:
+            self._launch()
+            self._wait_ready(self.start_timeout)
+            self._run_seed()
+        except BaseException:
+            self._terminate()
+            self.state = "dead"
+            raise
+        self.state = "idle"
 
     def _launch(self) -> None:
         self._generation += 1

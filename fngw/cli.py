@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _routes(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `fngw routes | head`: the reader left, which is not an error of ours
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # a bug of ours must still not print a traceback in CI logs
         print(f"fngw: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -407,3 +407,18 @@ def test_png_is_returned_as_bytes(gw):
     assert body.startswith(b"\x89PNG\r\n")
     status, headers, body = get(gw, "/png-explicit")
     assert (status, headers["content-type"], body[:4]) == (200, "image/png", b"\x89PNG")
+
+
+def test_chunked_body_over_max_body_is_413(gw):
+    import http.client
+
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 8192  # 160 KiB in all, past the 64 KiB max_body, with no Content-Length
+
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    conn.request("POST", "/echo", body=chunks(), headers={"Content-Type": "text/plain"}, encode_chunked=True)
+    resp = conn.getresponse()
+    assert resp.status == 413
+    assert "larger than this gateway accepts" in json.loads(resp.read())["message"]
+    conn.close()

@@ -35,8 +35,15 @@ def translate(error: KernelApiError) -> GatewayError:
     return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error))
 
 
+MAX_JSON_BODY = 1024 * 1024  # kernel API requests are small; a chunked body must not be read unbounded
+
+
 def json_body(req: falcon.Request) -> dict[str, Any]:
-    data = req.bounded_stream.read()
+    data = req.bounded_stream.read(MAX_JSON_BODY + 1)
+    if len(data) > MAX_JSON_BODY:
+        raise GatewayError(
+            falcon.HTTP_413, "Content Too Large", f"kernel API request bodies are limited to {MAX_JSON_BODY} bytes"
+        )
     if not data.strip():
         return {}
     try:

@@ -409,6 +409,22 @@ def test_png_is_returned_as_bytes(gw):
     assert (status, headers["content-type"], body[:4]) == (200, "image/png", b"\x89PNG")
 
 
+def test_chunked_body_reaches_the_cell(gw):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    conn.request(
+        "POST",
+        "/echo",
+        body=iter([b'{"a": ', b"[1, 2]}"]),
+        encode_chunked=True,
+        headers={"Content-Type": "application/json"},
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read())["body"] == {"a": [1, 2]}
+    conn.close()
+
+
 def test_chunked_body_over_max_body_is_413(gw):
     import http.client
 

@@ -27,18 +27,6 @@ def bad_request(message: str) -> GatewayError:
     return GatewayError(falcon.HTTP_400, "Bad Request", message)
 
 
-def read_body(req: falcon.Request, max_body: int) -> bytes:
-    """The whole request body, at most ``max_body`` bytes (chunked bodies included)."""
-    data = req.bounded_stream.read(max_body + 1)
-    if len(data) > max_body:
-        raise GatewayError(
-            falcon.HTTP_413,
-            "Content Too Large",
-            f"the request body is larger than this gateway accepts ({max_body} bytes)",
-        )
-    return data
-
-
 def _text(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")

@@ -29,9 +29,10 @@ from fngw.kernels import (
 from fngw.manifest import Access
 from fngw.routing import Route
 from fngw.server.errors import GatewayError
+from fngw.server.limits import read_body
 
 from . import execution, response
-from .request import read_body, request_document
+from .request import request_document
 
 log = logging.getLogger("fngw.endpoints")
 

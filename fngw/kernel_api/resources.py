@@ -15,6 +15,7 @@ from fngw import __version__
 from fngw.kernels import KernelSeedError
 from fngw.manifest import Access, CorsSettings
 from fngw.server.errors import GatewayError
+from fngw.server.limits import body_stream
 
 from .registry import Invalid, KernelApiError, KernelRegistry, NotFound, ResourceLimit, StartFailed
 from .sessions import SessionStore
@@ -39,7 +40,7 @@ MAX_JSON_BODY = 1024 * 1024  # kernel API requests are small; a chunked body mus
 
 
 def json_body(req: falcon.Request) -> dict[str, Any]:
-    data = req.bounded_stream.read(MAX_JSON_BODY + 1)
+    data = body_stream(req).read(MAX_JSON_BODY + 1)
     if len(data) > MAX_JSON_BODY:
         raise GatewayError(
             falcon.HTTP_413, "Content Too Large", f"kernel API request bodies are limited to {MAX_JSON_BODY} bytes"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import falcon
 
+from .errors import GatewayError
+
 
 class BodyLimit:
     """Refuses bodies larger than ``max_body`` bytes with 413 before reading them."""
@@ -18,3 +20,21 @@ class BodyLimit:
                 title="Content Too Large",
                 description=f"the request body has {length} bytes; this gateway accepts at most {self.max_body}",
             )
+
+
+def body_stream(req: falcon.Request):
+    """Falcon's ``bounded_stream`` reads nothing without a Content-Length, which would silently drop
+    a chunked body; the WSGI server's stream decodes chunks and ends at the body's end."""
+    return req.bounded_stream if req.content_length is not None else req.stream
+
+
+def read_body(req: falcon.Request, max_body: int) -> bytes:
+    """The whole request body, at most ``max_body`` bytes (chunked bodies included)."""
+    data = body_stream(req).read(max_body + 1)
+    if len(data) > max_body:
+        raise GatewayError(
+            falcon.HTTP_413,
+            "Content Too Large",
+            f"the request body is larger than this gateway accepts ({max_body} bytes)",
+        )
+    return data

@@ -127,3 +127,12 @@ def children_of(pid: int) -> list[int]:
         if ppid == pid:
             found.append(int(entry.name))
     return found
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

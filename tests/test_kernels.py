@@ -7,6 +7,7 @@ import time
 
 import gevent
 import pytest
+from gateway import running
 
 from fngw.kernels import (
     ExecutionTimeout,
@@ -199,16 +200,8 @@ def test_shutdown_kills_the_process_group_and_removes_files(tmp_path):
     kernel_pid = k.pid
     k.shutdown()
     for pid in (kernel_pid, child):
-        assert not _running(pid), pid
+        assert not running(pid), pid
     assert list(runtime_dir.glob("k-*")) == []
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_interrupt_by_message_when_the_kernelspec_says_so(runtime_dir):

@@ -8,17 +8,9 @@ import time
 
 import pytest
 from conftest import write_notebook
-from gateway import Gateway, children_of, gateway_env
+from gateway import Gateway, children_of, gateway_env, running
 
 SEED_WITH_CHILD = "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])"
-
-
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:

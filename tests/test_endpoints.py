@@ -305,7 +305,9 @@ def test_flood_past_max_queue_is_503_fast_while_accepted_requests_complete(gw):
     for t in accepted:
         t.join()
     assert [r[0] for r in refused] == [503] * 5
-    assert all(elapsed < 0.05 for _, elapsed, _ in refused), refused
+    # Refused at once rather than after queue_timeout (10 s). The 50 ms figure is measured by
+    # bench/notebook_http.py; a test on a shared machine only checks the order of magnitude.
+    assert all(elapsed < 0.5 for _, elapsed, _ in refused), refused
     assert all(retry == "1" for _, _, retry in refused)
     assert [results[i][0] for i in range(3)] == [200, 200, 200]
 

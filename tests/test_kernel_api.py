@@ -368,3 +368,20 @@ def test_sigterm_closes_websockets_and_stops_promptly():
         assert time.monotonic() - started < 5
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("tests/kernel_api/some-notebook.ipynb", REPO / "tests" / "kernel_api"),
+        ("../../../../etc/passwd", REPO),
+    ],
+)
+def test_path_sets_the_working_directory_inside_the_gateways(gw, path, expected):
+    status, _, model = call(gw, "POST", "/api/kernels", {"path": path})
+    assert status == 201
+    try:
+        with connect(ws_url(gw, model["id"])) as ws:
+            assert run_code(ws, "import os; print(os.getcwd())")[0] == f"{expected}\n"
+    finally:
+        call(gw, "DELETE", f"/api/kernels/{model['id']}")

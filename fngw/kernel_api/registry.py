@@ -207,6 +207,8 @@ class KernelRegistry:
         cwd = client_env.get("KERNEL_WORKING_DIR")
         if cwd is not None and not Path(cwd).is_dir():
             cwd = None
+        if cwd is None and path:
+            cwd = self._directory_for(path)
         kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
         self._reserved += 1
         try:
@@ -216,6 +218,18 @@ class KernelRegistry:
         finally:
             self._reserved -= 1
         return self._register(kernel, name)
+
+    @staticmethod
+    def _directory_for(path: str) -> str | None:
+        """As Kernel Gateway: the notebook ``path`` below the gateway's working directory, walked up
+        to a folder that exists; never outside the working directory."""
+        root = Path.cwd().resolve()
+        candidate = (root / path.lstrip("/")).resolve()
+        if not candidate.is_relative_to(root):
+            return None
+        while not candidate.is_dir() and candidate != root:
+            candidate = candidate.parent
+        return str(candidate)
 
     def _register(self, kernel: Kernel, name: str) -> ApiKernel:
         entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")

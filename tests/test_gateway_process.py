@@ -112,3 +112,23 @@ def test_installed_wheel_finds_its_default_manifest_schema_and_example(wheel, tm
     path, ok, problems = json.loads(run.stdout)
     assert path == str(wheel / "fngw" / "_data" / "config" / "fngw.yaml")
     assert ok and problems == []
+
+
+def test_sigterm_does_not_wait_for_idle_keep_alive_connections():
+    import http.client
+    import time
+
+    gw = Gateway()
+    try:
+        gw.wait_ready("/_fngw/ready")
+        idle = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        idle.request("GET", "/_fngw/health")
+        assert idle.getresponse().read() == b'{"status": "ok"}'  # the connection stays open, idle
+        started = time.monotonic()
+        code = gw.stop()
+        assert code == 0
+        assert time.monotonic() - started < 5, gw.stderr  # graceful_timeout is 8 s
+        assert "graceful timeout" not in gw.stderr.lower()
+        idle.close()
+    finally:
+        gw.stop()

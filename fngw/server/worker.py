@@ -7,10 +7,15 @@
   ``ALREADY_HANDLED``) is closed when the application is done with it; gunicorn's keep-alive loop
   would otherwise wait for another request on it.
 - On SIGTERM, the application's ``close_websockets`` (if it has one) tells websocket clients the
-  gateway is going away (1001), so they do not hold the worker for the whole graceful timeout.
+  gateway is going away (1001), and idle keep-alive connections are closed, so that neither holds
+  the worker for the whole graceful timeout (gunicorn waits for every open connection). Requests in
+  progress finish; gunicorn closes their connections after the response.
 """
 
 from __future__ import annotations
+
+import contextlib
+import socket
 
 import gevent
 from gunicorn.workers.base_async import ALREADY_HANDLED
@@ -36,21 +41,38 @@ class GeventWorker(_GeventWorker):
             return result
 
         self.wsgi = application
+        self._open: set = set()  # client sockets of this worker
+        self._busy: set[int] = set()  # ids of the sockets whose request is being handled
+
+    def handle(self, listener, client, addr):
+        self._open.add(client)
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            self._open.discard(client)
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
         closer = getattr(self, "_close_websockets", None)
         if closer is not None:
             gevent.spawn(closer)
+        for client in list(getattr(self, "_open", ())):
+            if id(client) not in self._busy:
+                # An idle keep-alive connection: its handler waits for a next request that will
+                # not be served. Ending the stream lets the handler finish now.
+                with contextlib.suppress(OSError):
+                    client.shutdown(socket.SHUT_RDWR)
 
     def handle_request(self, listener_name, req, sock, addr):
         # One request at a time per connection, so the socket identifies the request.
         key = id(sock)
         self._headers_by_socket[key] = req.headers
+        self._busy.add(key)
         try:
             result = super().handle_request(listener_name, req, sock, addr)
         finally:
             self._headers_by_socket.pop(key, None)
+            self._busy.discard(key)
         if key in self._taken_over:
             self._taken_over.discard(key)
             raise StopIteration("the connection was taken over by the application")

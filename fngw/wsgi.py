@@ -62,8 +62,17 @@ def _kernel_registry(manifest, options):
         nb = read_notebook(settings.seed)
         seed = tuple(SeedCell(i, "".join(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == "code")
         seed_kernel = (nb.metadata.get("kernelspec") or {}).get("name")
+    from fngw.kernel_api.shared import SharedKernels
+
+    # Next to the workers' own folders: every worker of this instance (same master) shares it.
+    shared = SharedKernels(options.runtime_dir.parent / "kernel-api")
     return KernelRegistry(
-        settings, runtime_dir=options.runtime_dir, secrets=options.secrets, seed=seed, seed_kernel=seed_kernel
+        settings,
+        runtime_dir=options.runtime_dir,
+        secrets=options.secrets,
+        seed=seed,
+        seed_kernel=seed_kernel,
+        shared=shared,
     )
 
 

@@ -197,6 +197,10 @@ class ChannelHub:
             buffered.append(("iopub", msg))
 
     def _status(self, state: str) -> None:
+        if state == "detached":  # another worker restarted the kernel: reconnecting reaches it anew
+            for ws in list(self.connections.values()):
+                ws.close(1012, "the kernel was restarted; reconnect")
+            return
         now = datetime.now(timezone.utc)
         msg = {
             "header": {

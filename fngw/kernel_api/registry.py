@@ -32,6 +32,8 @@ from fngw.kernels import (
 )
 from fngw.manifest import KernelApiSettings
 
+from .shared import SharedKernels
+
 log = logging.getLogger("fngw.kernel_api")
 
 MAX_ENV_VALUE = 32 * 1024
@@ -112,6 +114,7 @@ class KernelRegistry:
         seed: tuple[SeedCell, ...] = (),
         seed_kernel: str | None = None,
         start_timeout: float = 60.0,
+        shared: SharedKernels | None = None,
     ):
         self.settings = settings
         self.runtime_dir = runtime_dir
@@ -126,6 +129,8 @@ class KernelRegistry:
         self._warming = 0
         self._tasks = gevent.pool.Group()
         self._closed = False
+        # Other workers of this instance see our kernels through these files, and we theirs.
+        self.shared = shared
 
     # --- kernelspecs -----------------------------------------------------------------------------
 
@@ -184,7 +189,11 @@ class KernelRegistry:
         return chosen
 
     def _count(self) -> int:
-        return len(self.kernels) + self._reserved + len(self._warm) + self._warming
+        local = len(self._warm) + self._warming
+        if self.shared is not None:  # the files include kernels being started (pending records)
+            self.shared.prune()
+            return len(self.shared.ids()) + local
+        return len(self.kernels) + self._reserved + local
 
     def start_kernel(
         self, name: str | None = None, env: Any = None, path: str | None = None, kernel_id: str | None = None
@@ -194,30 +203,45 @@ class KernelRegistry:
         client_env = self._client_env(env)
         if kernel_id is not None and kernel_id in self.kernels:
             return self.kernels[kernel_id]
-        warm = None
+        if kernel_id is not None and self.shared is not None and self.shared.read(kernel_id) is not None:
+            return self.get(kernel_id)
         plain = not client_env and path is None and kernel_id is None  # a prewarmed kernel fits as it is
         if plain and name == self.settings.default_kernel and self._warm:
-            warm = self._warm.popleft()
-        elif self.settings.max_kernels is not None and self._count() >= self.settings.max_kernels:
-            raise ResourceLimit("Resource Limit")
-        if warm is not None:
-            entry = self._register(warm, name)
+            entry = self._register(self._warm.popleft(), name)
             self._tasks.spawn(self._warm_one)
             return entry
+        kernel_id = kernel_id or str(uuid.uuid4())
+        self._reserve(kernel_id)
         cwd = client_env.get("KERNEL_WORKING_DIR")
         if cwd is not None and not Path(cwd).is_dir():
             cwd = None
         if cwd is None and path:
             cwd = self._directory_for(path)
         kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
-        self._reserved += 1
         try:
             kernel.start()
         except KernelError as exc:
+            if self.shared is not None:
+                self.shared.remove(kernel_id)
             raise StartFailed(f"the kernel failed to start: {exc}", exc) from None
         finally:
             self._reserved -= 1
         return self._register(kernel, name)
+
+    def _reserve(self, kernel_id: str) -> None:
+        """Take a slot under ``max_kernels`` before the (long, yielding) start: atomically within this
+        worker, and across the instance's workers under the shared folder's lock."""
+        limit = self.settings.max_kernels
+        if self.shared is None:
+            if limit is not None and self._count() >= limit:
+                raise ResourceLimit("Resource Limit")
+            self._reserved += 1
+            return
+        with self.shared.locked():
+            if limit is not None and self._count() >= limit:
+                raise ResourceLimit("Resource Limit")
+            self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})
+        self._reserved += 1
 
     @staticmethod
     def _directory_for(path: str) -> str | None:
@@ -231,12 +255,61 @@ class KernelRegistry:
             candidate = candidate.parent
         return str(candidate)
 
-    def _register(self, kernel: Kernel, name: str) -> ApiKernel:
+    def _register(self, kernel: Kernel, name: str, publish: bool = True) -> ApiKernel:
         entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")
         self.kernels[kernel.id] = entry
         kernel.on_death(lambda k: self._tasks.spawn(self._auto_restart, entry))
         kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
+        if publish:
+            self._publish(entry)
         return entry
+
+    def _publish(self, entry: ApiKernel) -> None:
+        if self.shared is not None:
+            self.shared.write(
+                {
+                    "id": entry.id,
+                    "name": entry.name,
+                    "pid": entry.kernel.pid,
+                    "owner": os.getpid(),
+                    "connection": entry.kernel.connection_info,
+                }
+            )
+
+    def _adopt(self, kernel_id: str) -> ApiKernel | None:
+        """A kernel another worker of this instance started, reached through our own sockets."""
+        record = self.shared.read(kernel_id) if self.shared is not None else None
+        if not record or record.get("pending") or record.get("owner") == os.getpid():
+            return None
+        pid = record["pid"]
+        if not Path(f"/proc/{pid}").exists():
+            self.shared.remove(kernel_id)  # its worker died and the master reaped it
+            return None
+        kernel = Kernel.attach(
+            self.spec(record["name"]),
+            record["connection"],
+            pid,
+            kernel_id=kernel_id,
+            label=f"kernel API ({record['name']})",
+            runtime_dir=self.runtime_dir,
+            seed=self._seed_for(record["name"]),
+            start_timeout=self.start_timeout,
+            env={**self._base_env(), "KERNEL_GATEWAY": "1"},
+        )
+        return self._register(kernel, record["name"], publish=False)
+
+    def entries(self) -> list[ApiKernel]:
+        """Every kernel of the instance (those of other workers adopted on the way)."""
+        if self.shared is None:
+            return list(self.kernels.values())
+        self.shared.prune()
+        found = []
+        for kernel_id in set(self.shared.ids()) | set(self.kernels):
+            try:
+                found.append(self.get(kernel_id))
+            except NotFound:
+                pass
+        return found
 
     def _observe(self, entry: ApiKernel, msg: dict[str, Any]) -> None:
         entry.touch()
@@ -263,14 +336,25 @@ class KernelRegistry:
             self._warming -= 1
 
     def get(self, kernel_id: str) -> ApiKernel:
-        try:
-            return self.kernels[kernel_id]
-        except KeyError:
-            raise NotFound(f"Kernel does not exist: {kernel_id}") from None
+        entry = self.kernels.get(kernel_id)
+        if entry is not None and self.shared is not None and self.shared.read(kernel_id) is None:
+            # Deleted through another worker; its process is going away: forget it here too.
+            self.kernels.pop(kernel_id, None)
+            if entry.kernel.attached:
+                entry.kernel.detach()
+            entry.announce("dead")
+            entry = None
+        elif entry is None:
+            entry = self._adopt(kernel_id)
+        if entry is None:
+            raise NotFound(f"Kernel does not exist: {kernel_id}")
+        return entry
 
     def delete(self, kernel_id: str) -> None:
         entry = self.get(kernel_id)
         del self.kernels[kernel_id]
+        if self.shared is not None:
+            self.shared.remove(kernel_id)  # first: the owner then knows the exit is not a crash
         entry.announce("dead")
         entry.kernel.shutdown()
 
@@ -280,30 +364,47 @@ class KernelRegistry:
     def restart(self, kernel_id: str) -> ApiKernel:
         entry = self.get(kernel_id)
         entry.announce("restarting")
+        if self.shared is not None:  # this worker becomes the owner of the new process
+            self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})
         try:
             entry.kernel.restart()
         except KernelError as exc:
             self.kernels.pop(kernel_id, None)
+            if self.shared is not None:
+                self.shared.remove(kernel_id)
             entry.announce("dead")
             raise StartFailed(f"the kernel failed to restart: {exc}", exc) from None
+        self._publish(entry)
         entry.execution_state = "idle"
         entry.touch()
         return entry
 
     def _auto_restart(self, entry: ApiKernel) -> None:
-        if self._closed or entry.id not in self.kernels:
+        if self._closed or self.kernels.get(entry.id) is not entry:
             return
+        if self.shared is not None:
+            record = self.shared.read(entry.id)
+            if record is None or record.get("owner") != os.getpid():
+                # Deleted, or restarted, by another worker: let go; clients reconnect to adopt it anew.
+                self.kernels.pop(entry.id, None)
+                entry.announce("dead" if record is None else "restarting")
+                for listener in list(entry.status_listeners):
+                    listener("detached")
+                return
         while entry.auto_restarts < RESTART_LIMIT:
             entry.auto_restarts += 1
             entry.announce("restarting")
             try:
                 entry.kernel.restart()
+                self._publish(entry)
                 entry.execution_state = "idle"
                 return
             except KernelError as exc:
                 log.error("kernel API: restarting kernel %s failed: %s", entry.id, exc)
                 gevent.sleep(min(2**entry.auto_restarts, 10))
         self.kernels.pop(entry.id, None)
+        if self.shared is not None:
+            self.shared.remove(entry.id)
         entry.announce("dead")
 
     def _cull_loop(self) -> None:

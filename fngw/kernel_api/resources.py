@@ -148,7 +148,7 @@ class Kernels(ApiResource):
         self.process(req)
         if not self.registry.settings.list_kernels:
             raise GatewayError(falcon.HTTP_403, "Forbidden", "listing kernels is off (kernel_api.list_kernels)")
-        resp.media = [entry.model() for entry in self.registry.kernels.values()]
+        resp.media = [entry.model() for entry in self.registry.entries()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.process(req)

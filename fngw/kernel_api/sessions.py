@@ -14,8 +14,14 @@ class SessionStore:
         self.registry = registry
         self.sessions: dict[str, dict[str, Any]] = {}
 
+    def _kernel(self, kernel_id: str):
+        try:
+            return self.registry.get(kernel_id)
+        except NotFound:
+            return None
+
     def _model(self, session: dict[str, Any]) -> dict[str, Any]:
-        entry = self.registry.kernels.get(session["kernel_id"])
+        entry = self._kernel(session["kernel_id"])
         kernel = (
             entry.model()
             if entry
@@ -39,7 +45,7 @@ class SessionStore:
     def _live(self) -> list[dict[str, Any]]:
         # A session whose kernel was deleted or died for good goes with it.
         for sid, session in list(self.sessions.items()):
-            if session["kernel_id"] not in self.registry.kernels:
+            if self._kernel(session["kernel_id"]) is None:
                 del self.sessions[sid]
         return list(self.sessions.values())
 

@@ -197,6 +197,25 @@ class _Execution(_Request):
             self.done.set(result)
 
 
+class _AttachedProcess:
+    """A kernel process started by another process of this instance: the same ``pid``/``poll``
+    surface as ``Popen``, read from /proc (it is not our child, so we never reap it)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                        self.returncode = -1
+            except (FileNotFoundError, ProcessLookupError):
+                self.returncode = -1
+        return self.returncode
+
+
 class _Connection:
     """The sockets and reader greenlets of one launched kernel process."""
 
@@ -275,6 +294,7 @@ class Kernel:
         self.deaths = 0  # unexpected exits of the process, however they were noticed
         self._exit_noted = False
         self._proc = None
+        self.connection_info: dict[str, Any] = {}
         self._dir: Path | None = None
         self._last_output = ""
         self._conn: _Connection | None = None
@@ -286,6 +306,40 @@ class Kernel:
         self._message_listeners: list[Callable[[Kernel, str, dict], None]] = []
 
     # --- public surface ---------------------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, spec: ResolvedSpec | str, connection_info: Mapping[str, Any], pid: int, **kwargs: Any) -> Kernel:
+        """A ``Kernel`` for a kernel process that another process of this instance started: own
+        sockets to its IPC endpoints, liveness from its pid. ``restart`` makes this process the
+        kernel's owner; ``detach`` lets go of it without stopping it."""
+        kernel = cls(spec, **kwargs)
+        kernel._proc = _AttachedProcess(pid)
+        info = dict(connection_info)
+        key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
+        session = Session(key=key, username="fngw", signature_scheme=info.get("signature_scheme", "hmac-sha256"))
+        kernel.connection_info = info
+        kernel._conn = _Connection(info, session, kernel._route)
+        kernel._generation += 1
+        kernel._monitor = gevent.spawn(kernel._watch, kernel._proc, kernel._generation)
+        kernel.state = "idle"
+        return kernel
+
+    @property
+    def attached(self) -> bool:
+        return isinstance(self._proc, _AttachedProcess)
+
+    def detach(self) -> None:
+        """Stop using an attached kernel without stopping its process."""
+        self._generation += 1
+        for request in list(self._requests.values()):
+            request.fail(KernelRestarting(f"{self.label}: kernel {self.id} was restarted elsewhere"))
+        self._requests.clear()
+        if self._monitor is not None and self._monitor is not gevent.getcurrent():
+            self._monitor.kill(block=False)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.state = "stopped"
 
     @property
     def pid(self) -> int | None:
@@ -432,6 +486,7 @@ class Kernel:
         # The process is its own session leader (start_new_session), so its pgid is its pid. The
         # file lets a gunicorn master kill the group if this worker dies without cleaning up.
         (self._dir / PGID_FILE).write_text(str(self._proc.pid))
+        self.connection_info = dict(info)
         self._conn = _Connection(info, session, self._route)
         self._monitor = gevent.spawn(self._watch, self._proc, self._generation)
 

@@ -25,9 +25,6 @@ def on_starting(server) -> None:
         capture_output=True,
         text=True,
     )
-    if check.returncode == 0:
-        _warn_about_workers(server, path)
-        return
     if check.returncode != 0:
         if check.returncode == 2 and not check.stdout:  # unreadable: the worker says it best
             source = "$FNGW_MANIFEST" if os.environ.get("FNGW_MANIFEST") else "default"
@@ -35,23 +32,6 @@ def on_starting(server) -> None:
         else:
             print(check.stdout.rstrip(), file=sys.stderr, flush=True)
         raise SystemExit(EXIT_APP_LOAD_ERROR)
-
-
-def _warn_about_workers(server, path) -> None:
-    """Kernel API kernels belong to the worker that started them (no shared registry yet)."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            has_kernel_api = "kernel_api" in (yaml.safe_load(f) or {})
-    except (OSError, yaml.YAMLError):
-        return
-    if has_kernel_api and server.cfg.workers > 1:
-        server.log.warning(
-            "kernel_api with %d workers: a kernel started through one worker cannot be reached through "
-            "another; run one worker (WEB_CONCURRENCY=1) until a shared kernel registry exists",
-            server.cfg.workers,
-        )
 
 
 def worker_exit(server, worker) -> None:

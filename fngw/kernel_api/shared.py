@@ -1,0 +1,78 @@
+"""What the workers of one instance know about each other's kernels: one JSON file per kernel.
+
+Each file holds what another worker needs to reach the kernel (kernelspec name, connection info
+with its key, pid) and which worker owns the process. Files are replaced atomically (write, then
+rename); counting against ``max_kernels`` happens under an exclusive lock on the folder. The folder
+is private to the instance (mode 0700): connection keys are secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+
+class SharedKernels:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _path(self, kernel_id: str) -> Path:
+        return self.folder / f"{kernel_id}.json"
+
+    def write(self, record: dict[str, Any]) -> None:
+        path = self._path(record["id"])
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+
+    def read(self, kernel_id: str) -> dict[str, Any] | None:
+        if "/" in kernel_id or kernel_id.startswith("."):
+            return None
+        try:
+            return json.loads(self._path(kernel_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remove(self, kernel_id: str) -> None:
+        with contextlib.suppress(OSError):
+            self._path(kernel_id).unlink()
+
+    def ids(self) -> list[str]:
+        return [p.stem for p in self.folder.glob("*.json")]
+
+    def prune(self) -> None:
+        """Forget kernels whose process is gone, and starts whose worker died (its master has
+        killed what that worker left)."""
+        for kernel_id in self.ids():
+            record = self.read(kernel_id)
+            if record is None:
+                continue
+            pid = record.get("owner") if record.get("pending") else record.get("pid")
+            if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
+                self.remove(kernel_id)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across the instance's workers; waits cooperatively (never blocks the hub)."""
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    gevent.sleep(0.005)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

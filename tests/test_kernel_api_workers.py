@@ -1,0 +1,84 @@
+"""The kernel API with several gunicorn workers: any worker reaches any kernel of the instance.
+
+Each request below opens a new connection, so the operating system hands it to any of the three
+workers; the assertions hold whichever worker answers."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from conftest import REPO
+from gateway import Gateway, children_of, gateway_env
+from messages import run_code
+from websockets.sync.client import connect
+
+HERE = REPO / "tests" / "kernel_api"
+
+
+@pytest.fixture(scope="module")
+def gw():
+    gateway = Gateway("--workers", "3", env=gateway_env(FNGW_MANIFEST=str(HERE / "workers.yaml")))
+    try:
+        gateway.wait_ready()
+        assert len(children_of(gateway.proc.pid)) == 3
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def call(gw, method, path, body=None):
+    status, _, raw = gw.request(method, path, body=json.dumps(body).encode() if body is not None else None, timeout=60)
+    return status, (json.loads(raw) if raw else None)
+
+
+def url(gw, kernel_id, session):
+    return f"ws://127.0.0.1:{gw.port}/api/kernels/{kernel_id}/channels?session_id={session}"
+
+
+def test_every_worker_serves_every_kernel(gw):
+    status, model = call(gw, "POST", "/api/kernels", {})
+    assert status == 201
+    kid = model["id"]
+    try:
+        for _ in range(15):
+            assert call(gw, "GET", f"/api/kernels/{kid}")[0] == 200
+            assert kid in [k["id"] for k in call(gw, "GET", "/api/kernels")[1]]
+        with connect(url(gw, kid, "a")) as ws:
+            assert run_code(ws, "shared_state = 41")[1] == "ok"
+        for i in range(6):  # new connections, landing on any worker, see the same kernel
+            with connect(url(gw, kid, f"b{i}")) as ws:
+                assert run_code(ws, "print(shared_state + 1)")[0] == "42\n"
+        assert call(gw, "POST", f"/api/kernels/{kid}/interrupt")[0] == 204
+        assert call(gw, "POST", f"/api/kernels/{kid}/restart")[0] == 200
+        for i in range(4):
+            with connect(url(gw, kid, f"c{i}")) as ws:
+                assert run_code(ws, "print('after restart')")[0] == "after restart\n"
+    finally:
+        assert call(gw, "DELETE", f"/api/kernels/{kid}")[0] == 204
+    for _ in range(10):
+        assert call(gw, "GET", f"/api/kernels/{kid}")[0] == 404
+
+
+def test_max_kernels_holds_across_workers(gw):
+    results = []
+    lock = threading.Lock()
+
+    def post():
+        got = call(gw, "POST", "/api/kernels", {})
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=post) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = [body["id"] for status, body in results if status == 201]
+    try:
+        assert len(created) == 3
+        assert sorted(status for status, _ in results) == [201] * 3 + [403] * 7
+    finally:
+        for kid in created:
+            call(gw, "DELETE", f"/api/kernels/{kid}")

@@ -6,6 +6,7 @@ statuses. ``max_kernels`` is enforced atomically: a slot is reserved before the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -305,10 +306,8 @@ class KernelRegistry:
         self.shared.prune()
         found = []
         for kernel_id in set(self.shared.ids()) | set(self.kernels):
-            try:
+            with contextlib.suppress(NotFound):
                 found.append(self.get(kernel_id))
-            except NotFound:
-                pass
         return found
 
     def _observe(self, entry: ApiKernel, msg: dict[str, Any]) -> None:

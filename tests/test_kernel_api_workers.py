@@ -82,3 +82,23 @@ def test_max_kernels_holds_across_workers(gw):
     finally:
         for kid in created:
             call(gw, "DELETE", f"/api/kernels/{kid}")
+
+
+def test_sessions_are_the_same_through_every_worker(gw):
+    status, session = call(
+        gw, "POST", "/api/sessions", {"path": "w.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+    )
+    assert status == 201
+    sid = session["id"]
+    try:
+        for _ in range(10):
+            assert call(gw, "GET", f"/api/sessions/{sid}")[1]["kernel"]["id"] == session["kernel"]["id"]
+            assert sid in [s["id"] for s in call(gw, "GET", "/api/sessions")[1]]
+            assert call(gw, "POST", "/api/sessions", {"path": "w.ipynb", "type": "notebook"})[1]["id"] == sid
+        assert call(gw, "PATCH", f"/api/sessions/{sid}", {"path": "moved.ipynb"})[1]["path"] == "moved.ipynb"
+        for _ in range(5):
+            assert call(gw, "GET", f"/api/sessions/{sid}")[1]["path"] == "moved.ipynb"
+    finally:
+        assert call(gw, "DELETE", f"/api/sessions/{sid}")[0] == 204
+    for _ in range(5):
+        assert call(gw, "GET", f"/api/sessions/{sid}")[0] == 404

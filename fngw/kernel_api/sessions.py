@@ -1,4 +1,7 @@
-"""Sessions as Jupyter Server's sessions API has them: a path bound to a kernel, in memory."""
+"""Sessions as Jupyter Server's sessions API has them: a path bound to a kernel.
+
+Kept in memory, or, when the registry shares kernels across workers, in the shared records, so
+that every worker of the instance sees the same sessions."""
 
 from __future__ import annotations
 
@@ -12,7 +15,30 @@ from .registry import Invalid, KernelApiError, KernelRegistry, NotFound
 class SessionStore:
     def __init__(self, registry: KernelRegistry):
         self.registry = registry
-        self.sessions: dict[str, dict[str, Any]] = {}
+        self.records = registry.shared.sessions if registry.shared is not None else None
+        self._memory: dict[str, dict[str, Any]] = {}
+
+    # storage: the shared records, or this process's memory
+    def _all(self) -> list[dict[str, Any]]:
+        return self.records.all() if self.records is not None else list(self._memory.values())
+
+    def _read(self, session_id: str) -> dict[str, Any] | None:
+        return self.records.read(session_id) if self.records is not None else self._memory.get(session_id)
+
+    def _put(self, session: dict[str, Any]) -> None:
+        if self.records is not None:
+            self.records.write(session)
+        else:
+            self._memory[session["id"]] = session
+
+    def _drop(self, session_id: str) -> None:
+        if self.records is not None:
+            self.records.remove(session_id)
+        else:
+            self._memory.pop(session_id, None)
+
+    def _exclusive(self):
+        return self.records.locked() if self.records is not None else contextlib.nullcontext()
 
     def _kernel(self, kernel_id: str):
         try:
@@ -44,17 +70,26 @@ class SessionStore:
 
     def _live(self) -> list[dict[str, Any]]:
         # A session whose kernel was deleted or died for good goes with it.
-        for sid, session in list(self.sessions.items()):
+        live = []
+        for session in self._all():
+            if session["kernel_id"] is None:  # being created, by this or another worker
+                continue
             if self._kernel(session["kernel_id"]) is None:
-                del self.sessions[sid]
-        return list(self.sessions.values())
+                self._drop(session["id"])
+            else:
+                live.append(session)
+        return live
 
     def list(self) -> list[dict[str, Any]]:
         return [self._model(s) for s in self._live()]
 
     def get(self, session_id: str) -> dict[str, Any]:
-        self._live()
-        session = self.sessions.get(session_id)
+        session = self._read(session_id)
+        if session is not None and session["kernel_id"] is None:
+            session = None  # still being created
+        elif session is not None and self._kernel(session["kernel_id"]) is None:
+            self._drop(session_id)
+            session = None
         if session is None:
             raise NotFound(f"Session not found: {session_id}")
         return self._model(session)
@@ -87,24 +122,31 @@ class SessionStore:
             raise Invalid("Missing field in JSON data: path")
         if kind is None:
             raise Invalid("Missing field in JSON data: type")
-        for session in self._live():
-            if session["path"] == path:
-                return self._model(session)
-        kernel_id = self._kernel_for(body.get("kernel"))
-        session = {
-            "id": str(uuid.uuid4()),
-            "path": path,
-            "name": name or "",
-            "type": kind,
-            "kernel_id": kernel_id,
-            "kernel_name": self.registry.get(kernel_id).name,
-        }
-        self.sessions[session["id"]] = session
+        with self._exclusive():  # one session per path, even when two workers are asked at once
+            for session in self._live():
+                if session["path"] == path:
+                    return self._model(session)
+            session = {
+                "id": str(uuid.uuid4()),
+                "path": path,
+                "name": name or "",
+                "type": kind,
+                "kernel_id": None,
+                "kernel_name": None,
+            }
+            self._put(session)  # pending until its kernel has started
+        try:
+            kernel_id = self._kernel_for(body.get("kernel"))
+        except BaseException:
+            self._drop(session["id"])
+            raise
+        session.update(kernel_id=kernel_id, kernel_name=self.registry.get(kernel_id).name)
+        self._put(session)
         return self._model(session)
 
     def update(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
         self.get(session_id)
-        session = self.sessions[session_id]
+        session = self._read(session_id)
         path, name, kind = self._fields(body)
         if path is not None:
             session["path"] = path
@@ -116,13 +158,17 @@ class SessionStore:
             old = session["kernel_id"]
             session["kernel_id"] = self._kernel_for(body["kernel"])
             session["kernel_name"] = self.registry.get(session["kernel_id"]).name
-            if old != session["kernel_id"] and not any(s["kernel_id"] == old for s in self.sessions.values()):
+            if old != session["kernel_id"] and not any(
+                s["kernel_id"] == old for s in self._all() if s["id"] != session_id
+            ):
                 with contextlib.suppress(KernelApiError):
                     self.registry.delete(old)
+        self._put(session)
         return self._model(session)
 
     def delete(self, session_id: str) -> None:
         self.get(session_id)
-        session = self.sessions.pop(session_id)
+        session = self._read(session_id)
+        self._drop(session_id)
         with contextlib.suppress(NotFound):
             self.registry.delete(session["kernel_id"])

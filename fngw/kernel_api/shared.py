@@ -1,9 +1,9 @@
-"""What the workers of one instance know about each other's kernels: one JSON file per kernel.
+"""What the workers of one instance share: one JSON file per kernel, and per session.
 
-Each file holds what another worker needs to reach the kernel (kernelspec name, connection info
-with its key, pid) and which worker owns the process. Files are replaced atomically (write, then
-rename); counting against ``max_kernels`` happens under an exclusive lock on the folder. The folder
-is private to the instance (mode 0700): connection keys are secrets.
+A kernel's file holds what another worker needs to reach it (kernelspec name, connection info with
+its key, pid) and which worker owns the process. Files are replaced atomically (write, then
+rename); counting against ``max_kernels`` and creating sessions happen under an exclusive lock on
+the folder. The folders are private to the instance (mode 0700): connection keys are secrets.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any
 import gevent
 
 
-class SharedKernels:
+class Records:
+    """A folder of JSON records keyed by id, safe to update from several processes."""
+
     def __init__(self, folder: Path):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -50,16 +52,8 @@ class SharedKernels:
     def ids(self) -> list[str]:
         return [p.stem for p in self.folder.glob("*.json")]
 
-    def prune(self) -> None:
-        """Forget kernels whose process is gone, and starts whose worker died (its master has
-        killed what that worker left)."""
-        for kernel_id in self.ids():
-            record = self.read(kernel_id)
-            if record is None:
-                continue
-            pid = record.get("owner") if record.get("pending") else record.get("pid")
-            if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
-                self.remove(kernel_id)
+    def all(self) -> list[dict[str, Any]]:
+        return [r for r in (self.read(i) for i in self.ids()) if r is not None]
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -76,3 +70,22 @@ class SharedKernels:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+class SharedKernels(Records):
+    """The kernel records, and the session records beside them."""
+
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.sessions = Records(folder / "sessions")
+
+    def prune(self) -> None:
+        """Forget kernels whose process is gone, and starts whose worker died (its master has
+        killed what that worker left)."""
+        for kernel_id in self.ids():
+            record = self.read(kernel_id)
+            if record is None:
+                continue
+            pid = record.get("owner") if record.get("pending") else record.get("pid")
+            if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
+                self.remove(kernel_id)

@@ -136,3 +136,10 @@ def running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def call_json(peer: HttpPeer, method: str, path: str, body=None, headers=None):
+    """(status, headers, parsed JSON or None); ``body`` is sent as JSON unless it is bytes."""
+    data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    status, response_headers, raw = peer.request(method, path, body=data, headers=headers or {}, timeout=60)
+    return status, response_headers, (json.loads(raw) if raw else None)

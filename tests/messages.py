@@ -47,3 +47,8 @@ def run_code(ws, code: str, session: str = "s") -> tuple[str, str]:
         elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
             idle = True
     return "".join(out), status
+
+
+def ws_url(peer, kernel_id: str, session: str = "s", **query: str) -> str:
+    extra = "".join(f"&{k}={v}" for k, v in query.items())
+    return f"ws://127.0.0.1:{peer.port}/api/kernels/{kernel_id}/channels?session_id={session}{extra}"

@@ -12,7 +12,8 @@ import time
 import pytest
 from conftest import REPO
 from gateway import Gateway, gateway_env
-from messages import execute_request, run_code
+from gateway import call_json as call
+from messages import execute_request, run_code, ws_url
 from websockets.sync.client import connect
 
 HERE = REPO / "tests" / "kernel_api"
@@ -42,23 +43,12 @@ def secured():
         gateway.stop()
 
 
-def call(gw, method, path, body=None, headers=None):
-    data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    status, response_headers, raw = gw.request(method, path, body=data, headers=headers or {}, timeout=60)
-    return status, response_headers, (json.loads(raw) if raw else None)
-
-
 @pytest.fixture
 def kernel(gw):
     status, _, model = call(gw, "POST", "/api/kernels", {})
     assert status == 201
     yield model["id"]
     call(gw, "DELETE", f"/api/kernels/{model['id']}")
-
-
-def ws_url(gw, kernel_id, session="s", **query):
-    extra = "".join(f"&{k}={v}" for k, v in query.items())
-    return f"ws://127.0.0.1:{gw.port}/api/kernels/{kernel_id}/channels?session_id={session}{extra}"
 
 
 # --- REST ----------------------------------------------------------------------------------------

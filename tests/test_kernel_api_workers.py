@@ -5,13 +5,12 @@ workers; the assertions hold whichever worker answers."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
 from conftest import REPO
-from gateway import Gateway, children_of, gateway_env
-from messages import run_code
+from gateway import Gateway, call_json, children_of, gateway_env
+from messages import run_code, ws_url
 from websockets.sync.client import connect
 
 HERE = REPO / "tests" / "kernel_api"
@@ -29,12 +28,8 @@ def gw():
 
 
 def call(gw, method, path, body=None):
-    status, _, raw = gw.request(method, path, body=json.dumps(body).encode() if body is not None else None, timeout=60)
-    return status, (json.loads(raw) if raw else None)
-
-
-def url(gw, kernel_id, session):
-    return f"ws://127.0.0.1:{gw.port}/api/kernels/{kernel_id}/channels?session_id={session}"
+    status, _, parsed = call_json(gw, method, path, body)
+    return status, parsed
 
 
 def test_every_worker_serves_every_kernel(gw):
@@ -45,15 +40,15 @@ def test_every_worker_serves_every_kernel(gw):
         for _ in range(15):
             assert call(gw, "GET", f"/api/kernels/{kid}")[0] == 200
             assert kid in [k["id"] for k in call(gw, "GET", "/api/kernels")[1]]
-        with connect(url(gw, kid, "a")) as ws:
+        with connect(ws_url(gw, kid, "a")) as ws:
             assert run_code(ws, "shared_state = 41")[1] == "ok"
         for i in range(6):  # new connections, landing on any worker, see the same kernel
-            with connect(url(gw, kid, f"b{i}")) as ws:
+            with connect(ws_url(gw, kid, f"b{i}")) as ws:
                 assert run_code(ws, "print(shared_state + 1)")[0] == "42\n"
         assert call(gw, "POST", f"/api/kernels/{kid}/interrupt")[0] == 204
         assert call(gw, "POST", f"/api/kernels/{kid}/restart")[0] == 200
         for i in range(4):
-            with connect(url(gw, kid, f"c{i}")) as ws:
+            with connect(ws_url(gw, kid, f"c{i}")) as ws:
                 assert run_code(ws, "print('after restart')")[0] == "after restart\n"
     finally:
         assert call(gw, "DELETE", f"/api/kernels/{kid}")[0] == 204

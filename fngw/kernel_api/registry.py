@@ -282,22 +282,25 @@ class KernelRegistry:
         record = self.shared.read(kernel_id) if self.shared is not None else None
         if not record or record.get("pending") or record.get("owner") == os.getpid():
             return None
-        pid = record["pid"]
+        pid, name, connection = record.get("pid"), record.get("name"), record.get("connection")
+        if not isinstance(pid, int) or not isinstance(name, str) or not isinstance(connection, dict):
+            self.shared.remove(kernel_id)  # unreadable: nobody can reach that kernel through it
+            return None
         if not Path(f"/proc/{pid}").exists():
             self.shared.remove(kernel_id)  # its worker died and the master reaped it
             return None
         kernel = Kernel.attach(
-            self.spec(record["name"]),
-            record["connection"],
+            self.spec(name),
+            connection,
             pid,
             kernel_id=kernel_id,
-            label=f"kernel API ({record['name']})",
+            label=f"kernel API ({name})",
             runtime_dir=self.runtime_dir,
-            seed=self._seed_for(record["name"]),
+            seed=self._seed_for(name),
             start_timeout=self.start_timeout,
             env={**self._base_env(), "KERNEL_GATEWAY": "1"},
         )
-        return self._register(kernel, record["name"], publish=False)
+        return self._register(kernel, name, publish=False)
 
     def entries(self) -> list[ApiKernel]:
         """Every kernel of the instance (those of other workers adopted on the way)."""
@@ -432,6 +435,3 @@ class KernelRegistry:
         group.join(timeout=10)
         self.kernels.clear()
         self._warm.clear()
-
-    def new_id(self) -> str:
-        return str(uuid.uuid4())

@@ -82,18 +82,22 @@ class ApiResource:
         self.check_origin(req)
 
 
+class RegistryResource(ApiResource):
+    """A kernel API resource that works on the worker's kernel registry."""
+
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, base_url: str = "/"):
+        super().__init__(access, cors)
+        self.registry = registry
+        self.base_url = base_url.rstrip("/")
+
+
 class ApiRoot(ApiResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.process(req)
         resp.media = {"version": __version__, "gateway": "fngw"}
 
 
-class KernelSpecs(ApiResource):
-    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, base_url: str):
-        super().__init__(access, cors)
-        self.registry = registry
-        self.base_url = base_url.rstrip("/")
-
+class KernelSpecs(RegistryResource):
     def model(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         resources = {}
         folder = Path(spec["resource_dir"])
@@ -120,11 +124,7 @@ class KernelSpecs(ApiResource):
         resp.media = specs[name]
 
 
-class KernelSpecFile(ApiResource):
-    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry):
-        super().__init__(access, cors)
-        self.registry = registry
-
+class KernelSpecFile(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, filename: str) -> None:
         self.process(req)
         if name not in self.registry.allowed_names():
@@ -138,12 +138,7 @@ class KernelSpecFile(ApiResource):
         resp.data = target.read_bytes()
 
 
-class Kernels(ApiResource):
-    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, base_url: str):
-        super().__init__(access, cors)
-        self.registry = registry
-        self.base_url = base_url.rstrip("/")
-
+class Kernels(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.process(req)
         if not self.registry.settings.list_kernels:
@@ -167,11 +162,7 @@ class Kernels(ApiResource):
         resp.media = entry.model()
 
 
-class Kernel(ApiResource):
-    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry):
-        super().__init__(access, cors)
-        self.registry = registry
-
+class Kernel(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
         self.process(req)
         try:
@@ -188,11 +179,7 @@ class Kernel(ApiResource):
         resp.status = falcon.HTTP_204
 
 
-class KernelAction(ApiResource):
-    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry):
-        super().__init__(access, cors)
-        self.registry = registry
-
+class KernelAction(RegistryResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, kernel_id: str, action: str) -> None:
         self.process(req)
         try:

@@ -48,7 +48,6 @@ class GatewayPools:
                 label=label,
                 runtime_dir=runtime_dir,
                 start_timeout=start_timeout,
-                cwd=None,
             )
 
         return KernelPool(spec.id, make_kernel, size=spec.settings.size, max_queue=spec.settings.max_queue)

@@ -27,6 +27,5 @@ def with_websockets(app: falcon.App, api: KernelApi, authorize: Callable[[falcon
         body = api.open_channels(environ, start_response, kernel_id, authorize)
         return ALREADY_HANDLED if body is None else body
 
-    application.falcon_app = app  # tests and tools reach the Falcon app through this
     application.close_websockets = api.close_websockets  # called by fngw's worker on SIGTERM
     return application

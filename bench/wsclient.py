@@ -2,9 +2,10 @@
 
     python bench/wsclient.py PORT KERNEL_ID IDLE EXECUTES [SERVER_PID]   -> JSON summary on stdout
 
-Opens IDLE connections to one kernel (gevent + wsproto, legacy framing), then measures EXECUTES
-round trips of `1` on one more connection, then checks that every idle connection still answers a
-websocket ping and that a sample of 50 still get a kernel_info_reply (every kernel message is
+Opens IDLE connections to one kernel (gevent + wsproto, legacy framing) in a second process, then
+measures EXECUTES round trips of `1` on one more connection, then how long after the last of them
+50 of the idle connections saw its final status (the broadcast's lag), then checks that every idle
+connection still answers a websocket ping and that a sample of 50 still get a kernel_info_reply (every kernel message is
 broadcast to every connection, so asking all of them would cost IDLE squared messages), and closes
 everything. 127.0.0.1 only; bounded by its arguments.
 """
@@ -61,6 +62,9 @@ class Client:
         self.keep_messages = keep_messages
         self.messages: gevent.queue.Queue = gevent.queue.Queue()
         self.pong = gevent.event.Event()
+        self.idle_at: dict[str, float] = {}  # parent msg_id -> when its status idle arrived (sampled)
+        self.arrived = gevent.event.Event()
+        self.last_id = ""
         self.closed = False
         self.reader = gevent.spawn(self._read)
 
@@ -70,6 +74,10 @@ class Client:
                 if isinstance(event, TextMessage):
                     if self.keep_messages:
                         self.messages.put(event.data)
+                        if '"execution_state": "idle"' in event.data:
+                            parent = json.loads(event.data)["parent_header"].get("msg_id", "")
+                            self.idle_at[parent] = time.perf_counter()
+                            self.arrived.set()
                 elif isinstance(event, Ping):
                     self.sock.sendall(self.ws.send(event.response()))
                 elif isinstance(event, Pong):
@@ -87,7 +95,7 @@ class Client:
             self.ws.receive_data(data)
 
     def request(self, msg_type: str, content: dict) -> float:
-        msg_id = uuid.uuid4().hex
+        msg_id = self.last_id = uuid.uuid4().hex
         t0 = time.perf_counter()
         self.sock.sendall(
             self.ws.send(
@@ -140,9 +148,10 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def main() -> None:
-    port, kernel_id, idle, executes = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    server_pid = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] != "0" else None
+def idle_role(port: int, kernel_id: str, idle: int) -> None:
+    """The idle connections, in a process of their own so that reading their broadcasts does not
+    slow the measuring client down (real watchers are other machines). Prints ``ready``, waits for
+    the active client's last msg_id on stdin, then reports lag and usability."""
     path = f"/api/kernels/{kernel_id}/channels"
     pool = gevent.pool.Pool(200)
     opened: list[Client] = []
@@ -158,42 +167,81 @@ def main() -> None:
     for i in range(idle):
         pool.spawn(open_one, i)
     pool.join()
-    rss_open = _rss_mb(server_pid) if server_pid else None
-    active = Client(port, f"{path}?session_id=active", keep_messages=True)
-    times = sorted(active.request("execute_request", EXECUTE) for _ in range(executes))
+    print("ready", flush=True)
+    line = gevent.get_hub().threadpool.apply(sys.stdin.readline).split()
+    last_id, done = line[0], float(line[1])
+    sampled = [c for c in opened if c.keep_messages]
+    lags = []
+    with gevent.Timeout(30, False):  # how far behind the watchers saw the last execute finish
+        for client in sampled:
+            while last_id not in client.idle_at:
+                client.arrived.clear()
+                client.arrived.wait()
+            lags.append(client.idle_at[last_id] - done)
+    lags.sort()
     answered = usable = 0
 
-    def probe(client: Client, kernel: bool) -> None:
+    def probe(client: Client) -> None:
         nonlocal answered, usable
         try:
             with gevent.Timeout(30):
                 client.ping()
                 answered += 1
-                if kernel:
+                if client.keep_messages:
                     client.request("kernel_info_request", {})
                     usable += 1
         except (gevent.Timeout, OSError, ConnectionError):
             pass
 
     probe_pool = gevent.pool.Pool(100)
-    for i, client in enumerate(opened):
-        probe_pool.spawn(probe, client, i < 50)
+    for client in opened:
+        probe_pool.spawn(probe, client)
     probe_pool.join()
-    for client in [*opened, active]:
+    for client in opened:
         client.close()
-    print(
-        json.dumps(
-            {
-                "opened": len(opened),
-                "failed": failed,
-                "answer_pings": answered,
-                "kernel_info_of_50": usable,
-                "server_rss_mb_open": rss_open,
-                "p50_ms": times[len(times) // 2] * 1000,
-                "p99_ms": times[int(0.99 * (len(times) - 1))] * 1000,
-            }
+    report = {
+        "opened": len(opened),
+        "failed": failed,
+        "answer_pings": answered,
+        "kernel_info_of_50": usable,
+        "watchers_lag_ms_max": lags[-1] * 1000 if lags else None,
+        "watchers_seen_last": len(lags),
+    }
+    print(json.dumps(report), flush=True)
+
+
+def main() -> None:
+    if sys.argv[1] == "idle":
+        idle_role(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
+    port, kernel_id, idle, executes = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    server_pid = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] != "0" else None
+    watchers = None
+    if idle:
+        import subprocess
+
+        watchers = subprocess.Popen(
+            [sys.executable, __file__, "idle", str(port), kernel_id, str(idle)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    )
+        if watchers.stdout.readline().strip() != "ready":
+            raise SystemExit("the idle connections did not open")
+    rss_open = _rss_mb(server_pid) if server_pid else None
+    active = Client(port, f"/api/kernels/{kernel_id}/channels?session_id=active", keep_messages=True)
+    times = sorted(active.request("execute_request", EXECUTE) for _ in range(executes))
+    done = time.perf_counter()
+    active.close()
+    result = {
+        "server_rss_mb_open": rss_open,
+        "p50_ms": times[len(times) // 2] * 1000,
+        "p99_ms": times[int(0.99 * (len(times) - 1))] * 1000,
+    }
+    if watchers is not None:
+        out, _ = watchers.communicate(f"{active.last_id} {done}\n", timeout=600)
+        result.update(json.loads(out.strip().splitlines()[-1]))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

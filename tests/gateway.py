@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,12 +51,16 @@ class HttpPeer:
         status, _, body = self.request("GET", path)
         return status, json.loads(body)
 
+    def describe(self) -> str:
+        """What the server printed, once it has exited."""
+        return self.proc.stderr.read() if self.proc.stderr else ""
+
     def wait_ready(self, path: str = "/_fngw/health", timeout: float = 60.0) -> None:
         """Until the health check answers; fails early if the master exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}: {self.proc.stderr.read()}")
+                raise AssertionError(f"server exited with {self.proc.returncode}: {self.describe()}")
             try:
                 status, _, _ = self.request("GET", path, timeout=1.0)
                 if status == 200:
@@ -72,15 +77,30 @@ class Gateway(HttpPeer):
     def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None, cwd: Path = REPO):
         port = port or free_port()
         bind = [] if "PORT" in (env or {}) else ["--bind", f"127.0.0.1:{port}"]
+        # Output goes to a file: the gateway logs a line per request, and a pipe nobody reads
+        # would fill up and block it.
+        self.log = tempfile.NamedTemporaryFile(prefix="fngw-test-gateway-", suffix=".log")  # noqa: SIM115 - lives as long as the gateway
         proc = subprocess.Popen(
             [GUNICORN, "fngw.wsgi", *bind, "--no-control-socket", *args],
             cwd=cwd,
             env=env or gateway_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         super().__init__(port, proc)
+
+    @property
+    def output(self) -> str:
+        """Everything the gateway printed so far (stdout and stderr)."""
+        return Path(self.log.name).read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.output
+
+    def describe(self) -> str:
+        return self.output
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM to the master's PID; SIGKILL if it does not exit in time."""
@@ -91,20 +111,16 @@ class Gateway(HttpPeer):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if not self.proc.stderr.closed:
-            self.stderr = self.proc.stderr.read()
-            self.proc.stdout.close()
-            self.proc.stderr.close()
         return self.proc.returncode
 
     def wait_exit(self, timeout: float = 60.0) -> tuple[int, str]:
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-            raise AssertionError(f"gateway did not exit: {err}") from None
-        return self.proc.returncode, err
+            self.proc.wait()
+            raise AssertionError(f"gateway did not exit: {self.output}") from None
+        return self.proc.returncode, self.output
 
     def __enter__(self) -> Gateway:
         return self

@@ -14,11 +14,14 @@ def registry(tmp_path):
     return KernelRegistry(KernelApiSettings(), runtime_dir=tmp_path / "rt", shared=SharedKernels(tmp_path / "shared"))
 
 
-@pytest.mark.parametrize("record", [
-    {"id": "k1", "name": "python3", "owner": 1},  # no pid, no connection
-    {"id": "k1", "name": 3, "pid": 1, "owner": 1, "connection": {}},
-    {"id": "k1", "name": "python3", "pid": 999_999_999, "owner": 1, "connection": {"key": "x"}},  # gone
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": "k1", "name": "python3", "owner": 1},  # no pid, no connection
+        {"id": "k1", "name": 3, "pid": 1, "owner": 1, "connection": {}},
+        {"id": "k1", "name": "python3", "pid": 999_999_999, "owner": 1, "connection": {"key": "x"}},  # gone
+    ],
+)
 def test_unusable_records_are_not_found_and_dropped(registry, record):
     registry.shared.write(record)
     with pytest.raises(NotFound):

@@ -56,6 +56,7 @@ class KernelApi:
     def close_websockets(self) -> None:
         """Tell every websocket client that the gateway is going away."""
         for hub in list(self.hubs.values()):
+            hub.flush()
             for ws in list(hub.connections.values()):
                 ws.close(1001, "the gateway is shutting down")
 
@@ -108,8 +109,18 @@ class KernelApi:
         hub = self.hubs.get(kernel_id)
         if hub is None or hub.entry is not entry:
             hub = self.hubs[kernel_id] = ChannelHub(entry)
-        WebSocket(sock, session_id, v1).serve(hub)
+        try:
+            WebSocket(sock, session_id, v1).serve(hub)
+        finally:
+            self._forget_idle_hubs()
         return None
+
+    def _forget_idle_hubs(self) -> None:
+        """Drop the hubs of kernels this worker no longer holds once nobody is connected to them
+        (a deleted or replaced kernel's hub would otherwise keep it in memory)."""
+        for kernel_id, hub in list(self.hubs.items()):
+            if not hub.connections and self.registry.kernels.get(kernel_id) is not hub.entry:
+                del self.hubs[kernel_id]
 
 
 def _plain(start_response: Callable, error: GatewayError) -> list[bytes]:

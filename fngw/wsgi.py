@@ -40,15 +40,37 @@ def _build():
     except StartupError as exc:
         exit_with(exc)
     manifest = deployment.manifest
+    from fngw.telemetry import GatewayMetrics, configure_logging
+
+    configure_logging(os.environ.get("FNGW_LOG_FORMAT") or manifest.server.log_format)
+    metrics = GatewayMetrics()
     secrets = tuple(t.env for t in manifest.auth.tokens.values() if t.env)
     options = PoolOptions(runtime_dir=worker_runtime_dir(os.getppid(), os.getpid()), secrets=secrets)
     pools = GatewayPools(deployment.plan, options)
     registry = _kernel_registry(manifest, options) if manifest.kernel_api is not None else None
-    app = create_app(manifest, deployment.plan, pools, registry)
+    app = create_app(manifest, deployment.plan, pools, registry, metrics)
     pools.start()
     if registry is not None:
         registry.start_background()
+    _sample_every_second(metrics, pools, registry)
     return app, pools, registry
+
+
+def _sample_every_second(metrics, pools, registry) -> None:
+    """Keep this worker's pool figures in the shared metric files fresh: a scrape lands on one
+    worker, and the others' gauges must not be stale."""
+    import gevent
+
+    from fngw.server.app import TelemetrySampler
+
+    sampler = TelemetrySampler(metrics, pools, registry)
+
+    def loop() -> None:
+        while True:
+            sampler.sample()
+            gevent.sleep(1.0)
+
+    gevent.spawn(loop)
 
 
 def _kernel_registry(manifest, options):

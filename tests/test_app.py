@@ -53,7 +53,7 @@ def test_unexpected_errors_are_500_without_traceback(app):
         def on_get(self, req, resp):
             raise RuntimeError("secret internals")
 
-    app.add_route("/broken", Broken())
+    app.falcon.add_route("/broken", Broken())
     result = falcon.testing.TestClient(app).simulate_get("/broken")
     assert result.status_code == 500
     assert result.json == {

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import falcon
@@ -71,8 +72,17 @@ def abandon_if_client_leaves(req: falcon.Request, on_leave) -> Iterator[None]:
 class EndpointHandler:
     """Runs one annotated endpoint: parse the request, lease a kernel, execute, render."""
 
-    def __init__(self, route: Route, pool: KernelPool, language: str, max_body: int, stats: dict[str, int]):
+    def __init__(
+        self,
+        route: Route,
+        pool: KernelPool,
+        language: str,
+        max_body: int,
+        stats: dict[str, int],
+        observe_pool_wait: Callable[[str, float], None] | None = None,
+    ):
         self.route = route
+        self.observe_pool_wait = observe_pool_wait
         self.pool = pool
         self.settings = route.settings
         self.plan = execution.ExecutionPlan.for_endpoint(route.endpoint, language)
@@ -86,6 +96,9 @@ class EndpointHandler:
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         body = read_body(req, self.max_body)
         request_json = json.dumps(request_document(req, body, params))
+        ctx = req.context
+        ctx.pool = self.pool.name
+        waited = time.perf_counter()
         try:
             with abandon_if_client_leaves(req, self._client_left):
                 kernel = self.pool.acquire(self.settings.pool.queue_timeout)
@@ -103,6 +116,12 @@ class EndpointHandler:
                 "Client Closed Request",
                 "the client closed the connection while the request waited for a kernel",
             ) from None
+        finally:
+            ctx.pool_wait = time.perf_counter() - waited
+            if self.observe_pool_wait is not None:
+                self.observe_pool_wait(self.pool.name, ctx.pool_wait)
+        ctx.kernel_id = kernel.id
+        started = time.perf_counter()
         try:
             outcome = execution.run(self.plan, self.pool, kernel, request_json, self.settings.timeout)
         except ExecutionTimeout:
@@ -118,6 +137,7 @@ class EndpointHandler:
                 f"the kernel stopped while running the request ({exc}); it is being replaced",
             ) from None
         finally:
+            ctx.kernel_seconds = time.perf_counter() - started
             self.pool.release(kernel)
         response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
 

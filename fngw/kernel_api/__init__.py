@@ -56,7 +56,6 @@ class KernelApi:
     def close_websockets(self) -> None:
         """Tell every websocket client that the gateway is going away."""
         for hub in list(self.hubs.values()):
-            hub.flush()
             for ws in list(hub.connections.values()):
                 ws.close(1001, "the gateway is shutting down")
 

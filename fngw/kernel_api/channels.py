@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import gevent
-import gevent.event
 import gevent.queue
 from jupyter_client.jsonutil import json_default
 from wsproto.connection import Connection, ConnectionType
@@ -47,31 +46,10 @@ REPLAY_SESSIONS = 16  # disconnected sessions kept for replay at once; the oldes
 REPLAY_SECONDS = 120.0  # how long a disconnected session's messages are kept
 ROUTE_LIMIT = 100_000  # request ids remembered for reply routing
 BROADCAST_SLICE = 200  # connections served between two yields of an iopub broadcast
-BROADCAST_LAG = 1.0  # seconds a broadcast may trail before it stops yielding to other work
 
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, default=json_default).encode()
-
-
-def frame(payload: bytes, binary: bool) -> bytes:
-    """One unfragmented, unmasked server frame (no extensions are negotiated). Framed once, the
-    same bytes go to every connection of a broadcast."""
-    head = 0x82 if binary else 0x81
-    size = len(payload)
-    if size < 126:
-        return struct.pack("!BB", head, size) + payload
-    if size < 1 << 16:
-        return struct.pack("!BBH", head, 126, size) + payload
-    return struct.pack("!BBQ", head, 127, size) + payload
-
-
-def encode_frame(msg: dict[str, Any], channel: str, v1: bool) -> bytes:
-    """``msg`` as one websocket frame in the v1 or the legacy framing."""
-    if v1:
-        return frame(encode_v1(msg, channel), True)
-    binary, payload = encode_legacy(msg, channel)
-    return frame(payload, binary)
 
 
 def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
@@ -133,25 +111,13 @@ def decode_v1(data: bytes) -> dict[str, Any]:
 
 
 class ChannelHub:
-    """All websocket connections of one kernel in this worker.
-
-    iopub goes through a log that every connection reads with its own cursor. The connection whose
-    request caused a message gets it (and anything before it it has not had yet) at once; the
-    others get theirs from a broadcaster greenlet that runs when the worker has nothing else to do,
-    several messages in one write. So a busy client does not wait while thousands of idle ones are
-    written to, and each connection still sees iopub in the kernel's order. A broadcast trailing by
-    more than ``BROADCAST_LAG`` stops giving way, so watchers fall behind by a bounded time.
-    """
+    """All websocket connections of one kernel in this worker."""
 
     def __init__(self, entry: ApiKernel):
         self.entry = entry
         self.connections: dict[str, WebSocket] = {}
         self.offline: OrderedDict[str, tuple[float, deque]] = OrderedDict()
         self.routes: OrderedDict[str, str] = OrderedDict()
-        self.log: list[tuple[float, dict[str, Any], dict[bool, bytes]]] = []  # (time, msg, frames)
-        self.log_start = 0  # absolute index of self.log[0]
-        self.pending = gevent.event.Event()
-        self.broadcaster: gevent.Greenlet | None = None
         entry.kernel.on_iopub(self._iopub)
         entry.kernel.on_message(self._reply)
         entry.status_listeners.append(self._status)
@@ -160,7 +126,6 @@ class ChannelHub:
         old = self.connections.get(ws.session_id)
         if old is not None:
             old.close(1000, "replaced by a newer connection of the same session")
-        ws.iopub_next = self.log_start + len(self.log)
         self.connections[ws.session_id] = ws
         self.entry.connections = len(self.connections)
         _, missed = self.offline.pop(ws.session_id, (0.0, ()))
@@ -220,63 +185,19 @@ class ChannelHub:
             self._deliver(session_id, channel, msg)
 
     def _iopub(self, kernel, msg: dict[str, Any]) -> None:
-        if self.connections:
-            self.log.append((time.monotonic(), msg, {}))
-            parent = (msg.get("parent_header") or {}).get("msg_id")
-            origin = self.connections.get(self.routes.get(parent, "")) if parent else None
-            if origin is not None:
-                self._catch_up(origin)
-            if self.broadcaster is None:
-                self.broadcaster = gevent.spawn(self._broadcast)
-            self.pending.set()
+        encoded: dict = {}
+        for i, ws in enumerate(list(self.connections.values()), 1):
+            ws.send("iopub", msg, encoded)
+            if i % BROADCAST_SLICE == 0:
+                # Let replies and other requests run between slices of a large broadcast. Order is
+                # kept: this greenlet (the kernel's iopub reader) reads no next message meanwhile.
+                gevent.sleep(0)
         self._expire_offline()
         for _, buffered in self.offline.values():
             buffered.append(("iopub", msg))
 
-    def _catch_up(self, ws: WebSocket) -> None:
-        """Send ``ws`` every logged iopub message it has not had, in one write."""
-        end = self.log_start + len(self.log)
-        if ws.iopub_next >= end:
-            return
-        frames = []
-        for _, msg, framed in self.log[max(ws.iopub_next - self.log_start, 0) :]:
-            data = framed.get(ws.v1)
-            if data is None:
-                data = framed[ws.v1] = encode_frame(msg, "iopub", ws.v1)
-            frames.append(data)
-        ws.iopub_next = end
-        ws.send_frames(b"".join(frames))
-
-    def _broadcast(self) -> None:
-        while self.connections or self.pending.is_set():
-            self.pending.wait()
-            self.pending.clear()
-            for i, ws in enumerate(list(self.connections.values()), 1):
-                self._catch_up(ws)
-                if i % BROADCAST_SLICE == 0:
-                    if self.log and time.monotonic() - self.log[0][0] > BROADCAST_LAG:
-                        gevent.sleep(0)  # trailing too far: take turns with other work instead
-                    else:
-                        gevent.idle()
-            self._trim_log()
-        self.broadcaster = None  # no one left to write to; the next message starts a new one
-
-    def _trim_log(self) -> None:
-        end = self.log_start + len(self.log)
-        lowest = min((ws.iopub_next for ws in self.connections.values()), default=end)
-        if lowest > self.log_start:
-            del self.log[: lowest - self.log_start]
-            self.log_start = lowest
-
-    def flush(self) -> None:
-        """Bring every connection up to date now (before closing them, say)."""
-        for ws in list(self.connections.values()):
-            self._catch_up(ws)
-        self._trim_log()
-
     def _status(self, state: str) -> None:
         if state == "detached":  # another worker restarted the kernel: reconnecting reaches it anew
-            self.flush()
             for ws in list(self.connections.values()):
                 ws.close(1012, "the kernel was restarted; reconnect")
             return
@@ -297,7 +218,6 @@ class ChannelHub:
         }
         self._iopub(None, msg)
         if state == "dead":
-            self.flush()
             for ws in list(self.connections.values()):
                 ws.close(1011, "the kernel died")
 
@@ -311,21 +231,26 @@ class WebSocket:
         self.v1 = v1
         self.max_message = max_message
         self.ws = Connection(ConnectionType.SERVER)
-        self.outbox: gevent.queue.Queue = gevent.queue.Queue()  # framed bytes, or wsproto control events
+        self.outbox: gevent.queue.Queue = gevent.queue.Queue()
         self.closed = False
         self.last_seen = time.monotonic()
-        self.iopub_next = 0  # the hub's log index of the next iopub message this connection gets
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
 
-    def send(self, channel: str, msg: dict[str, Any]) -> None:
-        """Queue ``msg`` for this client."""
-        if not self.closed:
-            self.outbox.put(encode_frame(msg, channel, self.v1))
-
-    def send_frames(self, data: bytes) -> None:
-        """Queue frames already encoded in this connection's framing."""
-        if not self.closed:
-            self.outbox.put(data)
+    def send(self, channel: str, msg: dict[str, Any], encoded: dict | None = None) -> None:
+        """Queue ``msg``; ``encoded`` caches the framed event across connections (a broadcast is
+        encoded once per framing, not once per connection)."""
+        if self.closed:
+            return
+        cache = encoded if encoded is not None else {}
+        event = cache.get(self.v1)
+        if event is None:
+            if self.v1:
+                event = BytesMessage(data=encode_v1(msg, channel))
+            else:
+                binary, payload = encode_legacy(msg, channel)
+                event = BytesMessage(data=payload) if binary else TextMessage(data=payload.decode())
+            cache[self.v1] = event
+        self.outbox.put(event)
 
     def error(self, text: str) -> None:
         log.warning("websocket %s: %s", self.session_id, text)
@@ -338,7 +263,8 @@ class WebSocket:
         while True:
             event = self.outbox.get()
             try:
-                self.sock.sendall(event if isinstance(event, bytes) else self.ws.send(event))
+                data = self.ws.send(event)
+                self.sock.sendall(data)
             except (OSError, LocalProtocolError):
                 self.closed = True
                 return

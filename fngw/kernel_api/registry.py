@@ -313,6 +313,12 @@ class KernelRegistry:
                 found.append(self.get(kernel_id))
         return found
 
+    def local_counts(self) -> tuple[int, int]:
+        """(kernels this worker started and owns, websocket connections to this worker): summed
+        over workers, each kernel and each connection counts once."""
+        owned = sum(1 for e in self.kernels.values() if not e.kernel.attached)
+        return owned, sum(e.connections for e in self.kernels.values())
+
     def _observe(self, entry: ApiKernel, msg: dict[str, Any]) -> None:
         entry.touch()
         if msg.get("msg_type") == "status":

@@ -64,6 +64,7 @@ class PoolStats:
     queued: int
     executions: int
     timeouts: int
+    starts: int  # kernel starts and restarts that worked
     restarts: int
     deaths: int
     rejected: int
@@ -95,7 +96,7 @@ class KernelPool:
         self._closed = False
         self._started = gevent.event.Event()
         self.last_error: BaseException | None = None
-        self._executions = self._timeouts = self._restarts = 0
+        self._executions = self._timeouts = self._restarts = self._starts = 0
         self._first_attempts = 0  # kernels that finished their first start, well or not
         self._rejected = self._queue_timeouts = 0
 
@@ -227,6 +228,7 @@ class KernelPool:
             queued=len(self._waiters),
             executions=self._executions,
             timeouts=self._timeouts,
+            starts=self._starts,
             restarts=self._restarts,
             deaths=sum(k.deaths for k in self._kernels),
             rejected=self._rejected,
@@ -292,6 +294,14 @@ class KernelPool:
                     self._restarts += 1
                     kernel.restart()
                 self.last_error = None
+                self._starts += 1
+                log.info(
+                    "pool %s: kernel %s %s (pid %s)",
+                    self.name,
+                    kernel.id,
+                    "started" if first and attempt == 0 else "restarted",
+                    kernel.pid,
+                )
                 self._make_available(kernel)
                 return
             except KernelError as exc:

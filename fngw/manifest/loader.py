@@ -249,6 +249,8 @@ class _ManifestBuilder:
             base_url=join_url(base_url),
             max_body=parse_size(raw["max_body"]) if "max_body" in raw else ServerSettings.max_body,
             cors=cors,
+            log_format=raw.get("log_format", ServerSettings.log_format),
+            metrics=raw.get("metrics", ServerSettings.metrics),
         )
 
     def auth(self, raw: dict[str, Any]) -> AuthSettings:

@@ -53,6 +53,8 @@ class ServerSettings:
     base_url: str = "/"
     max_body: int = 10 * 1000**2
     cors: CorsSettings | None = None
+    log_format: str = "json"
+    metrics: bool = True
 
 
 @dataclass(frozen=True)

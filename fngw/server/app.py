@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import falcon
 
 from fngw.auth import read_token
@@ -9,10 +12,12 @@ from fngw.auth.middleware import TokenAuth
 from fngw.kernel_api import KernelApi, KernelRegistry
 from fngw.manifest import Manifest, join_url
 from fngw.routing import GATEWAY_PREFIX, RoutePlan, plan_routes
+from fngw.telemetry.metrics import GatewayMetrics
+from fngw.telemetry.requests import RequestTelemetry
 
 from . import errors
 from .cors import Cors
-from .health import HealthResource, ReadyResource
+from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
 from .limits import BodyLimit
 from .pools import GatewayPools
 from .websocket import with_websockets
@@ -28,12 +33,16 @@ def create_app(
     plan: RoutePlan | None = None,
     pools: GatewayPools | None = None,
     kernel_registry: KernelRegistry | None = None,
+    metrics: GatewayMetrics | None = None,
 ):
     """Build the gateway for ``manifest``. ``plan`` saves re-reading notebooks when the caller
     already checked the deployment; ``pools`` and ``kernel_registry`` are the worker's kernels (the
     caller starts and stops them: they belong to the process, not to the application object).
     Without pools, notebook endpoints are not served; without a registry, nor is the kernel API.
-    Returns the Falcon app, wrapped for websocket upgrades when the kernel API is on."""
+    ``metrics`` defaults to metrics of this application alone.
+    Returns the WSGI application (the Falcon app, wrapped for websocket upgrades when the kernel API
+    is on); its ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
+    worker calls it on SIGTERM)."""
     from fngw.endpoints.documents import DocumentResource, openapi_document, swagger_document
     from fngw.endpoints.files import SourceResource, StaticResource
     from fngw.endpoints.resource import EndpointHandler, EndpointResource
@@ -44,7 +53,10 @@ def create_app(
             raise ValueError("the manifest's routes cannot be planned; run `fngw validate` for details")
         plan = planned.plan
     secrets = {name: read_token(source) for name, source in manifest.auth.tokens.items()}
-    middleware: list = []
+    if metrics is None:
+        metrics = GatewayMetrics()
+    lifecycle = Lifecycle()
+    middleware: list = [RequestTelemetry(metrics)]
     if manifest.server.cors is not None:
         middleware.append(Cors(manifest.server.cors))
     middleware += [BodyLimit(manifest.server.max_body), TokenAuth(secrets)]
@@ -53,7 +65,13 @@ def create_app(
     base = manifest.server.base_url
 
     app.add_route(join_url(base, GATEWAY_PREFIX, "health"), HealthResource())
-    app.add_route(join_url(base, GATEWAY_PREFIX, "ready"), ReadyResource(pools))
+    app.add_route(join_url(base, GATEWAY_PREFIX, "ready"), ReadyResource(pools, lifecycle))
+    if manifest.server.metrics:
+        sampler = TelemetrySampler(metrics, pools, kernel_registry)
+        app.add_route(
+            join_url(base, GATEWAY_PREFIX, "metrics"),
+            MetricsResource(metrics.render, sampler.sample, manifest.auth.default),
+        )
     app.add_route(
         join_url(base, GATEWAY_PREFIX, "openapi.json"),
         DocumentResource(openapi_document(manifest, plan), manifest.auth.default),
@@ -64,7 +82,9 @@ def create_app(
         by_path: dict[str, dict[str, EndpointHandler]] = {}
         for route in plan.routes:
             language = plan.notebooks[route.notebook].language
-            handler = EndpointHandler(route, pools[route.pool_id], language, manifest.server.max_body, stats)
+            handler = EndpointHandler(
+                route, pools[route.pool_id], language, manifest.server.max_body, stats, metrics.observe_pool_wait
+            )
             by_path.setdefault(route.path, {})[route.method] = handler
         for path, handlers in by_path.items():
             app.add_route(falcon_template(path), EndpointResource(handlers))
@@ -85,8 +105,42 @@ def create_app(
         for template, resource in api.routes():
             app.add_route(template, resource)
         auth = next(m for m in middleware if isinstance(m, TokenAuth))
-        return with_websockets(app, api, lambda req: auth.authorize(req, manifest.kernel_api.auth))
-    return app
+        wsgi = with_websockets(app, api, lambda req: auth.authorize(req, manifest.kernel_api.auth))
+
+        def begin_shutdown() -> None:
+            lifecycle.begin_draining()
+            api.close_websockets()
+
+        return GatewayApplication(app, wsgi, begin_shutdown)
+    return GatewayApplication(app, app, lifecycle.begin_draining)
+
+
+class GatewayApplication:
+    """The WSGI application: the Falcon app, behind the websocket upgrade when the kernel API is on.
+    ``begin_shutdown`` is what fngw's gunicorn worker calls on SIGTERM."""
+
+    def __init__(self, falcon_app: falcon.App, wsgi: Callable, begin_shutdown: Callable[[], None]):
+        self.falcon = falcon_app
+        self.wsgi = wsgi
+        self.begin_shutdown = begin_shutdown
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        return self.wsgi(environ, start_response)
+
+
+class TelemetrySampler:
+    """Copies this worker's pool and kernel API figures into the metrics."""
+
+    def __init__(self, metrics: GatewayMetrics, pools: GatewayPools | None, registry: KernelRegistry | None):
+        self.metrics = metrics
+        self.pools = pools
+        self.registry = registry
+
+    def sample(self) -> None:
+        if self.pools is not None:
+            self.metrics.sample_pools(pool.stats() for pool in self.pools.pools.values())
+        if self.registry is not None:
+            self.metrics.sample_kernel_api(*self.registry.local_counts())
 
 
 def _not_found(req: falcon.Request, resp: falcon.Response, **params: str) -> None:

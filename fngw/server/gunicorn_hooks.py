@@ -13,6 +13,7 @@ import sys
 from fngw.kernels.reaper import reap_runtime_dir
 from fngw.server.runtime import worker_runtime_dir
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
+from fngw.telemetry import multiprocess
 
 
 def on_starting(server) -> None:
@@ -32,6 +33,8 @@ def on_starting(server) -> None:
         else:
             print(check.stdout.rstrip(), file=sys.stderr, flush=True)
         raise SystemExit(EXIT_APP_LOAD_ERROR)
+    # One metrics folder for the instance: workers write there, any of them renders the sum.
+    multiprocess.prepare(worker_runtime_dir(os.getpid(), 0).parent / "metrics")
 
 
 def worker_exit(server, worker) -> None:
@@ -45,6 +48,7 @@ def worker_exit(server, worker) -> None:
 def child_exit(server, worker) -> None:
     """In the master, after a worker exited (even by SIGKILL): kill the process groups of any kernels
     it left running and remove their connection files."""
+    multiprocess.forget_worker(worker.pid)
     killed = reap_runtime_dir(worker_runtime_dir(os.getpid(), worker.pid))
     if killed:
         server.log.warning(

@@ -1,14 +1,28 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics: what platforms and operators poll."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
+
+from fngw.manifest import Access
 
 from .pools import GatewayPools
 
 
+class Lifecycle:
+    """Whether this worker is serving or draining (SIGTERM received: finish, take nothing new)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def begin_draining(self) -> None:
+        self.draining = True
+
+
 class HealthResource:
-    """Liveness: answers without touching any kernel."""
+    """Liveness: answers without touching any kernel or lock."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
@@ -16,16 +30,42 @@ class HealthResource:
 
 
 class ReadyResource:
-    """Readiness: 200 once every pool has all its kernels started, else 503 saying what is missing."""
+    """Readiness: 200 once every pool has all its kernels started, else 503 saying what is missing;
+    503 too while the worker drains, so a load balancer stops sending it traffic."""
 
-    def __init__(self, pools: GatewayPools | None):
+    def __init__(self, pools: GatewayPools | None, lifecycle: Lifecycle):
         self.pools = pools
+        self.lifecycle = lifecycle
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.cache_control = ["no-store"]
+        if self.lifecycle.draining:
+            resp.status = falcon.HTTP_503
+            resp.media = {"status": "draining", "missing": ["the gateway is shutting down"]}
+            return
         missing = self.pools.not_ready() if self.pools is not None else []
         if missing:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "starting", "missing": missing}
         else:
             resp.media = {"status": "ready"}
+
+
+class MetricsResource:
+    """Prometheus text exposition of the whole instance; ``sample`` refreshes this worker's pool
+    figures first, so a scrape never reads them older than the worker's own sampling interval."""
+
+    def __init__(self, render: Callable[[], tuple[bytes, str]], sample: Callable[[], None], access: Access):
+        self.render = render
+        self.sample = sample
+        self.access = access
+
+    def access_for(self, method: str) -> Access:
+        return self.access
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.sample()
+        body, content_type = self.render()
+        resp.data = body
+        resp.content_type = content_type
+        resp.cache_control = ["no-store"]

@@ -27,5 +27,4 @@ def with_websockets(app: falcon.App, api: KernelApi, authorize: Callable[[falcon
         body = api.open_channels(environ, start_response, kernel_id, authorize)
         return ALREADY_HANDLED if body is None else body
 
-    application.close_websockets = api.close_websockets  # called by fngw's worker on SIGTERM
     return application

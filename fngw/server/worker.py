@@ -6,10 +6,11 @@
 - A connection the application took over (a websocket, answered with gunicorn's
   ``ALREADY_HANDLED``) is closed when the application is done with it; gunicorn's keep-alive loop
   would otherwise wait for another request on it.
-- On SIGTERM, the application's ``close_websockets`` (if it has one) tells websocket clients the
-  gateway is going away (1001), and idle keep-alive connections are closed, so that neither holds
-  the worker for the whole graceful timeout (gunicorn waits for every open connection). Requests in
-  progress finish; gunicorn closes their connections after the response.
+- On SIGTERM, the application's ``begin_shutdown`` (if it has one) turns readiness to 503 and
+  tells websocket clients the gateway is going away (1001), and idle keep-alive connections are
+  closed, so that neither holds the worker for the whole graceful timeout (gunicorn waits for every
+  open connection). Requests in progress finish; gunicorn closes their connections after the
+  response.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class GeventWorker(_GeventWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
         app = self.wsgi
-        self._close_websockets = getattr(app, "close_websockets", None)
+        self._begin_shutdown = getattr(app, "begin_shutdown", None)
         by_socket: dict[int, list[tuple[str, str]]] = {}
         taken_over: set[int] = set()
         self._headers_by_socket = by_socket
@@ -53,9 +54,9 @@ class GeventWorker(_GeventWorker):
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
-        closer = getattr(self, "_close_websockets", None)
-        if closer is not None:
-            gevent.spawn(closer)
+        begin = getattr(self, "_begin_shutdown", None)
+        if begin is not None:
+            gevent.spawn(begin)
         for client in list(getattr(self, "_open", ())):
             if id(client) not in self._busy:
                 # An idle keep-alive connection: its handler waits for a next request that will

@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from .multiprocess import MULTIPROC_ENV
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -125,22 +125,3 @@ class GatewayMetrics:
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)
         return generate_latest(combined), CONTENT_TYPE_LATEST
-
-
-def prepare_multiprocess_dir(path: str) -> None:
-    """In the gunicorn master, before workers fork: an empty folder for the workers' metric files,
-    named in the environment the workers inherit."""
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = path
-
-
-def forget_worker(pid: int) -> None:
-    """In the master, after a worker exited: its live gauges no longer count."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if path:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid, path)

@@ -1,0 +1,64 @@
+"""The gateway's log lines: JSON (one object per line, for collectors) or text (for people).
+
+Every fngw logger writes through ``configure``'s handler. A record may carry structured fields in
+``extra={"fields": {...}}``; they become keys of the JSON object, or ``key=value`` pairs in text.
+Nothing here ever logs a request body, a header value or a query string: callers pass only the
+fields below, and tokens travel in headers or the query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+FORMATS = ("json", "text")
+
+
+def _time(record: logging.LogRecord) -> str:
+    stamp = datetime.fromtimestamp(record.created, timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        text = f"{_time(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if extra:
+            text += f" [{extra}]"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure(log_format: str = "json", stream: TextIO | None = None, level: int = logging.INFO) -> None:
+    """Route every ``fngw.*`` logger to ``stream`` (stderr) in ``log_format``; idempotent."""
+    if log_format not in FORMATS:
+        raise ValueError(f"log format must be one of {FORMATS}, not {log_format!r}")
+    root = logging.getLogger("fngw")
+    for handler in list(root.handlers):
+        if getattr(handler, "fngw", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.fngw = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False

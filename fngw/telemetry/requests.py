@@ -1,0 +1,78 @@
+"""One log line and one set of metrics per HTTP request, and the request id that ties them together.
+
+``RequestTelemetry`` is the outermost Falcon middleware. It takes the request id from
+``X-Request-Id`` (when it looks like an id) or makes one, returns it in the response's
+``X-Request-Id``, and when the response is ready logs the request and records its metrics. Handlers
+that lease a kernel report through ``req.context``: ``pool``, ``pool_wait``, ``kernel_id`` and
+``kernel_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import falcon
+
+from .metrics import GatewayMetrics
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")  # no spaces, quotes or control characters: safe to log
+
+access_log = logging.getLogger("fngw.access")
+
+
+def request_id_from(value: str | None) -> str:
+    """The client's id when it is a plausible one, else a new one (never echo arbitrary text)."""
+    if value and _ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class RequestTelemetry:
+    def __init__(self, metrics: GatewayMetrics | None):
+        self.metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ctx = req.context
+        ctx.started = time.perf_counter()
+        ctx.request_id = request_id_from(req.get_header(REQUEST_ID_HEADER))
+        ctx.pool = ctx.pool_wait = ctx.kernel_id = ctx.kernel_seconds = None
+        resp.set_header(REQUEST_ID_HEADER, ctx.request_id)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        ctx = req.context
+        started = getattr(ctx, "started", None)
+        if started is None:  # process_request did not run (an earlier middleware failed)
+            return
+        seconds = time.perf_counter() - started
+        status = falcon.http_status_to_code(resp.status)
+        route = req.uri_template or "unmatched"  # templates, not paths: bounded label values
+        if self.metrics is not None:
+            self.metrics.observe_request(route, req.method, status, seconds, ctx.kernel_seconds)
+        fields = {
+            "event": "request",
+            "request_id": ctx.request_id,
+            "method": req.method,
+            "path": req.path,  # without the query string, which may hold a token
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "pool": ctx.pool,
+            "pool_wait_ms": None if ctx.pool_wait is None else round(ctx.pool_wait * 1000, 3),
+            "kernel_id": ctx.kernel_id,
+            "bytes": _body_size(resp),
+        }
+        access_log.info("%s %s %s", req.method, req.path, status, extra={"fields": fields})
+
+
+def _body_size(resp: falcon.Response) -> int | None:
+    if resp.stream is not None:
+        return resp.content_length
+    body = resp.render_body()  # falcon caches the rendering: the body is not serialized twice
+    return len(body) if body is not None else 0

@@ -47,7 +47,7 @@ def gw(tmp_path_factory):
 
 def scrape(gw) -> str:
     status, headers, body = gw.request("GET", "/_fngw/metrics", headers={"Authorization": "Bearer s3cret-token-value"})
-    assert status == 200, body
+    assert status == 200, (body, gw.output[-4000:])
     assert headers["content-type"].startswith("text/plain")
     return body.decode()
 
@@ -155,3 +155,34 @@ def _minimal(folder):
     path = folder / "fngw.yaml"
     path.write_text("version: 1\n")
     return path
+
+
+def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(tmp_path):
+    import signal
+
+    from gateway import children_of
+
+    notebook = tmp_path / "nb.ipynb"
+    write_notebook(notebook, ["# GET /version\nprint('one')"])
+    manifest = tmp_path / "fngw.yaml"
+    manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n")
+    with Gateway(env=gateway_env(FNGW_MANIFEST=str(manifest))) as gw:
+        gw.wait_ready("/_fngw/ready", timeout=90)
+        assert gw.request("GET", "/version")[2] == b"one\n"
+        write_notebook(notebook, ["# GET /version\nprint('two')"])
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while gw.request("GET", "/version")[2] != b"two\n":  # old workers answer until new ones are up
+            assert time.monotonic() < deadline, gw.output[-2000:]
+        while len(workers := children_of(gw.proc.pid)) != 1:  # the old worker finishes and exits
+            assert time.monotonic() < deadline, workers
+
+        manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb, colour: red}\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while "reload refused" not in gw.output:
+            assert time.monotonic() < deadline, gw.output[-2000:]
+        assert "colour" in gw.output  # the validation error, as `fngw validate` words it
+        assert gw.request("GET", "/version")[:1] == (200,) and gw.request("GET", "/version")[2] == b"two\n"
+        assert children_of(gw.proc.pid) == workers
+        assert gw.proc.poll() is None

@@ -16,25 +16,46 @@ from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
 from fngw.telemetry import multiprocess
 
 
-def on_starting(server) -> None:
-    """In the master, before any worker forks: refuse to start on a manifest that does not validate,
-    printing `fngw validate --strict` output once instead of once per worker. It runs as a child
-    process because checking kernelspecs imports jupyter_client, which the master must not."""
+def validate_manifest() -> str | None:
+    """`fngw validate --strict` on the manifest, in a child process because checking kernelspecs
+    imports jupyter_client, which the master must not. None when valid, else what to print."""
     path = manifest_path()
     check = subprocess.run(
         [sys.executable, "-m", "fngw", "validate", "--strict", "--format", "text", str(path)],
         capture_output=True,
         text=True,
     )
-    if check.returncode != 0:
-        if check.returncode == 2 and not check.stdout:  # unreadable: the worker says it best
-            source = "$FNGW_MANIFEST" if os.environ.get("FNGW_MANIFEST") else "default"
-            print(f"fngw: cannot read the manifest {path} ({source}): {check.stderr.strip()}", file=sys.stderr)
-        else:
-            print(check.stdout.rstrip(), file=sys.stderr, flush=True)
+    if check.returncode == 0:
+        return None
+    if check.returncode == 2 and not check.stdout:  # unreadable: say which file and why
+        source = "$FNGW_MANIFEST" if os.environ.get("FNGW_MANIFEST") else "default"
+        return f"fngw: cannot read the manifest {path} ({source}): {check.stderr.strip()}"
+    return check.stdout.rstrip()
+
+
+def on_starting(server) -> None:
+    """In the master, before any worker forks: refuse to start on a manifest that does not validate,
+    printing `fngw validate --strict` output once instead of once per worker."""
+    problems = validate_manifest()
+    if problems is not None:
+        print(problems, file=sys.stderr, flush=True)
         raise SystemExit(EXIT_APP_LOAD_ERROR)
     # One metrics folder for the instance: workers write there, any of them renders the sum.
     multiprocess.prepare(worker_runtime_dir(os.getpid(), 0).parent / "metrics")
+
+
+def on_reload(server) -> None:
+    """In the master on SIGHUP, before gunicorn replaces the workers (which re-read the manifest and
+    notebooks as they start). An invalid manifest must not take the gateway down: gunicorn offers
+    no way to cancel a reload, so this one spawns no new worker and the old ones keep serving."""
+    problems = validate_manifest()
+    if problems is None:
+        server.log.info("fngw: manifest valid; new workers start with it")
+        return
+    for line in problems.splitlines():
+        server.log.error("%s", line)
+    server.log.error("fngw: reload refused, the manifest is not valid; the running workers keep serving")
+    server.cfg.set("workers", 0)  # read by the reload's spawn loop only; num_workers keeps the old count
 
 
 def worker_exit(server, worker) -> None:

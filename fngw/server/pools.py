@@ -29,9 +29,18 @@ class GatewayPools:
 
     def __init__(self, plan: RoutePlan, options: PoolOptions):
         self.options = options
-        self.pools: dict[str, KernelPool] = {pid: self._build(spec) for pid, spec in plan.pools.items()}
+        self.pools: dict[str, KernelPool] = {
+            pid: self._build(spec, self._folder_of(plan, spec.notebook)) for pid, spec in plan.pools.items()
+        }
 
-    def _build(self, spec: PoolSpec) -> KernelPool:
+    @staticmethod
+    def _folder_of(plan: RoutePlan, notebook: str) -> Path | None:
+        """Kernels start in their notebook's folder, as in Jupyter, so that relative paths in cells
+        (data files shipped beside the notebook) work the same in both."""
+        parsed = plan.notebooks.get(notebook)
+        return parsed.path.parent if parsed is not None and parsed.path is not None else None
+
+    def _build(self, spec: PoolSpec, cwd: Path | None) -> KernelPool:
         base = self.options.environ if self.options.environ is not None else os.environ
         env = kernel_environment(base, spec.env, self.options.secrets)
         kernelspec = resolve_kernelspec(spec.kernel)
@@ -48,6 +57,7 @@ class GatewayPools:
                 label=label,
                 runtime_dir=runtime_dir,
                 start_timeout=start_timeout,
+                cwd=cwd,
             )
 
         return KernelPool(spec.id, make_kernel, size=spec.settings.size, max_queue=spec.settings.max_queue)

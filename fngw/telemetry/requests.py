@@ -43,9 +43,7 @@ class RequestTelemetry:
         ctx.pool = ctx.pool_wait = ctx.kernel_id = ctx.kernel_seconds = None
         resp.set_header(REQUEST_ID_HEADER, ctx.request_id)
 
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
-    ) -> None:
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         ctx = req.context
         started = getattr(ctx, "started", None)
         if started is None:  # process_request did not run (an earlier middleware failed)

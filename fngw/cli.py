@@ -1,4 +1,5 @@
-"""The `fngw` command: `validate` manifests in CI, print `routes`."""
+"""The `fngw` command: `validate` manifests in CI, print `routes`, write a starter manifest (`init`),
+serve one notebook without a manifest (`serve`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     routes.add_argument("--offline", action="store_true", help="do not require kernelspecs to be installed")
     schema = sub.add_parser("schema", help="print the manifest's JSON Schema, or its reference as Markdown")
     schema.add_argument("--markdown", action="store_true", help="print the reference (docs/manifest.md)")
+
+    init = sub.add_parser("init", help="write a commented starter fngw.yaml for the notebooks in a folder")
+    init.add_argument("folder", nargs="?", default=".", metavar="FOLDER")
+    init.add_argument("--force", action="store_true", help="replace an existing fngw.yaml")
+
+    serve = sub.add_parser("serve", help="serve one notebook's annotated cells, without writing a manifest")
+    serve.add_argument("notebook", metavar="NOTEBOOK.ipynb")
+    serve.add_argument("--pool", type=int, default=1, help="warm kernels (default 1)")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8888")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--timeout", default="30s", help="per-request execution timeout (default 30s)")
+    serve.add_argument("--max-queue", type=int, default=10, help="requests waiting for a kernel (default 10)")
+    serve.add_argument("--workers", type=int, default=1, help="gunicorn workers, each with its own pool")
+    serve.add_argument("--kernel-api", action="store_true", help="also serve the Jupyter kernel API")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -51,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args)
         if args.command == "schema":
             return _schema(args)
+        if args.command == "init":
+            return _init(args)
+        if args.command == "serve":
+            return _serve(args)
         return _routes(args)
     except KeyboardInterrupt:
         return 130
@@ -125,3 +145,78 @@ def _routes(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fngw.starter import find_notebooks, starter_manifest
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"fngw init: {folder} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    target = folder / "fngw.yaml"
+    if target.exists() and not args.force:
+        print(f"fngw init: {target} exists; --force replaces it", file=sys.stderr)
+        return EXIT_USAGE
+    notebooks = find_notebooks(folder)
+    target.write_text(starter_manifest(notebooks), encoding="utf-8")
+    served = [nb for nb in notebooks if nb.endpoints]
+    print(f"wrote {target}: {len(served)} notebook(s) with endpoints, {len(notebooks) - len(served)} without")
+    for nb in served:
+        print(f"  {nb.name}: {nb.path.as_posix()} ({len(nb.endpoints)} endpoint(s))")
+    result = _check(str(target), offline=True, strict=False)
+    if result is None or result.deployment is None:
+        print(render([(str(target), result.problems if result else [])], "text"))
+        return EXIT_INVALID
+    print(f"next: fngw validate {target}, then gunicorn fngw.wsgi from {folder}")
+    return EXIT_VALID
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
+    manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
+    import tempfile
+    from pathlib import Path
+
+    from fngw.starter import single_notebook_manifest
+
+    notebook = Path(args.notebook).resolve()
+    if not notebook.is_file():
+        print(f"fngw serve: {args.notebook}: no such notebook", file=sys.stderr)
+        return EXIT_USAGE
+    if args.pool < 1 or args.workers < 1 or args.max_queue < 0:
+        print("fngw serve: --pool and --workers must be at least 1, --max-queue at least 0", file=sys.stderr)
+        return EXIT_USAGE
+    runtime = Path(tempfile.gettempdir()) / f"fngw-{os.getpid()}"  # the master's folder: see on_exit
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    manifest = runtime / "serve.yaml"
+    manifest.write_text(
+        single_notebook_manifest(
+            notebook,
+            pool=args.pool,
+            timeout=args.timeout,
+            max_queue=args.max_queue,
+            kernel_api=args.kernel_api,
+            log_format=args.log_format,
+        ),
+        encoding="utf-8",
+    )
+    result = _check(str(manifest), offline=False, strict=True)
+    if result is None or result.deployment is None:
+        problems = result.problems if result else []
+        print(render([(str(notebook), problems)], "text"), file=sys.stderr)
+        return EXIT_INVALID
+    if not result.deployment.plan.routes:
+        print(f"fngw serve: {args.notebook} has no annotated cell (such as `# GET /hello`)", file=sys.stderr)
+        return EXIT_INVALID
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or 8888)
+    env = {**os.environ, "FNGW_MANIFEST": str(manifest)}
+    argv = [
+        sys.executable, "-m", "gunicorn", "-c", "python:fngw.server.gunicorn_conf",
+        "--bind", f"{args.host}:{port}", "--workers", str(args.workers), "fngw.wsgi",
+    ]  # fmt: skip
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+    return EXIT_USAGE  # not reached

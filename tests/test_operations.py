@@ -37,12 +37,18 @@ def gw(tmp_path_factory):
     try:
         gateway.wait_ready("/_fngw/ready", timeout=90)
         # /ready answers for the worker it lands on; the metrics see both workers' kernels.
-        deadline = time.monotonic() + 90
-        while sample(scrape(gateway), "fngw_pool_kernels", pool="ops", state="idle") < 2:
-            assert time.monotonic() < deadline, "both workers' kernels should start"
+        wait_all_idle(gateway)
         yield gateway
     finally:
         gateway.stop()
+
+
+def wait_all_idle(gw) -> None:
+    """Until both workers' kernels are idle: /ready answers for the worker it lands on, the metrics
+    for both; a kernel interrupted by an earlier test may still be recovering."""
+    deadline = time.monotonic() + 90
+    while sample(scrape(gw), "fngw_pool_kernels", pool="ops", state="idle") < 2:
+        assert time.monotonic() < deadline, "both workers' kernels should be idle"
 
 
 def scrape(gw) -> str:
@@ -113,6 +119,7 @@ def test_rejections_and_timeouts_are_counted(gw):
 
 
 def test_every_request_is_one_json_log_line_with_its_id(gw):
+    wait_all_idle(gw)
     status, headers, _ = gw.request("GET", "/hello/log?token=should-not-be-logged", headers={"X-Request-Id": "req-42"})
     assert status == 200 and headers["x-request-id"] == "req-42"
     status, headers, _ = gw.request("GET", "/hello/other", headers={"X-Request-Id": "bad id\twith tab"})

@@ -29,6 +29,10 @@ graceful_timeout = 8
 # connection the proxy is about to reuse.
 keepalive = 75
 
+# gunicorn's control socket lives in $HOME by default: two gateways of one user would share it.
+# Signals (TERM, HUP, TTIN, TTOU) do what fngw needs.
+control_socket_disable = True
+
 # Heartbeat files in memory: a container's overlay disk can block the os.fchmod gunicorn does.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 

@@ -77,4 +77,8 @@ class GeventWorker(_GeventWorker):
         if key in self._taken_over:
             self._taken_over.discard(key)
             raise StopIteration("the connection was taken over by the application")
+        if not self.alive:
+            # SIGTERM came while this request was handled (after gunicorn decided to keep the
+            # connection open): close it now rather than wait the keep-alive out.
+            raise StopIteration("the worker is shutting down")
         return result

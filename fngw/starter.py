@@ -1,0 +1,123 @@
+"""Manifests written for the user: `fngw init` (a commented starter for the notebooks of a folder)
+and `fngw serve` (one notebook, no manifest to write). Text only: nothing here starts a process."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fngw.notebook import NotebookError, parse_notebook
+
+_NAME_START = re.compile(r"^[^a-z]+")
+_NAME_REST = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class FoundNotebook:
+    name: str
+    path: Path  # relative to the folder the manifest goes in
+    endpoints: tuple[str, ...]  # "GET /path"
+    problem: str | None = None
+
+
+def notebook_name(stem: str) -> str:
+    """A manifest name for a notebook file: lower case, a letter first, then letters, digits, - or _."""
+    name = _NAME_REST.sub("-", stem.lower()).strip("-_")
+    name = _NAME_START.sub("", name)
+    return name or "notebook"
+
+
+def find_notebooks(folder: Path) -> list[FoundNotebook]:
+    """The notebooks under ``folder`` (checkpoints and hidden folders left out), with their endpoints."""
+    found: list[FoundNotebook] = []
+    taken: set[str] = set()
+    for path in sorted(folder.rglob("*.ipynb")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        name = base = notebook_name(path.stem)
+        n = 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        taken.add(name)
+        try:
+            parsed = parse_notebook(path)
+        except NotebookError as exc:
+            found.append(FoundNotebook(name, relative, (), str(exc)))
+            continue
+        endpoints = tuple(f"{e.method} {e.path}" for e in parsed.endpoints)
+        found.append(FoundNotebook(name, relative, endpoints))
+    return found
+
+
+def starter_manifest(notebooks: list[FoundNotebook]) -> str:
+    """A commented manifest serving ``notebooks``: what `fngw init` writes."""
+    served = [nb for nb in notebooks if nb.endpoints]
+    mount_each = len(served) > 1  # several notebooks may declare the same paths
+    lines = [
+        "# fngw manifest, written by `fngw init`. Check it with `fngw validate fngw.yaml`;",
+        "# serve it with `gunicorn fngw.wsgi` from this folder. Reference: docs/manifest.md.",
+        "version: 1",
+        "",
+        "server:",
+        "  base_url: /",
+        "  max_body: 10MB              # larger request bodies get 413",
+        "  log_format: json            # or text, for development",
+        "",
+        "auth:",
+        "  default: public             # the gateway's own routes; see the tokens below",
+        "  # tokens:",
+        "  #   ops: {env: FNGW_OPS_TOKEN}   # a secret read from the environment, never from this file",
+        "",
+        "defaults:",
+        "  timeout: 30s                # a request running longer gets 504 and its kernel is interrupted",
+        "  pool:",
+        "    size: 1                   # warm kernels per notebook: requests run one at a time on each",
+        "    max_queue: 10             # requests waiting for a kernel; one more gets 503",
+        "    queue_timeout: 10s        # longest wait for a kernel before 503",
+        "",
+        "notebooks:",
+    ]
+    if not served:
+        lines.append("  {}                          # no notebook here has an annotated cell such as `# GET /hello`")
+    for nb in served:
+        lines.append(f"  {nb.name}:")
+        lines.append(f"    path: {_yaml_string(nb.path.as_posix())}")
+        if mount_each:
+            lines.append(f"    mount: /{nb.name}  # its endpoints are served under this prefix")
+        lines.append("    # pool: {size: 2}           # overrides defaults.pool for this notebook")
+        lines.append("    # env: {MODEL: small}       # environment of its kernels")
+        lines.append("    # endpoints:                # per endpoint: timeout, pool, auth")
+        lines.append("    #   " + _yaml_string(nb.endpoints[0]) + ": {timeout: 5s}")
+        lines.append("    # serves: " + ", ".join(nb.endpoints))
+    skipped = [nb for nb in notebooks if not nb.endpoints]
+    if skipped:
+        lines.append("")
+        lines.append("# Not served (no annotated cell, or not readable):")
+        for nb in skipped:
+            lines.append(f"#   {nb.path.as_posix()}" + (f": {nb.problem}" if nb.problem else ""))
+    return "\n".join(lines) + "\n"
+
+
+def single_notebook_manifest(
+    notebook: Path, *, pool: int, timeout: str, max_queue: int, kernel_api: bool, log_format: str
+) -> str:
+    """The manifest `fngw serve NOTEBOOK` runs: that notebook at the root, nothing else."""
+    lines = [
+        "version: 1",
+        f"server: {{log_format: {log_format}}}",
+        f"defaults: {{timeout: {timeout}, pool: {{size: {pool}, max_queue: {max_queue}}}}}",
+        "notebooks:",
+        f"  {notebook_name(notebook.stem)}: {{path: {_yaml_string(str(notebook))}}}",
+    ]
+    if kernel_api:
+        lines.append("kernel_api: {}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_string(text: str) -> str:
+    """``text`` as a double-quoted YAML scalar (JSON strings are valid YAML)."""
+    import json
+
+    return json.dumps(text)

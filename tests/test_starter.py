@@ -1,0 +1,80 @@
+"""`fngw init` writes a starter manifest that validates; `fngw serve` serves one notebook as it is."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from conftest import write_notebook
+from gateway import HttpPeer, free_port, gateway_env
+
+FNGW = [sys.executable, "-m", "fngw"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*FNGW, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_init_lists_the_notebooks_of_a_folder_in_a_manifest_that_validates(tmp_path):
+    write_notebook(tmp_path / "Sales Report.ipynb", ["# GET /total\nprint(3)"])
+    write_notebook(tmp_path / "models" / "score.ipynb", ["# POST /score\nprint(1)", "# GET /total\nprint(4)"])
+    write_notebook(tmp_path / "notes.ipynb", ["print('no endpoint')"])
+    write_notebook(tmp_path / ".ipynb_checkpoints" / "score-checkpoint.ipynb", ["# GET /old\nprint(0)"])
+    result = run("init", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (tmp_path / "fngw.yaml").read_text()
+    assert "sales-report:" in text and "score:" in text and "checkpoint" not in text
+    assert "#   notes.ipynb" in text  # listed as not served, with the reason
+    routes = run("routes", str(tmp_path / "fngw.yaml"))
+    assert routes.returncode == 0, routes.stderr
+    # Both declare GET /total: each notebook is mounted under its own name.
+    assert "/sales-report/total" in routes.stdout and "/score/total" in routes.stdout
+
+    again = run("init", str(tmp_path))
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert run("init", str(tmp_path), "--force").returncode == 0
+
+
+def test_init_in_a_folder_without_notebooks_still_writes_a_valid_manifest(tmp_path):
+    assert run("init", str(tmp_path)).returncode == 0
+    assert run("validate", str(tmp_path / "fngw.yaml")).returncode == 0
+
+
+def test_serve_one_notebook_then_sigterm_leaves_nothing(tmp_path):
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        ["# GET /double/:n\nimport json\nn = int(json.loads(REQUEST)['path']['n'])\nprint(n * 2)"],
+    )
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="fngw-test-serve-", suffix=".log")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [*FNGW, "serve", str(notebook), "--port", str(port), "--pool", "2"],
+        env=gateway_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    peer = HttpPeer(port, proc)
+    peer.describe = lambda: Path(log.name).read_text()
+    try:
+        peer.wait_ready("/_fngw/ready", timeout=90)
+        assert peer.request("GET", "/double/21")[2] == b"42\n"
+        metrics = peer.request("GET", "/_fngw/metrics")[2].decode()
+        assert 'fngw_pool_size{pool="nb"} 2.0' in metrics
+        runtime = Path(tempfile.gettempdir()) / f"fngw-{proc.pid}"  # serve became the gunicorn master
+        assert (runtime / "serve.yaml").is_file()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+    assert code == 0, peer.describe()
+    assert not runtime.exists()
+    assert "fngw.access: GET /double/21 200" in peer.describe()  # text logs by default
+
+
+def test_serve_refuses_a_notebook_without_endpoints(tmp_path):
+    notebook = write_notebook(tmp_path / "plain.ipynb", ["print(1)"])
+    result = run("serve", str(notebook), "--port", str(free_port()))
+    assert result.returncode == 1 and "no annotated cell" in result.stderr
+    assert run("serve", str(tmp_path / "missing.ipynb")).returncode == 2

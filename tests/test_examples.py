@@ -246,3 +246,24 @@ def test_readme_tour_of_the_hello_example():
         assert gw.request("GET", "/hello/fngw?punctuation=!")[2] == b"hello, fngw!\n"
         status, _, body = gw.request("GET", "/_fngw/openapi.json")
         assert status == 200 and "/hello/{name}" in json.loads(body)["paths"]
+
+
+def test_readme_five_minute_tour_works_as_written(tmp_path):
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    tour = readme.split("## Five minutes with fngw", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"```python\n(.*?)```", tour, re.S)
+    (manifest,) = re.findall(r"```yaml\n(.*?)```", tour, re.S)
+    from conftest import write_notebook
+
+    write_notebook(tmp_path / "scores.ipynb", [c.rstrip("\n") for c in cells])
+    (tmp_path / "fngw.yaml").write_text(manifest)
+    check = subprocess.run([sys.executable, "-m", "fngw", "validate", str(tmp_path / "fngw.yaml")], capture_output=True)
+    assert check.returncode == 0, check.stdout
+    with Gateway(env=gateway_env(FNGW_MANIFEST=str(tmp_path / "fngw.yaml"))) as gw:
+        gw.wait_ready("/_fngw/ready", timeout=90)
+        status, headers, body = gw.request(
+            "POST", "/score", body=b'{"speed": 10, "accuracy": 5}', headers={"Content-Type": "application/json"}
+        )
+        assert (status, headers["content-type"], json.loads(body)) == (200, "application/json", {"score": 8.0})

@@ -263,6 +263,7 @@ class KernelRegistry:
         kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
         if publish:
             self._publish(entry)
+        log.info("kernel API: kernel %s (%s) started (pid %s)", kernel.id, name, kernel.pid)
         return entry
 
     def _publish(self, entry: ApiKernel) -> None:
@@ -365,6 +366,7 @@ class KernelRegistry:
             self.shared.remove(kernel_id)  # first: the owner then knows the exit is not a crash
         entry.announce("dead")
         entry.kernel.shutdown()
+        log.info("kernel API: kernel %s deleted", kernel_id)
 
     def interrupt(self, kernel_id: str) -> None:
         self.get(kernel_id).kernel.interrupt()
@@ -385,6 +387,7 @@ class KernelRegistry:
         self._publish(entry)
         entry.execution_state = "idle"
         entry.touch()
+        log.info("kernel API: kernel %s restarted (pid %s)", kernel_id, entry.kernel.pid)
         return entry
 
     def _auto_restart(self, entry: ApiKernel) -> None:

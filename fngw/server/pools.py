@@ -84,6 +84,8 @@ class GatewayPools:
         return reasons
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        count = sum(len(pool.kernels) for pool in self.pools.values())
+        log.info("stopping %d pool kernel(s)", count)
         group = gevent.pool.Group()
         for pool in self.pools.values():
             group.spawn(pool.shutdown)

@@ -37,8 +37,10 @@ class StaticResource:
         return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
+        if not filepath or "\0" in filepath:  # a NUL cannot name a file (and os.stat would raise)
+            raise falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
         target = (self.folder / filepath).resolve()
-        if not filepath or not target.is_relative_to(self.folder) or not target.is_file():
+        if not target.is_relative_to(self.folder) or not target.is_file():
             raise falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
         resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         resp.data = target.read_bytes()

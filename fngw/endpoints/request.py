@@ -44,6 +44,8 @@ def parse_body(req: falcon.Request, data: bytes) -> Any:
             return json.loads(text)
         except ValueError as exc:
             raise bad_request(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise bad_request("the JSON body is nested too deeply") from None
     if media_type == "application/x-www-form-urlencoded":
         return parse_qs(_text(data, "the form body"), keep_blank_values=True)
     if media_type == "multipart/form-data":

@@ -70,12 +70,16 @@ def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
 def decode_legacy(data: bytes | str) -> dict[str, Any]:
     if isinstance(data, str):
         msg = json.loads(data)
+        if not isinstance(msg, dict):
+            raise ValueError("a message must be a JSON object")
         msg.setdefault("buffers", [])
         return msg
     (count,) = struct.unpack("!I", data[:4])
     offsets = list(struct.unpack("!" + "I" * count, data[4 : 4 * (count + 1)])) + [len(data)]
     parts = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
     msg = json.loads(parts[0])
+    if not isinstance(msg, dict):
+        raise ValueError("a message must be a JSON object")
     msg["buffers"] = parts[1:]
     return msg
 
@@ -332,7 +336,7 @@ class WebSocket:
     def _dispatch(self, hub: ChannelHub, payload: bytes | str) -> None:
         try:
             msg = decode_v1(payload) if self.v1 and isinstance(payload, bytes) else decode_legacy(payload)
-        except (ValueError, UnicodeDecodeError, struct.error, IndexError) as exc:
+        except (ValueError, UnicodeDecodeError, struct.error, IndexError, RecursionError) as exc:
             self.error(f"dropping a malformed message: {exc}")
             return
         if not isinstance(msg, dict):

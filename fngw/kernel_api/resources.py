@@ -49,7 +49,7 @@ def json_body(req: falcon.Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(falcon.HTTP_400, "Bad Request", "Invalid JSON in body of request") from None
     if not isinstance(body, dict):
         raise GatewayError(falcon.HTTP_400, "Bad Request", "the body must be a JSON object")

@@ -30,7 +30,12 @@ def body_stream(req: falcon.Request):
 
 def read_body(req: falcon.Request, max_body: int) -> bytes:
     """The whole request body, at most ``max_body`` bytes (chunked bodies included)."""
-    data = body_stream(req).read(max_body + 1)
+    try:
+        data = body_stream(req).read(max_body + 1)
+    except (OSError, ValueError, falcon.HTTPError):
+        raise
+    except Exception as exc:  # the server's parser: a malformed chunk size, a truncated chunk
+        raise GatewayError(falcon.HTTP_400, "Bad Request", f"the request body cannot be read: {exc}") from None
     if len(data) > max_body:
         raise GatewayError(
             falcon.HTTP_413,

@@ -1,0 +1,132 @@
+"""Chaos: the soak's load while faults are injected on a schedule.
+
+    .venv/bin/python bench/chaos.py [--minutes 10] [--load 0.8] [--every 20] [--report FILE]
+
+Every ``--every`` seconds, in turn: SIGKILL a pool kernel; make a cell hang past its timeout
+(`GET /hang`, 2 s); SIGKILL a gunicorn worker; reload with SIGHUP. After each fault it measures how
+long until every pool of every worker is back to full size (from `/_fngw/metrics`). Passes when every
+request got an answer (2xx, the intended 500s, or the documented 502/503/504; requests in flight on
+the worker that was SIGKILLed cannot be answered and are counted apart), pools were full again
+within 5 s of each fault, and no process the gateway started is left after SIGTERM.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import soak  # noqa: E402
+
+RECOVERY_LIMIT = 5.0  # seconds for the pools to be full again after a fault
+WORKER_KILL_WINDOW = 2.0  # unanswered requests this soon after a worker SIGKILL were in flight on it
+
+
+def kill_kernel(gateway: soak.Gateway) -> str:
+    # Pool kernels run in the notebook's folder; the kernel API's (short sessions) in the gateway's.
+    pool_kernels = [pid for pid in gateway.kernels() if _cwd(pid) == str(soak.MANIFEST.parent)]
+    victim = random.choice(pool_kernels or gateway.kernels())
+    os.kill(victim, signal.SIGKILL)
+    return f"SIGKILL kernel {victim}"
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def hang_cell(gateway: soak.Gateway) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    try:
+        started = time.monotonic()
+        conn.request("GET", "/hang")
+        resp = conn.getresponse()
+        resp.read()
+        return f"GET /hang answered {resp.status} after {time.monotonic() - started:.1f} s" + (
+            "" if resp.status == 504 else " (EXPECTED 504)"
+        )
+    except OSError as exc:
+        return f"GET /hang got no answer: {exc} (EXPECTED 504)"
+    finally:
+        conn.close()
+
+
+def kill_worker(gateway: soak.Gateway, kills: list[float]) -> str:
+    victim = random.choice(gateway.workers())
+    kills.append(time.monotonic())
+    os.kill(victim, signal.SIGKILL)
+    return f"SIGKILL worker {victim}"
+
+
+def reload(gateway: soak.Gateway) -> str:
+    before = set(gateway.workers())
+    gateway.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and set(gateway.workers()) & before:
+        gevent.sleep(0.1)  # until the old workers have gone
+    return "SIGHUP (reload)"
+
+
+def schedule(every: float):
+    def run(gateway: soak.Gateway, load: soak.Load, seconds: float) -> dict:
+        kills: list[float] = []
+        faults = [
+            lambda: kill_kernel(gateway),
+            lambda: hang_cell(gateway),
+            lambda: kill_worker(gateway, kills),
+            lambda: reload(gateway),
+        ]
+        lines = ["fault log (seconds into the run, fault, time until every pool was full again):"]
+        passed = True
+        end = load.started + seconds - every  # leave the last interval fault-free
+        i = 0
+        gevent.sleep(every)
+        while time.monotonic() < end:
+            at = time.monotonic() - load.started
+            what = faults[i % len(faults)]()
+            hit = time.monotonic()
+            try:
+                gateway.wait_full(timeout=60)
+                recovered = time.monotonic() - hit
+                slow = recovered > RECOVERY_LIMIT
+                lines.append(f"  {at:6.1f} s  {what}: full again in {recovered:.2f} s" + (" (SLOW)" if slow else ""))
+            except SystemExit as exc:
+                slow = True
+                lines.append(f"  {at:6.1f} s  {what}: NOT full again: {exc}")
+            if slow or "EXPECTED" in what:
+                passed = False
+            i += 1
+            gevent.sleep(max(0.0, every - (time.monotonic() - hit)))
+        explained = sum(1 for t, _ in load.failures if any(0 <= t - k <= WORKER_KILL_WINDOW for k in kills))
+        reasons: dict[str, int] = {}
+        for _, what in load.failures:
+            reasons[what] = reasons.get(what, 0) + 1
+        lines.append(f"unanswered by kind: {reasons or 'none'}")
+        return {"lines": lines, "explained_unanswered": explained, "passed": passed}
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--load", type=float, default=0.8)
+    parser.add_argument("--every", type=float, default=20.0, help="seconds between faults")
+    parser.add_argument("--report", type=Path, default=None)
+    args = parser.parse_args(argv)
+    return soak.soak(args.minutes, args.load, args.report, chaos=schedule(args.every))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

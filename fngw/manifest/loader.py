@@ -68,7 +68,7 @@ def load_manifest(path: str | Path) -> LoadResult:
         return LoadResult(None, [Problem(display, line, 1, "$", "the file is not valid UTF-8", "yaml-encoding")])
     loaded = load_yaml(text, display)
     problems = list(loaded.problems)
-    if loaded.data is None:
+    if loaded.data is None and problems:  # no document at all; a `null` document is judged below
         return LoadResult(None, _sorted(problems))
     # Report schema problems too, except where the YAML problem already explains the value.
     explained = {p.path for p in problems}

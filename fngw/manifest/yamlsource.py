@@ -91,7 +91,14 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     """Parse one YAML document strictly; problems are returned, never raised."""
     source = SourceMap()
     problems: list[Problem] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (checked up front)
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        message = f"character U+{exc.character:04X} is not allowed in YAML; remove it"
+        problems.append(Problem(file, line, col, "$", message, "yaml-syntax"))
+        return LoadedYaml(None, source, problems)
     try:
         try:
             node = loader.get_single_node()

@@ -125,6 +125,18 @@ def openapi_document(manifest: Manifest, plan: RoutePlan) -> dict[str, Any]:
     }
 
 
+def add_operations(
+    document: dict[str, Any], paths: dict[str, Any], schemas: dict[str, Any], access: Access
+) -> dict[str, Any]:
+    """``document`` with more path items (the kernel API's), each operation under ``access``."""
+    for item in paths.values():
+        for operation in item.values():
+            operation["security"] = _security(access)
+    document["paths"].update(paths)
+    document["components"]["schemas"].update(schemas)
+    return document
+
+
 def _slug(path: str) -> str:
     path = _PARAM.sub(r"by_\1", path)
     return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"

@@ -43,7 +43,7 @@ def create_app(
     Returns the WSGI application (the Falcon app, wrapped for websocket upgrades when the kernel API
     is on); its ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
     worker calls it on SIGTERM)."""
-    from fngw.endpoints.documents import DocumentResource, openapi_document, swagger_document
+    from fngw.endpoints.documents import DocumentResource, add_operations, openapi_document, swagger_document
     from fngw.endpoints.files import SourceResource, StaticResource
     from fngw.endpoints.resource import EndpointHandler, EndpointResource
 
@@ -72,10 +72,12 @@ def create_app(
             join_url(base, GATEWAY_PREFIX, "metrics"),
             MetricsResource(metrics.render, sampler.sample, manifest.auth.default),
         )
-    app.add_route(
-        join_url(base, GATEWAY_PREFIX, "openapi.json"),
-        DocumentResource(openapi_document(manifest, plan), manifest.auth.default),
-    )
+    document = openapi_document(manifest, plan)
+    if manifest.kernel_api is not None and kernel_registry is not None:
+        from fngw.kernel_api.openapi import SCHEMAS, kernel_api_paths
+
+        add_operations(document, kernel_api_paths(base), SCHEMAS, manifest.kernel_api.auth)
+    app.add_route(join_url(base, GATEWAY_PREFIX, "openapi.json"), DocumentResource(document, manifest.auth.default))
 
     stats: dict[str, int] = {}
     if pools is not None:

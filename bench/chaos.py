@@ -31,12 +31,15 @@ RECOVERY_LIMIT = 5.0  # seconds for the pools to be full again after a fault
 WORKER_KILL_WINDOW = 2.0  # unanswered requests this soon after a worker SIGKILL were in flight on it
 
 
-def kill_kernel(gateway: soak.Gateway) -> str:
+def pool_kernels(gateway: soak.Gateway) -> list[int]:
     # Pool kernels run in the notebook's folder; the kernel API's (short sessions) in the gateway's.
-    pool_kernels = [pid for pid in gateway.kernels() if _cwd(pid) == str(soak.MANIFEST.parent)]
-    victim = random.choice(pool_kernels or gateway.kernels())
+    return [pid for pid in gateway.kernels() if _cwd(pid) == str(soak.MANIFEST.parent)]
+
+
+def kill_kernel(gateway: soak.Gateway) -> tuple[str, list[int]]:
+    victim = random.choice(pool_kernels(gateway))
     os.kill(victim, signal.SIGKILL)
-    return f"SIGKILL kernel {victim}"
+    return f"SIGKILL kernel {victim}", [victim]
 
 
 def _cwd(pid: int) -> str:
@@ -46,7 +49,11 @@ def _cwd(pid: int) -> str:
         return ""
 
 
-def hang_cell(gateway: soak.Gateway) -> str:
+def hang_cell(gateway: soak.Gateway) -> tuple[str, list[int]]:
+    return _hang(gateway), []
+
+
+def _hang(gateway: soak.Gateway) -> str:
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
     try:
         started = time.monotonic()
@@ -62,42 +69,90 @@ def hang_cell(gateway: soak.Gateway) -> str:
         conn.close()
 
 
-def kill_worker(gateway: soak.Gateway, kills: list[float]) -> str:
+def kill_worker(gateway: soak.Gateway, kills: list[float]) -> tuple[str, list[int]]:
     victim = random.choice(gateway.workers())
     kills.append(time.monotonic())
     os.kill(victim, signal.SIGKILL)
-    return f"SIGKILL worker {victim}"
+    return f"SIGKILL worker {victim}", [victim]
 
 
-def reload(gateway: soak.Gateway) -> str:
-    before = set(gateway.workers())
+def reload(gateway: soak.Gateway) -> tuple[str, list[int]]:
+    old = gateway.workers()
     gateway.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and set(gateway.workers()) & before:
-        gevent.sleep(0.1)  # until the old workers have gone
-    return "SIGHUP (reload)"
+    return "SIGHUP (reload)", old
+
+
+def wait_recovered(
+    gateway: soak.Gateway, victims: list[int], kernels: int, workers: int, starts_before: float, new_starts: int,
+    timeout: float = 60.0,
+) -> None:  # fmt: skip
+    """Until the fault is repaired: the killed or replaced processes are gone, as many workers and
+    pool kernel processes run as before, ``new_starts`` more kernel starts have completed (the
+    metrics count a start once the kernel is up and seeded), every pool reports all its kernels up,
+    and the /hang pool's kernel is idle again. Each worker refreshes its pool figures every second,
+    so a measured recovery may be up to a second longer than the real one, never shorter."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        processes_back = (
+            not any(soak._running(pid) for pid in victims)
+            and len(gateway.workers()) == workers
+            and len(pool_kernels(gateway)) == kernels
+        )
+        if processes_back and kernel_starts(gateway) >= starts_before + new_starts and _pools_idle(gateway):
+            return
+        gevent.sleep(0.05)
+    raise SystemExit(f"not recovered within {timeout:g}s")
+
+
+def kernel_starts(gateway: soak.Gateway) -> float:
+    _, body = gateway.get("/_fngw/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith("fngw_kernel_starts_total{")
+    )
+
+
+def _pools_idle(gateway: soak.Gateway) -> bool:
+    """Every pool has all its kernels up, and the /hang pool's kernel is idle again."""
+    up, size = gateway.pool_kernels_up()
+    if up < size:
+        return False
+    _, body = gateway.get("/_fngw/metrics")
+    busy_hang = [
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith("fngw_pool_kernels{") and "GET /hang" in line and 'state="busy"' in line
+    ]
+    return not any(busy_hang)
 
 
 def schedule(every: float):
     def run(gateway: soak.Gateway, load: soak.Load, seconds: float) -> dict:
         kills: list[float] = []
+        workers = len(gateway.workers())
+        kernels_per_worker = len(pool_kernels(gateway)) // workers
+        # (fault, kernel starts that repair it)
         faults = [
-            lambda: kill_kernel(gateway),
-            lambda: hang_cell(gateway),
-            lambda: kill_worker(gateway, kills),
-            lambda: reload(gateway),
+            (lambda: kill_kernel(gateway), 1),
+            (lambda: hang_cell(gateway), 0),  # interrupted, not restarted
+            (lambda: kill_worker(gateway, kills), kernels_per_worker),
+            (lambda: reload(gateway), kernels_per_worker * workers),
         ]
-        lines = ["fault log (seconds into the run, fault, time until every pool was full again):"]
+        lines = ["fault log (seconds into the run, fault, time from the fault until every pool was full again):"]
         passed = True
         end = load.started + seconds - every  # leave the last interval fault-free
         i = 0
         gevent.sleep(every)
+        kernels = len(pool_kernels(gateway))
         while time.monotonic() < end:
             at = time.monotonic() - load.started
-            what = faults[i % len(faults)]()
+            fault, new_starts = faults[i % len(faults)]
+            starts_before = kernel_starts(gateway)
             hit = time.monotonic()
+            what, victims = fault()
             try:
-                gateway.wait_full(timeout=60)
+                wait_recovered(gateway, victims, kernels, workers, starts_before, new_starts)
                 recovered = time.monotonic() - hit
                 slow = recovered > RECOVERY_LIMIT
                 lines.append(f"  {at:6.1f} s  {what}: full again in {recovered:.2f} s" + (" (SLOW)" if slow else ""))

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 import soak  # noqa: E402
 
-RECOVERY_LIMIT = 5.0  # seconds for the pools to be full again after a fault
+RECOVERY_LIMIT = 5.0  # seconds the pools may stay below full size after a fault
 WORKER_KILL_WINDOW = 2.0  # unanswered requests this soon after a worker SIGKILL were in flight on it
 
 
@@ -85,21 +85,28 @@ def reload(gateway: soak.Gateway) -> tuple[str, list[int]]:
 def wait_recovered(
     gateway: soak.Gateway, victims: list[int], kernels: int, workers: int, starts_before: float, new_starts: int,
     timeout: float = 60.0,
-) -> None:  # fmt: skip
+) -> float:  # fmt: skip
     """Until the fault is repaired: the killed or replaced processes are gone, as many workers and
     pool kernel processes run as before, ``new_starts`` more kernel starts have completed (the
     metrics count a start once the kernel is up and seeded), every pool reports all its kernels up,
-    and the /hang pool's kernel is idle again. Each worker refreshes its pool figures every second,
-    so a measured recovery may be up to a second longer than the real one, never shorter."""
-    started = time.monotonic()
+    and the /hang pool's kernel is idle again. Returns for how long, meanwhile, the pools had fewer
+    kernels up than their size. Each worker refreshes its pool figures every second, so both
+    measures may be up to a second longer than the truth, never shorter."""
+    started = last = time.monotonic()
+    below_full = 0.0
     while time.monotonic() - started < timeout:
+        up, size = gateway.pool_kernels_up()
+        now = time.monotonic()
+        if up < size:
+            below_full += now - last
+        last = now
         processes_back = (
             not any(soak._running(pid) for pid in victims)
             and len(gateway.workers()) == workers
             and len(pool_kernels(gateway)) == kernels
         )
         if processes_back and kernel_starts(gateway) >= starts_before + new_starts and _pools_idle(gateway):
-            return
+            return below_full
         gevent.sleep(0.05)
     raise SystemExit(f"not recovered within {timeout:g}s")
 
@@ -139,7 +146,10 @@ def schedule(every: float):
             (lambda: kill_worker(gateway, kills), kernels_per_worker),
             (lambda: reload(gateway), kernels_per_worker * workers),
         ]
-        lines = ["fault log (seconds into the run, fault, time from the fault until every pool was full again):"]
+        lines = [
+            "fault log (seconds into the run; the fault; time until it was repaired: processes replaced, kernels"
+            " started, pools full; and for how long meanwhile the pools had fewer kernels up than their size):"
+        ]
         passed = True
         end = load.started + seconds - every  # leave the last interval fault-free
         i = 0
@@ -152,10 +162,13 @@ def schedule(every: float):
             hit = time.monotonic()
             what, victims = fault()
             try:
-                wait_recovered(gateway, victims, kernels, workers, starts_before, new_starts)
-                recovered = time.monotonic() - hit
-                slow = recovered > RECOVERY_LIMIT
-                lines.append(f"  {at:6.1f} s  {what}: full again in {recovered:.2f} s" + (" (SLOW)" if slow else ""))
+                below_full = wait_recovered(gateway, victims, kernels, workers, starts_before, new_starts)
+                repaired = time.monotonic() - hit
+                slow = below_full > RECOVERY_LIMIT
+                lines.append(
+                    f"  {at:6.1f} s  {what}: repaired in {repaired:.2f} s, pools below full size for "
+                    f"{below_full:.2f} s" + (" (SLOW)" if slow else "")
+                )
             except SystemExit as exc:
                 slow = True
                 lines.append(f"  {at:6.1f} s  {what}: NOT full again: {exc}")

@@ -53,7 +53,25 @@ def _build():
     if registry is not None:
         registry.start_background()
     _sample_every_second(metrics, pools, registry)
+    _say_when_ready(pools)
     return app, pools, registry
+
+
+def _say_when_ready(pools) -> None:
+    """Tell the master (a file named by this worker's pid) once every pool is up: on a reload the
+    old workers serve until then. See ``fngw.server.gunicorn_hooks.on_reload``."""
+    import gevent
+
+    from fngw.server.gunicorn_hooks import ready_dir
+
+    def wait() -> None:
+        while pools.not_ready():
+            gevent.sleep(0.1)
+        folder = ready_dir(os.getppid())
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / str(os.getpid())).touch()
+
+    gevent.spawn(wait)
 
 
 def _sample_every_second(metrics, pools, registry) -> None:

@@ -9,6 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 from fngw.kernels.reaper import reap_runtime_dir
 from fngw.server.runtime import worker_runtime_dir
@@ -47,15 +50,48 @@ def on_starting(server) -> None:
 def on_reload(server) -> None:
     """In the master on SIGHUP, before gunicorn replaces the workers (which re-read the manifest and
     notebooks as they start). An invalid manifest must not take the gateway down: gunicorn offers
-    no way to cancel a reload, so this one spawns no new worker and the old ones keep serving."""
+    no way to cancel a reload, so this one spawns no new worker and the old ones keep serving.
+
+    With a valid manifest, gunicorn would stop the old workers as soon as it has forked the new
+    ones, leaving the instance without warm kernels until the new pools have started. Instead the
+    old workers keep serving until every new worker says its pools are up (see ``ready_dir``)."""
     problems = validate_manifest()
     if problems is None:
-        server.log.info("fngw: manifest valid; new workers start with it")
+        server.log.info("fngw: manifest valid; new workers start with it, old ones serve until they are ready")
+        _keep_old_workers_until_new_ready(server)
         return
     for line in problems.splitlines():
         server.log.error("%s", line)
     server.log.error("fngw: reload refused, the manifest is not valid; the running workers keep serving")
     server.cfg.set("workers", 0)  # read by the reload's spawn loop only; num_workers keeps the old count
+
+
+def ready_dir(master_pid: int) -> Path:
+    """Where each worker leaves a file named by its pid once all its kernel pools are up."""
+    return worker_runtime_dir(master_pid, 0).parent / "ready"
+
+
+READY_TIMEOUT = 120.0  # after this, the old workers go even if the new ones are not ready
+
+
+def _keep_old_workers_until_new_ready(server) -> None:
+    wanted = server.num_workers
+    old = set(server.WORKERS)
+    server.num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
+    folder = ready_dir(os.getpid())
+
+    def wait_then_retire() -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            new = set(server.WORKERS) - old
+            if len(new) >= wanted and all((folder / str(pid)).exists() for pid in new):
+                break
+            time.sleep(0.1)
+        else:
+            server.log.warning("fngw: new workers not ready after %ss; stopping the old ones anyway", READY_TIMEOUT)
+        server.num_workers = wanted  # the master's next manage_workers stops the oldest: the old ones
+
+    threading.Thread(target=wait_then_retire, name="fngw-reload", daemon=True).start()
 
 
 def worker_exit(server, worker) -> None:
@@ -70,6 +106,7 @@ def child_exit(server, worker) -> None:
     """In the master, after a worker exited (even by SIGKILL): kill the process groups of any kernels
     it left running and remove their connection files."""
     multiprocess.forget_worker(worker.pid)
+    (ready_dir(os.getpid()) / str(worker.pid)).unlink(missing_ok=True)
     killed = reap_runtime_dir(worker_runtime_dir(os.getpid(), worker.pid))
     if killed:
         server.log.warning(

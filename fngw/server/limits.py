@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import falcon
+from gunicorn.http.errors import ParseException
 
 from .errors import GatewayError
 
@@ -32,9 +33,7 @@ def read_body(req: falcon.Request, max_body: int) -> bytes:
     """The whole request body, at most ``max_body`` bytes (chunked bodies included)."""
     try:
         data = body_stream(req).read(max_body + 1)
-    except (OSError, ValueError, falcon.HTTPError):
-        raise
-    except Exception as exc:  # the server's parser: a malformed chunk size, a truncated chunk
+    except ParseException as exc:  # gunicorn decoding a chunked body: bad chunk size, missing CRLF
         raise GatewayError(falcon.HTTP_400, "Bad Request", f"the request body cannot be read: {exc}") from None
     if len(data) > max_body:
         raise GatewayError(

@@ -3,6 +3,7 @@ and `fngw serve` (one notebook, no manifest to write). Text only: nothing here s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,4 @@ def single_notebook_manifest(
 
 def _yaml_string(text: str) -> str:
     """``text`` as a double-quoted YAML scalar (JSON strings are valid YAML)."""
-    import json
-
     return json.dumps(text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -204,12 +205,14 @@ def _serve(args: argparse.Namespace) -> int:
         encoding="utf-8",
     )
     result = _check(str(manifest), offline=False, strict=True)
+    problem = None
     if result is None or result.deployment is None:
-        problems = result.problems if result else []
-        print(render([(str(notebook), problems)], "text"), file=sys.stderr)
-        return EXIT_INVALID
-    if not result.deployment.plan.routes:
-        print(f"fngw serve: {args.notebook} has no annotated cell (such as `# GET /hello`)", file=sys.stderr)
+        problem = render([(str(notebook), result.problems if result else [])], "text")
+    elif not result.deployment.plan.routes:
+        problem = f"fngw serve: {args.notebook} has no annotated cell (such as `# GET /hello`)"
+    if problem is not None:
+        shutil.rmtree(runtime, ignore_errors=True)  # no gunicorn will run to remove it
+        print(problem, file=sys.stderr)
         return EXIT_INVALID
     port = args.port if args.port is not None else int(os.environ.get("PORT") or 8888)
     env = {**os.environ, "FNGW_MANIFEST": str(manifest)}

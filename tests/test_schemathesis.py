@@ -48,7 +48,7 @@ def test_every_operation_answers_as_documented(openapi):
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def answers_as_documented(case):
             case.call_and_validate(checks=CHECKS, timeout=60)
-            calls.append(operation.label)
+            calls.append(case.operation.label)
 
         answers_as_documented()
     assert len(calls) > 10 * len(operations), len(calls)  # it really sent requests, many per operation

@@ -73,8 +73,12 @@ def test_serve_one_notebook_then_sigterm_leaves_nothing(tmp_path):
     assert "fngw.access: GET /double/21 200" in peer.describe()  # text logs by default
 
 
-def test_serve_refuses_a_notebook_without_endpoints(tmp_path):
+def test_serve_refuses_a_notebook_without_endpoints_and_leaves_nothing(tmp_path):
     notebook = write_notebook(tmp_path / "plain.ipynb", ["print(1)"])
-    result = run("serve", str(notebook), "--port", str(free_port()))
-    assert result.returncode == 1 and "no annotated cell" in result.stderr
+    proc = subprocess.Popen(
+        [*FNGW, "serve", str(notebook), "--port", str(free_port())], stderr=subprocess.PIPE, text=True
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "no annotated cell" in err
+    assert not (Path(tempfile.gettempdir()) / f"fngw-{proc.pid}").exists()
     assert run("serve", str(tmp_path / "missing.ipynb")).returncode == 2

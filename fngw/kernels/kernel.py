@@ -573,7 +573,10 @@ class Kernel:
         if generation != self._generation or self.state in ("stopping", "stopped", "restarting"):
             return  # an exit we caused
         self._note_unexpected_exit()
-        log.warning("%s: kernel %s (pid %s) died with exit code %s", self.label, self.id, proc.pid, proc.returncode)
+        if self.attached:  # another process owns it and may well have stopped it on purpose
+            log.info("%s: attached kernel %s (pid %s) is gone", self.label, self.id, proc.pid)
+        else:
+            log.warning("%s: kernel %s (pid %s) died with exit code %s", self.label, self.id, proc.pid, proc.returncode)
         self._terminate(KernelDied(f"{self.label}: kernel {self.id} died (exit code {proc.returncode})"))
         self.state = "dead"
         for callback in list(self._death_callbacks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,14 @@ def ensure_kernel_gateway() -> Path:
 
 def kg_env() -> dict[str, str]:
     return {**os.environ, "JUPYTER_PATH": str(KG_VENV / "share" / "jupyter")}
+
+
+def shell_message(msg_type: str, content: dict, msg_id: str, session: str = "bench") -> str:
+    """A shell-channel request in the kernel websocket's legacy JSON framing."""
+    header = {"msg_id": msg_id, "msg_type": msg_type, "username": session, "session": session, "version": "5.3"}
+    return json.dumps(
+        {"header": {**header, "date": ""}, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
+    )
 
 
 def free_port() -> int:

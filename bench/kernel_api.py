@@ -22,7 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import ROOT, ensure_kernel_gateway, free_port, kg_env, rss_mb, stop, wait_http  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    ensure_kernel_gateway,
+    free_port,
+    kg_env,
+    rss_mb,
+    shell_message,
+    stop,
+    wait_http,
+)
 from websockets.sync.client import connect  # noqa: E402
 
 
@@ -48,24 +57,7 @@ def post_to_first_reply(port: int) -> float:
     kernel_id = post_kernel(port)
     msg_id = uuid.uuid4().hex
     with connect(f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels?session_id=b") as ws:
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "kernel_info_request",
-                        "username": "b",
-                        "session": "b",
-                        "version": "5.3",
-                        "date": "",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {},
-                    "channel": "shell",
-                }
-            )
-        )
+        ws.send(shell_message("kernel_info_request", {}, msg_id))
         while True:
             msg = json.loads(ws.recv(timeout=120))
             if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == msg_id:

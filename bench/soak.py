@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.pool  # noqa: E402
+from common import shell_message  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "bench" / "soak" / "fngw.yaml"
@@ -247,17 +248,9 @@ def kernel_api_session(port: int) -> bool:
             url = f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels?session_id=soak"
             with connect(url, open_timeout=30) as ws:
                 msg_id = uuid.uuid4().hex
-                ws.send(
-                    json.dumps(
-                        {
-                            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "soak",
-                                       "session": "soak", "version": "5.3", "date": ""},
-                            "parent_header": {}, "metadata": {}, "channel": "shell",
-                            "content": {"code": "print(6 * 7)", "silent": False, "store_history": False,
-                                        "user_expressions": {}, "allow_stdin": False},
-                        }
-                    )
-                )  # fmt: skip
+                code = {"code": "print(6 * 7)", "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False}  # fmt: skip
+                ws.send(shell_message("execute_request", code, msg_id, session="soak"))
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
                     reply = json.loads(ws.recv(timeout=30))

@@ -29,6 +29,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import gevent.pool  # noqa: E402
 import gevent.queue  # noqa: E402
+from common import shell_message  # noqa: E402
 from wsproto.connection import Connection, ConnectionType  # noqa: E402
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage  # noqa: E402
 
@@ -97,28 +98,7 @@ class Client:
     def request(self, msg_type: str, content: dict) -> float:
         msg_id = self.last_id = uuid.uuid4().hex
         t0 = time.perf_counter()
-        self.sock.sendall(
-            self.ws.send(
-                TextMessage(
-                    data=json.dumps(
-                        {
-                            "header": {
-                                "msg_id": msg_id,
-                                "msg_type": msg_type,
-                                "username": "b",
-                                "session": "b",
-                                "version": "5.3",
-                                "date": "",
-                            },
-                            "parent_header": {},
-                            "metadata": {},
-                            "content": content,
-                            "channel": "shell",
-                        }
-                    )
-                )
-            )
-        )
+        self.sock.sendall(self.ws.send(TextMessage(data=shell_message(msg_type, content, msg_id))))
         while True:
             msg = json.loads(self.messages.get(timeout=60))
             if msg.get("channel") == "shell" and msg["parent_header"].get("msg_id") == msg_id:

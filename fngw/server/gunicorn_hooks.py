@@ -63,7 +63,9 @@ def on_reload(server) -> None:
     for line in problems.splitlines():
         server.log.error("%s", line)
     server.log.error("fngw: reload refused, the manifest is not valid; the running workers keep serving")
-    server.cfg.set("workers", 0)  # read by the reload's spawn loop only; num_workers keeps the old count
+    server.cfg.set("workers", 0)  # read by the reload's spawn loop only
+    # Keep every running worker, including those of an earlier reload still starting.
+    server.num_workers = max(server.num_workers, len(server.WORKERS))
 
 
 def ready_dir(master_pid: int) -> Path:
@@ -79,17 +81,22 @@ def _keep_old_workers_until_new_ready(server) -> None:
     old = set(server.WORKERS)
     server.num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
     folder = ready_dir(os.getpid())
+    # A later reload takes over: this one's thread must then leave the worker count alone.
+    generation = server.fngw_reload_generation = getattr(server, "fngw_reload_generation", 0) + 1
 
     def wait_then_retire() -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             new = set(server.WORKERS) - old
+            if server.fngw_reload_generation != generation:
+                return
             if len(new) >= wanted and all((folder / str(pid)).exists() for pid in new):
                 break
             time.sleep(0.1)
         else:
             server.log.warning("fngw: new workers not ready after %ss; stopping the old ones anyway", READY_TIMEOUT)
-        server.num_workers = wanted  # the master's next manage_workers stops the oldest: the old ones
+        if server.fngw_reload_generation == generation:
+            server.num_workers = wanted  # the master's next manage_workers stops the oldest: the old ones
 
     threading.Thread(target=wait_then_retire, name="fngw-reload", daemon=True).start()
 

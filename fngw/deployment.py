@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fngw.auth import TokenUnavailable, read_token
-from fngw.kernels import installed_kernelspecs
+from fngw.kernels import installed_kernelspecs, match_kernelspec
 from fngw.manifest import JsonPath, Manifest, Problem, json_path, load_manifest
 from fngw.notebook import NotebookError, read_notebook
 from fngw.routing import RoutePlan, display_path, plan_routes
@@ -74,7 +74,7 @@ def _machine_problems(
     kernel_severity = "warning" if offline else "error"
 
     def need_kernel(name: str, path: JsonPath, *, key: bool = False) -> None:
-        if name not in installed:
+        if match_kernelspec(name, installed) is None:
             listing = ", ".join(sorted(installed)) or "none"
             problem(
                 path,

@@ -68,19 +68,28 @@ def _with_request(source: str, language: str, request_json: str) -> str:
     return f"{request_assignment(language, request_json)}; {source}"
 
 
-def run(plan: ExecutionPlan, pool: KernelPool, kernel: Kernel, request_json: str, timeout: float) -> Outcome:
-    """Run the endpoint on ``kernel`` (leased from ``pool``); raises the kernel runtime's errors."""
+def run(
+    plan: ExecutionPlan,
+    pool: KernelPool,
+    kernel: Kernel,
+    request_json: str,
+    timeout: float,
+    max_output: int | None = None,
+) -> Outcome:
+    """Run the endpoint on ``kernel`` (leased from ``pool``) within ``timeout`` seconds, collecting
+    at most ``max_output`` characters of output per execution; raises the kernel runtime's errors
+    (``ExecutionTimeout``, ``OutputLimitExceeded``, ``KernelLost``)."""
     endpoint = plan.endpoint
     code = _with_request(endpoint.source, plan.language, request_json)
     if plan.fused:
         marker = f"fngw-response-info-{secrets.token_hex(16)}"
         code = f"{code}\n{print_marker(plan.language, marker)}\n{endpoint.response_info}"
-        result = pool.execute(code, timeout=timeout, kernel=kernel)
+        result = pool.execute(code, timeout=timeout, kernel=kernel, max_output=max_output)
         return _split(result, marker)
-    result = pool.execute(code, timeout=timeout, kernel=kernel)
+    result = pool.execute(code, timeout=timeout, kernel=kernel, max_output=max_output)
     outcome = Outcome(cell=result, outputs=result.outputs)
     if endpoint.response_info is not None and result.ok:
-        info = pool.execute(endpoint.response_info, timeout=timeout, kernel=kernel)
+        info = pool.execute(endpoint.response_info, timeout=timeout, kernel=kernel, max_output=max_output)
         outcome.response_info_stdout = info.stdout
         outcome.response_info_error = info.error if not info.ok else None
     return outcome

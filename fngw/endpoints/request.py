@@ -17,10 +17,14 @@ from urllib.parse import parse_qs
 
 import falcon
 from falcon.media import MultipartFormHandler
+from falcon.media.multipart import MultipartParseOptions
 
 from fngw.server.errors import GatewayError
 
-_MULTIPART = MultipartFormHandler()
+DEFAULT_MAX_BODY = 10 * 1000**2
+MIN_FORM_PARTS = 1000
+BYTES_PER_FORM_PART = 1024  # the part-count limit grows with max_body: one part per KiB
+MAX_PART_HEADERS = 8192  # bytes of headers one form part may carry (falcon's default)
 
 
 def bad_request(message: str) -> GatewayError:
@@ -34,7 +38,26 @@ def _text(data: bytes, what: str) -> str:
         raise bad_request(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def parse_body(req: falcon.Request, data: bytes) -> Any:
+def form_part_limit(max_body: int) -> int:
+    """How many parts a multipart form may have under ``max_body`` bytes: one per KiB of
+    ``max_body``, at least ``MIN_FORM_PARTS`` (10,000 for a 10 MB ``max_body``). The body's size is
+    already bounded; this bounds the per-part objects parsing makes of tiny parts."""
+    return max(MIN_FORM_PARTS, max_body // BYTES_PER_FORM_PART)
+
+
+def _form_handler(max_body: int) -> MultipartFormHandler:
+    options = MultipartParseOptions()
+    options.max_body_part_buffer_size = max_body  # one part may be the whole body
+    options.max_body_part_count = form_part_limit(max_body)
+    options.max_body_part_headers_size = MAX_PART_HEADERS
+    return MultipartFormHandler(parse_options=options)
+
+
+def parse_body(req: falcon.Request, data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
+    """The ``body`` of ``REQUEST``, parsed by Content-Type: JSON, a urlencoded form (name -> list of
+    strings), a multipart form (name -> list of strings or ``{filename, content_type, data}`` with
+    base64 ``data``), else UTF-8 text. ``max_body`` (bytes) sets the multipart limits. Raises
+    ``GatewayError`` 400 for a body that does not parse, 413 for a form over its part limits."""
     if not data:
         return ""
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
@@ -49,14 +72,14 @@ def parse_body(req: falcon.Request, data: bytes) -> Any:
     if media_type == "application/x-www-form-urlencoded":
         return parse_qs(_text(data, "the form body"), keep_blank_values=True)
     if media_type == "multipart/form-data":
-        return _multipart(req, data)
+        return _multipart(req, data, max_body)
     return _text(data, "the request body")
 
 
-def _multipart(req: falcon.Request, data: bytes) -> dict[str, list[Any]]:
+def _multipart(req: falcon.Request, data: bytes, max_body: int) -> dict[str, list[Any]]:
     fields: dict[str, list[Any]] = {}
     try:
-        form = _MULTIPART.deserialize(io.BytesIO(data), req.content_type, len(data))
+        form = _form_handler(max_body).deserialize(io.BytesIO(data), req.content_type, len(data))
         for part in form:
             content = part.get_data()
             if part.filename is not None:
@@ -71,6 +94,17 @@ def _multipart(req: falcon.Request, data: bytes) -> dict[str, list[Any]]:
     except GatewayError:
         raise
     except Exception as exc:  # falcon's MultipartParseError and friends
+        description = str(getattr(exc, "description", None) or "")
+        if "number of form body parts" in description:
+            limit = form_part_limit(max_body)
+            raise GatewayError(
+                falcon.HTTP_413,
+                "Content Too Large",
+                f"the form has more than {limit} parts, the limit for server.max_body {max_body} "
+                f"(one part per {BYTES_PER_FORM_PART} bytes, at least {MIN_FORM_PARTS})",
+            ) from None
+        if "body part headers" in description:
+            raise bad_request(f"a form part's headers are incomplete or larger than {MAX_PART_HEADERS} bytes") from None
         raise bad_request(f"the multipart body cannot be parsed: {getattr(exc, 'description', None) or exc}") from None
     return fields
 
@@ -104,9 +138,12 @@ def header_dict(req: falcon.Request) -> dict[str, str | list[str]]:
     return headers
 
 
-def request_document(req: falcon.Request, body: bytes, path_params: dict[str, str]) -> dict[str, Any]:
+def request_document(
+    req: falcon.Request, body: bytes, path_params: dict[str, str], max_body: int = DEFAULT_MAX_BODY
+) -> dict[str, Any]:
+    """``REQUEST`` as Kernel Gateway defines it: ``{"body", "args", "path", "headers"}``."""
     return {
-        "body": parse_body(req, body),
+        "body": parse_body(req, body, max_body),
         "args": query_args(req),
         "path": path_params,
         "headers": header_dict(req),

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import falcon
-import gevent
-import gevent.socket
 
 from fngw.kernels import (
     ExecutionTimeout,
     KernelLost,
     KernelPool,
+    OutputLimitExceeded,
     PoolClosed,
     PoolUnavailable,
     QueueFull,
@@ -29,6 +26,7 @@ from fngw.kernels import (
 )
 from fngw.manifest import Access
 from fngw.routing import Route
+from fngw.server.disconnect import ClientGone, abandon_if_client_leaves
 from fngw.server.errors import GatewayError
 from fngw.server.limits import read_body
 
@@ -36,37 +34,6 @@ from . import execution, response
 from .request import request_document
 
 log = logging.getLogger("fngw.endpoints")
-
-
-class ClientGone(Exception):
-    """The client closed its connection while its request waited for a kernel."""
-
-
-@contextmanager
-def abandon_if_client_leaves(req: falcon.Request, on_leave) -> Iterator[None]:
-    """While the body of the ``with`` runs, a client that closes its connection interrupts it with
-    ``ClientGone``: a request still queued for a kernel must not keep its place for nobody."""
-    sock = req.env.get("gunicorn.socket")
-    if sock is None:
-        yield
-        return
-    waiting = gevent.getcurrent()
-
-    def watch() -> None:
-        try:
-            gevent.socket.wait_read(sock.fileno())
-            data = sock.recv(1, socket.MSG_PEEK)
-        except OSError:
-            data = b""
-        if data == b"":  # EOF; data would be a pipelined next request, which is fine
-            on_leave()
-            gevent.kill(waiting, ClientGone)
-
-    watcher = gevent.spawn(watch)
-    try:
-        yield
-    finally:
-        watcher.kill(block=False)
 
 
 class EndpointHandler:
@@ -80,6 +47,7 @@ class EndpointHandler:
         max_body: int,
         stats: dict[str, int],
         observe_pool_wait: Callable[[str, float], None] | None = None,
+        max_response: int | None = None,
     ):
         self.route = route
         self.observe_pool_wait = observe_pool_wait
@@ -87,6 +55,7 @@ class EndpointHandler:
         self.settings = route.settings
         self.plan = execution.ExecutionPlan.for_endpoint(route.endpoint, language)
         self.max_body = max_body
+        self.max_response = max_response
         self.stats = stats
 
     @property
@@ -95,7 +64,7 @@ class EndpointHandler:
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         body = read_body(req, self.max_body)
-        request_json = json.dumps(request_document(req, body, params))
+        request_json = json.dumps(request_document(req, body, params, self.max_body))
         ctx = req.context
         ctx.pool = self.pool.name
         waited = time.perf_counter()
@@ -123,7 +92,15 @@ class EndpointHandler:
         ctx.kernel_id = kernel.id
         started = time.perf_counter()
         try:
-            outcome = execution.run(self.plan, self.pool, kernel, request_json, self.settings.timeout)
+            outcome = execution.run(
+                self.plan, self.pool, kernel, request_json, self.settings.timeout, self.max_response
+            )
+        except OutputLimitExceeded as exc:
+            raise GatewayError(
+                falcon.HTTP_502,
+                "Bad Gateway",
+                f"the cell's output passed server.max_response ({exc.limit} bytes); its kernel is being interrupted",
+            ) from None
         except ExecutionTimeout:
             raise GatewayError(
                 falcon.HTTP_504,

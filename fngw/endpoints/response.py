@@ -34,6 +34,15 @@ def _is_text(mime: str) -> bool:
     )
 
 
+def with_charset(mime: str) -> str:
+    """``mime`` with ``; charset=utf-8`` when it is a text type whose charset a client would
+    otherwise guess (``text/*`` defaults to US-ASCII or Latin-1; XML may carry a charset parameter).
+    JSON defines no charset parameter (RFC 8259: it is always UTF-8), nor do binary types."""
+    if mime.startswith("text/") or mime.endswith(("+xml", "/xml")):
+        return f"{mime}; charset=utf-8"
+    return mime
+
+
 def cell_error(outcome_error: Any, *, tracebacks: bool, what: str = "the cell") -> GatewayError:
     extra: dict[str, Any] = {"ename": outcome_error.ename, "evalue": outcome_error.evalue}
     if tracebacks:
@@ -139,16 +148,16 @@ def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, trac
     if outcome.response_info_stdout is not None:
         status, headers = parse_response_info(outcome.response_info_stdout)
 
-    content_type = "text/plain"
+    content_type = None  # set by the ResponseInfo cell: sent exactly as the cell wrote it
     for name, value in headers:
         if name.lower() == "content-type":
             content_type = value
         else:
             resp.append_header(name, value)
-    declared = content_type.split(";", 1)[0].strip().lower()
+    declared = (content_type or "text/plain").split(";", 1)[0].strip().lower()
 
     body: bytes
-    rich = _bundle_with(outcome.outputs, declared) if declared != "text/plain" else None
+    rich = _bundle_with(outcome.outputs, declared) if content_type is not None and declared != "text/plain" else None
     if rich is not None:
         body = _rich_body(rich, declared)
     elif cell.stdout:
@@ -158,7 +167,7 @@ def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, trac
         for mime in _accepted(req):
             found = _bundle_with(outcome.outputs, mime)
             if found is not None and mime != "text/plain":
-                body, content_type = _rich_body(found, mime), mime
+                body, content_type = _rich_body(found, mime), with_charset(mime)
                 break
         else:
             if cell.execute_result is not None:
@@ -168,5 +177,5 @@ def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, trac
     if (status or 200) in _NO_BODY:
         resp.data = b""
         return
-    resp.content_type = content_type
+    resp.content_type = content_type or with_charset("text/plain")
     resp.data = body

@@ -19,7 +19,7 @@ from fngw.manifest import CorsSettings, KernelApiSettings, join_url
 from fngw.server.errors import GatewayError, error_body
 
 from . import resources
-from .channels import V1_PROTOCOL, ChannelHub, WebSocket
+from .channels import MAX_QUEUE, V1_PROTOCOL, ChannelHub, WebSocket
 from .registry import KernelRegistry, NotFound
 from .sessions import SessionStore
 
@@ -29,8 +29,16 @@ _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class KernelApi:
-    def __init__(self, settings: KernelApiSettings, registry: KernelRegistry, cors: CorsSettings | None, base_url: str):
+    def __init__(
+        self,
+        settings: KernelApiSettings,
+        registry: KernelRegistry,
+        cors: CorsSettings | None,
+        base_url: str,
+        max_websocket_queue: int = MAX_QUEUE,
+    ):
         self.settings = settings
+        self.max_websocket_queue = max_websocket_queue
         self.registry = registry
         self.sessions = SessionStore(registry)
         self.cors = cors
@@ -107,9 +115,9 @@ class KernelApi:
         session_id = (parse_qs(req.query_string).get("session_id") or [""])[0] or f"anonymous-{id(sock)}"
         hub = self.hubs.get(kernel_id)
         if hub is None or hub.entry is not entry:
-            hub = self.hubs[kernel_id] = ChannelHub(entry)
+            hub = self.hubs[kernel_id] = ChannelHub(entry, self.max_websocket_queue)
         try:
-            WebSocket(sock, session_id, v1).serve(hub)
+            WebSocket(sock, session_id, v1, max_queue=self.max_websocket_queue).serve(hub)
         finally:
             self._forget_idle_hubs()
         return None

@@ -14,6 +14,7 @@ legacy JSON text frames (binary when a message has buffers) and ``v1.kernel.webs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -42,6 +43,8 @@ CHANNELS = ("shell", "control", "stdin", "iopub")
 MAX_MESSAGE = 128 * 1024 * 1024
 PING_INTERVAL = 30.0
 REPLAY_LIMIT = 10_000  # messages kept for a disconnected session
+MAX_QUEUE = 16 * 1024 * 1024  # bytes queued for one connection (server.max_websocket_queue)
+STALL_GRACE = 2.0  # seconds a dropped connection's close frame may take before its socket is shut
 REPLAY_SESSIONS = 16  # disconnected sessions kept for replay at once; the oldest goes first
 REPLAY_SECONDS = 120.0  # how long a disconnected session's messages are kept
 ROUTE_LIMIT = 100_000  # request ids remembered for reply routing
@@ -114,13 +117,52 @@ def decode_v1(data: bytes) -> dict[str, Any]:
     }
 
 
+def message_size(msg: dict[str, Any]) -> int:
+    """Roughly the bytes ``msg`` takes once framed: its output text and data, its buffers, and a
+    kilobyte for the rest (headers). Cheap: a broadcast must not serialise a message to size it."""
+    content = msg.get("content") or {}
+    size = 1024 + sum(len(b) for b in msg.get("buffers") or ())
+    text = content.get("text")
+    if isinstance(text, str):
+        size += len(text)
+    data = content.get("data")
+    if isinstance(data, dict):
+        size += sum(len(v) if isinstance(v, str) else 1024 for v in data.values())
+    return size
+
+
+class ReplayBuffer:
+    """What a disconnected session missed, oldest dropped first past ``REPLAY_LIMIT`` messages or
+    ``max_bytes``: a client that never comes back must not hold the kernel's output."""
+
+    def __init__(self, max_bytes: int):
+        self.since = time.monotonic()
+        self.max_bytes = max_bytes
+        self.messages: deque[tuple[str, dict[str, Any], int]] = deque()
+        self.size = 0
+        self.dropped = 0
+
+    def append(self, channel: str, msg: dict[str, Any]) -> None:
+        size = message_size(msg)
+        self.messages.append((channel, msg, size))
+        self.size += size
+        while self.messages and (self.size > self.max_bytes or len(self.messages) > REPLAY_LIMIT):
+            _, _, old = self.messages.popleft()
+            self.size -= old
+            self.dropped += 1
+
+    def __iter__(self):
+        return ((channel, msg) for channel, msg, _ in self.messages)
+
+
 class ChannelHub:
     """All websocket connections of one kernel in this worker."""
 
-    def __init__(self, entry: ApiKernel):
+    def __init__(self, entry: ApiKernel, max_queue: int = MAX_QUEUE):
         self.entry = entry
+        self.max_queue = max_queue
         self.connections: dict[str, WebSocket] = {}
-        self.offline: OrderedDict[str, tuple[float, deque]] = OrderedDict()
+        self.offline: OrderedDict[str, ReplayBuffer] = OrderedDict()
         self.routes: OrderedDict[str, str] = OrderedDict()
         entry.kernel.on_iopub(self._iopub)
         entry.kernel.on_message(self._reply)
@@ -132,14 +174,16 @@ class ChannelHub:
             old.close(1000, "replaced by a newer connection of the same session")
         self.connections[ws.session_id] = ws
         self.entry.connections = len(self.connections)
-        _, missed = self.offline.pop(ws.session_id, (0.0, ()))
-        for channel, msg in missed:
+        missed = self.offline.pop(ws.session_id, None)
+        if missed is not None and missed.dropped:
+            log.info("websocket %s: %d older messages were dropped while it was away", ws.session_id, missed.dropped)
+        for channel, msg in missed or ():
             ws.send(channel, msg)
 
     def detach(self, ws: WebSocket) -> None:
         if self.connections.get(ws.session_id) is ws:
             del self.connections[ws.session_id]
-            self.offline[ws.session_id] = (time.monotonic(), deque(maxlen=REPLAY_LIMIT))
+            self.offline[ws.session_id] = ReplayBuffer(self.max_queue)
             while len(self.offline) > REPLAY_SESSIONS:
                 self.offline.popitem(last=False)
         self.entry.connections = len(self.connections)
@@ -149,8 +193,8 @@ class ChannelHub:
         keep collecting messages."""
         deadline = time.monotonic() - REPLAY_SECONDS
         while self.offline:
-            session_id, (since, _) = next(iter(self.offline.items()))
-            if since > deadline:
+            session_id, buffered = next(iter(self.offline.items()))
+            if buffered.since > deadline:
                 break
             del self.offline[session_id]
 
@@ -180,7 +224,7 @@ class ChannelHub:
         if ws is not None:
             ws.send(channel, msg)
         elif session_id in self.offline:
-            self.offline[session_id][1].append((channel, msg))
+            self.offline[session_id].append(channel, msg)
 
     def _reply(self, kernel, channel: str, msg: dict[str, Any]) -> None:
         parent = (msg.get("parent_header") or {}).get("msg_id")
@@ -197,8 +241,8 @@ class ChannelHub:
                 # kept: this greenlet (the kernel's iopub reader) reads no next message meanwhile.
                 gevent.sleep(0)
         self._expire_offline()
-        for _, buffered in self.offline.values():
-            buffered.append(("iopub", msg))
+        for buffered in self.offline.values():
+            buffered.append("iopub", msg)
 
     def _status(self, state: str) -> None:
         if state == "detached":  # another worker restarted the kernel: reconnecting reaches it anew
@@ -229,11 +273,20 @@ class ChannelHub:
 class WebSocket:
     """One websocket client on an upgraded gevent socket."""
 
-    def __init__(self, sock: socket.socket, session_id: str, v1: bool, max_message: int = MAX_MESSAGE):
+    def __init__(
+        self,
+        sock: socket.socket,
+        session_id: str,
+        v1: bool,
+        max_message: int = MAX_MESSAGE,
+        max_queue: int = MAX_QUEUE,
+    ):
         self.sock = sock
         self.session_id = session_id
         self.v1 = v1
         self.max_message = max_message
+        self.max_queue = max_queue
+        self.queued = 0  # bytes in the outbox and in the frame being written
         self.ws = Connection(ConnectionType.SERVER)
         self.outbox: gevent.queue.Queue = gevent.queue.Queue()
         self.closed = False
@@ -254,7 +307,33 @@ class WebSocket:
                 binary, payload = encode_legacy(msg, channel)
                 event = BytesMessage(data=payload) if binary else TextMessage(data=payload.decode())
             cache[self.v1] = event
+        size = len(event.data)
+        if self.queued + size > self.max_queue:
+            self._drop_slow_client()
+            return
+        self.queued += size
         self.outbox.put(event)
+
+    def _drop_slow_client(self) -> None:
+        """The client reads slower than its kernel writes and ``max_queue`` bytes wait for it:
+        forget them, close with 1008 and, if the close frame cannot be written in time either (the
+        client stopped reading), shut the socket. Reconnecting with the same session id replays
+        what the hub kept meanwhile."""
+        log.warning(
+            "websocket %s: more than %d bytes queued for a client that does not keep up; disconnecting it",
+            self.session_id,
+            self.max_queue,
+        )
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+        self.queued = 0
+        self.close(1008, f"the client fell more than {self.max_queue} bytes behind; reconnect to resume")
+        self.closed = True
+        gevent.spawn_later(STALL_GRACE, self._shut)
+
+    def _shut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
 
     def error(self, text: str) -> None:
         log.warning("websocket %s: %s", self.session_id, text)
@@ -272,6 +351,9 @@ class WebSocket:
             except (OSError, LocalProtocolError):
                 self.closed = True
                 return
+            finally:
+                if isinstance(event, TextMessage | BytesMessage):
+                    self.queued = max(0, self.queued - len(event.data))
             if isinstance(event, CloseConnection):
                 self.closed = True
                 return

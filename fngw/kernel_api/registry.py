@@ -29,6 +29,7 @@ from fngw.kernels import (
     SeedCell,
     installed_kernelspecs,
     kernel_environment,
+    match_kernelspec,
     resolve_kernelspec,
 )
 from fngw.manifest import KernelApiSettings
@@ -55,6 +56,10 @@ class Invalid(KernelApiError):
 
 class ResourceLimit(KernelApiError):
     pass
+
+
+class LaunchTimeout(KernelApiError):
+    """The kernel did not start (launch and seed) within its launch timeout; nothing is left of it."""
 
 
 class StartFailed(KernelApiError):
@@ -136,13 +141,25 @@ class KernelRegistry:
     # --- kernelspecs -----------------------------------------------------------------------------
 
     def allowed_names(self) -> list[str]:
+        """Installed kernelspecs clients may start, by their installed names (``allowed_kernels``
+        may spell them in any case)."""
         installed = installed_kernelspecs()
         allowed = self.settings.allowed_kernels
-        return sorted(installed if allowed is None else [n for n in allowed if n in installed])
+        if allowed is None:
+            return sorted(installed)
+        return sorted({found for n in allowed if (found := match_kernelspec(n, installed)) is not None})
+
+    def kernel_name(self, name: str) -> str:
+        """The installed name a client's ``name`` means, ignoring case; ``NotFound`` listing the
+        available names when there is none."""
+        available = self.allowed_names()
+        found = match_kernelspec(name, available)
+        if found is None:
+            raise NotFound(f"kernelspec {name!r} is not available here (available: {', '.join(available) or 'none'})")
+        return found
 
     def spec(self, name: str) -> ResolvedSpec:
-        if name not in self.allowed_names():
-            raise NotFound(f"kernelspec {name!r} is not available here (available: {', '.join(self.allowed_names())})")
+        name = self.kernel_name(name)
         try:
             return resolve_kernelspec(name)
         except KernelSpecNotFound as exc:
@@ -199,8 +216,7 @@ class KernelRegistry:
     def start_kernel(
         self, name: str | None = None, env: Any = None, path: str | None = None, kernel_id: str | None = None
     ) -> ApiKernel:
-        name = name or self.settings.default_kernel
-        self.spec(name)  # 404 before anything else
+        name = self.kernel_name(name or self.settings.default_kernel)  # 404 before anything else
         client_env = self._client_env(env)
         if kernel_id is not None and kernel_id in self.kernels:
             return self.kernels[kernel_id]
@@ -219,15 +235,37 @@ class KernelRegistry:
         if cwd is None and path:
             cwd = self._directory_for(path)
         kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
+        timeout, why = self._launch_timeout(client_env)
         try:
-            kernel.start()
+            with gevent.Timeout(timeout, LaunchTimeout(f"the kernel did not start within {timeout:g}s ({why})")):
+                kernel.start()  # on any failure, timeout or the client leaving included, it kills what it started
         except KernelError as exc:
-            if self.shared is not None:
-                self.shared.remove(kernel_id)
             raise StartFailed(f"the kernel failed to start: {exc}", exc) from None
+        except LaunchTimeout as exc:
+            raise LaunchTimeout(f"{exc}; nothing was left running") from None
         finally:
             self._reserved -= 1
+            if kernel.state != "idle" and self.shared is not None:
+                self.shared.remove(kernel_id)
         return self._register(kernel, name)
+
+    def _launch_timeout(self, client_env: Mapping[str, str]) -> tuple[float, str]:
+        """Seconds a start may take, and why: the client's ``KERNEL_LAUNCH_TIMEOUT`` (as Jupyter
+        Server sends it), capped by ``kernel_api.launch_timeout``. ``Invalid`` if it is not a
+        positive number."""
+        cap = self.settings.launch_timeout
+        raw = client_env.get("KERNEL_LAUNCH_TIMEOUT")
+        if raw is None:
+            return cap, f"kernel_api.launch_timeout {cap:g}s"
+        try:
+            asked = float(raw)
+        except ValueError:
+            asked = -1.0
+        if not asked > 0 or asked != asked or asked == float("inf"):
+            raise Invalid(f"KERNEL_LAUNCH_TIMEOUT must be a positive number of seconds, not {raw!r}")
+        if asked >= cap:
+            return cap, f"KERNEL_LAUNCH_TIMEOUT={raw} capped by kernel_api.launch_timeout {cap:g}s"
+        return asked, f"KERNEL_LAUNCH_TIMEOUT={raw}"
 
     def _reserve(self, kernel_id: str) -> None:
         """Take a slot under ``max_kernels`` before the (long, yielding) start: atomically within this
@@ -333,7 +371,7 @@ class KernelRegistry:
     def _warm_one(self) -> None:
         if self._closed:
             return
-        name = self.settings.default_kernel
+        name = self.kernel_name(self.settings.default_kernel)
         self._warming += 1
         try:
             kernel = self._new_kernel(name, {**self._base_env(), "KERNEL_GATEWAY": "1"}, None, None)

@@ -12,12 +12,13 @@ import falcon
 from jupyter_client.kernelspec import KernelSpecManager
 
 from fngw import __version__
-from fngw.kernels import KernelSeedError
+from fngw.kernels import KernelSeedError, match_kernelspec
 from fngw.manifest import Access, CorsSettings
+from fngw.server.disconnect import ClientGone, abandon_if_client_leaves
 from fngw.server.errors import GatewayError
 from fngw.server.limits import body_stream
 
-from .registry import Invalid, KernelApiError, KernelRegistry, NotFound, ResourceLimit, StartFailed
+from .registry import Invalid, KernelApiError, KernelRegistry, LaunchTimeout, NotFound, ResourceLimit, StartFailed
 from .sessions import SessionStore
 
 
@@ -28,6 +29,8 @@ def translate(error: KernelApiError) -> GatewayError:
         return GatewayError(falcon.HTTP_400, "Bad Request", str(error))
     if isinstance(error, ResourceLimit):
         return GatewayError(falcon.HTTP_403, "Forbidden", "Resource Limit")
+    if isinstance(error, LaunchTimeout):
+        return GatewayError(falcon.HTTP_504, "Gateway Timeout", str(error))
     if isinstance(error, StartFailed):
         extra = {}
         if isinstance(error.cause, KernelSeedError):
@@ -116,19 +119,24 @@ class KernelSpecs(RegistryResource):
         self.process(req)
         specs = self.all_specs()
         if name is None:
-            default = self.registry.settings.default_kernel
-            resp.media = {"default": default, "kernelspecs": specs}
+            default = match_kernelspec(self.registry.settings.default_kernel, specs)
+            resp.media = {"default": default or self.registry.settings.default_kernel, "kernelspecs": specs}
             return
-        if name not in specs:
-            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found")
-        resp.media = specs[name]
+        found = match_kernelspec(name, specs)
+        if found is None:
+            available = ", ".join(sorted(specs)) or "none"
+            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found (available: {available})")
+        resp.media = specs[found]
 
 
 class KernelSpecFile(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, filename: str) -> None:
         self.process(req)
-        if name not in self.registry.allowed_names():
-            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found")
+        found = match_kernelspec(name, self.registry.allowed_names())
+        if found is None:
+            available = ", ".join(self.registry.allowed_names()) or "none"
+            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found (available: {available})")
+        name = found
         folder = Path(KernelSpecManager().get_kernel_spec(name).resource_dir).resolve()
         target = (folder / filename).resolve()
         if not target.is_relative_to(folder) or not target.is_file():
@@ -152,11 +160,20 @@ class Kernels(RegistryResource):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise GatewayError(falcon.HTTP_400, "Bad Request", f"{key} must be a string")
         try:
-            entry = self.registry.start_kernel(
-                body.get("name"), body.get("env"), body.get("path"), body.get("kernel_id")
-            )
+            # A client that hangs up while its kernel starts gets no kernel: the start is abandoned
+            # and what it launched is killed, so no kernel is left that nobody holds.
+            with abandon_if_client_leaves(req):
+                entry = self.registry.start_kernel(
+                    body.get("name"), body.get("env"), body.get("path"), body.get("kernel_id")
+                )
         except KernelApiError as exc:
             raise translate(exc) from None
+        except ClientGone:
+            raise GatewayError(
+                "499 Client Closed Request",
+                "Client Closed Request",
+                "the client closed the connection while its kernel started; the kernel was stopped",
+            ) from None
         resp.status = falcon.HTTP_201
         resp.location = f"{self.base_url}/api/kernels/{entry.id}"
         resp.media = entry.model()

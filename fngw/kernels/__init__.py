@@ -24,6 +24,7 @@ _EXPORTS = {
     "KernelRestarting": "kernel",
     "KernelSeedError": "kernel",
     "KernelStartError": "kernel",
+    "OutputLimitExceeded": "kernel",
     "SeedCell": "kernel",
     "KernelPool": "pool",
     "PoolClosed": "pool",
@@ -36,6 +37,7 @@ _EXPORTS = {
     "KernelSpecNotFound": "specs",
     "ResolvedSpec": "specs",
     "installed_kernelspecs": "specs",
+    "match_kernelspec": "specs",
     "resolve_kernelspec": "specs",
 }
 

@@ -18,6 +18,7 @@ within ``DEATH_POLL`` seconds and fails every pending request on the kernel with
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -92,6 +93,15 @@ class ExecutionTimeout(KernelError):
     """The execution did not finish within its deadline; the kernel may still be busy."""
 
 
+class OutputLimitExceeded(KernelError):
+    """The execution produced more output than its caller would collect (``max_output`` bytes);
+    like a timeout, the kernel is still running the code: interrupt or restart it."""
+
+    def __init__(self, message: str, limit: int):
+        super().__init__(message)
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class SeedCell:
     """A code cell run on every start and restart; ``index`` is its position in the notebook."""
@@ -153,18 +163,45 @@ class _Request:
             self.done.set_exception(error)
 
 
+def _output_size(data: Mapping[str, Any]) -> int:
+    """Roughly the bytes a mime bundle holds (strings by length, anything else as JSON)."""
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
+
+
 class _Execution(_Request):
-    def __init__(self, msg_id: str):
+    def __init__(self, msg_id: str, max_output: int | None = None):
         super().__init__(msg_id)
         self.result = ExecutionResult()
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self.sent_at = time.monotonic()
+        self.max_output = max_output
+        self.collected = 0  # characters of output kept so far
+        self.overflow = gevent.event.Event()  # set once more than max_output arrived
+
+    def _keep(self, size: int) -> bool:
+        """Count ``size`` more characters of output; False once past ``max_output`` (from then on
+        output is dropped and what was kept is freed: the caller gets an error, not a body)."""
+        if self.overflow.is_set():
+            return False
+        self.collected += size
+        if self.max_output is not None and self.collected > self.max_output:
+            self._stdout.clear()
+            self._stderr.clear()
+            self.result.outputs.clear()
+            self.result.execute_result = None
+            self.overflow.set()
+            return False
+        return True
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
         content = msg["content"]
-        if kind == "stream":
+        if kind in ("stream", "display_data", "execute_result") and not self._keep(
+            len(content.get("text", "")) if kind == "stream" else _output_size(content.get("data", {}))
+        ):
+            pass  # over the limit: dropped
+        elif kind == "stream":
             (self._stderr if content.get("name") == "stderr" else self._stdout).append(content.get("text", ""))
         elif kind in ("display_data", "execute_result"):
             bundle = {"type": kind, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
@@ -383,11 +420,19 @@ class Kernel:
         self._bring_up()
 
     def execute(
-        self, code: str, timeout: float | None = None, *, store_history: bool = False, silent: bool = False
+        self,
+        code: str,
+        timeout: float | None = None,
+        *,
+        store_history: bool = False,
+        silent: bool = False,
+        max_output: int | None = None,
     ) -> ExecutionResult:
         """Run ``code``; the result whatever the code did. Raises ``ExecutionTimeout`` past
-        ``timeout`` seconds (the execution keeps running: interrupt or restart the kernel),
-        ``KernelDied`` if the process dies, ``KernelRestarting`` if it is restarted meanwhile."""
+        ``timeout`` seconds, ``OutputLimitExceeded`` once its stream, display and result output
+        passes ``max_output`` characters (in both cases the execution keeps running: interrupt or
+        restart the kernel), ``KernelDied`` if the process dies, ``KernelRestarting`` if it is
+        restarted meanwhile."""
         if self._conn is None or not self.alive:
             raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
         content = {
@@ -398,7 +443,7 @@ class Kernel:
             "allow_stdin": False,  # input() fails at once instead of waiting for a reply nobody sends
             "stop_on_error": False,
         }
-        request = self._send("shell", "execute_request", content, _Execution)
+        request = self._send("shell", "execute_request", content, _Execution, max_output=max_output)
         return self._wait(request, timeout)
 
     def interrupt(self) -> None:
@@ -524,12 +569,18 @@ class Kernel:
                 raise KernelSeedError(self.label, cell.index, error.ename, error.evalue, error.traceback)
 
     def _send(
-        self, channel: str, msg_type: str, content: dict[str, Any], kind: type[_Request], reply_only: bool = False
+        self,
+        channel: str,
+        msg_type: str,
+        content: dict[str, Any],
+        kind: type[_Request],
+        reply_only: bool = False,
+        max_output: int | None = None,
     ) -> _Request:
         assert self._conn is not None
         msg = self._conn.session.msg(msg_type, content)
         msg_id = msg["header"]["msg_id"]
-        request = kind(msg_id) if kind is _Execution else kind(msg_id, reply_only)
+        request = _Execution(msg_id, max_output) if kind is _Execution else kind(msg_id, reply_only)
         self._requests[msg_id] = request
         self._conn.session.send(self._conn.sockets[channel], msg)
         if kind is _Execution and self.state == "idle":  # seeding during (re)start keeps its state
@@ -537,6 +588,14 @@ class Kernel:
         return request
 
     def _wait(self, request: _Request, timeout: float | None) -> Any:
+        if isinstance(request, _Execution) and request.max_output is not None:
+            gevent.wait([request.done, request.overflow], timeout=timeout, count=1)
+            if request.overflow.is_set() and not request.done.ready():
+                limit = request.max_output
+                raise OutputLimitExceeded(f"{self.label}: the output exceeded {limit} bytes", limit)
+            if not request.done.ready():
+                raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s")
+            return request.done.get()
         try:
             return request.done.get(timeout=timeout)
         except gevent.Timeout:

@@ -194,16 +194,23 @@ class KernelPool:
             self.release(kernel)
 
     def execute(
-        self, code: str, *, timeout: float | None, queue_timeout: float | None = None, kernel: Kernel | None = None
+        self,
+        code: str,
+        *,
+        timeout: float | None,
+        queue_timeout: float | None = None,
+        kernel: Kernel | None = None,
+        max_output: int | None = None,
     ) -> ExecutionResult:
-        """Run ``code`` on a kernel of the pool (or on ``kernel``, already leased)."""
+        """Run ``code`` on a kernel of the pool (or on ``kernel``, already leased); ``timeout`` in
+        seconds, ``max_output`` in characters (see ``Kernel.execute`` for both)."""
         if kernel is None:
             deadline = None if queue_timeout is None else time.monotonic() + queue_timeout
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 with self.lease(remaining) as leased:
                     try:
-                        return self.execute(code, timeout=timeout, kernel=leased)
+                        return self.execute(code, timeout=timeout, kernel=leased, max_output=max_output)
                     except KernelLost as exc:
                         # The kernel was gone before our code was sent: running it on another kernel
                         # cannot run it twice. Once sent, it may have run: the caller must know.
@@ -212,7 +219,7 @@ class KernelPool:
                         log.info("pool %s: kernel %s lost before it began; retrying elsewhere", self.name, leased.id)
         self._executions += 1
         try:
-            return kernel.execute(code, timeout)
+            return kernel.execute(code, timeout, max_output=max_output)
         except ExecutionTimeout:
             self._timeouts += 1
             raise

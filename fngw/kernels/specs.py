@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,13 +41,23 @@ def installed_kernelspecs() -> set[str]:
     return set(KernelSpecManager().find_kernel_specs())
 
 
+def match_kernelspec(name: str, names: Iterable[str]) -> str | None:
+    """The one of ``names`` that ``name`` means, ignoring case as jupyter_client, Jupyter Server
+    and Kernel Gateway do (``Python3`` is ``python3``), or None."""
+    folded = name.casefold()
+    return next((candidate for candidate in names if candidate.casefold() == folded), None)
+
+
 def resolve_kernelspec(name: str) -> ResolvedSpec:
     """The kernelspec ``name`` with ``python``/``python3`` in argv[0] bound to this interpreter, so
     kernels run with the gateway's own environment rather than whatever ``python`` is on PATH."""
+    installed = installed_kernelspecs()
+    name = match_kernelspec(name, installed) or name
     try:
         spec = KernelSpecManager().get_kernel_spec(name)
     except NoSuchKernel:
-        raise KernelSpecNotFound(f"kernelspec {name!r} is not installed") from None
+        listing = ", ".join(sorted(installed)) or "none"
+        raise KernelSpecNotFound(f"kernelspec {name!r} is not installed (installed: {listing})") from None
     argv = list(spec.argv)
     if argv and os.path.basename(argv[0]) in ("python", "python3", f"python{sys.version_info[0]}"):
         argv[0] = sys.executable

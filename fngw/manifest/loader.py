@@ -248,6 +248,12 @@ class _ManifestBuilder:
         return ServerSettings(
             base_url=join_url(base_url),
             max_body=parse_size(raw["max_body"]) if "max_body" in raw else ServerSettings.max_body,
+            max_response=parse_size(raw["max_response"]) if "max_response" in raw else ServerSettings.max_response,
+            max_websocket_queue=(
+                parse_size(raw["max_websocket_queue"])
+                if "max_websocket_queue" in raw
+                else ServerSettings.max_websocket_queue
+            ),
             cors=cors,
             log_format=raw.get("log_format", ServerSettings.log_format),
             metrics=raw.get("metrics", ServerSettings.metrics),
@@ -347,6 +353,9 @@ class _ManifestBuilder:
             default_kernel=raw.get("default_kernel", KernelApiSettings.default_kernel),
             allowed_kernels=tuple(raw["allowed_kernels"]) if "allowed_kernels" in raw else None,
             prewarm=raw.get("prewarm", 0),
+            launch_timeout=(
+                parse_duration(raw["launch_timeout"]) if "launch_timeout" in raw else KernelApiSettings.launch_timeout
+            ),
             seed=self.local_path(raw["seed"]) if "seed" in raw else None,
             env_whitelist=tuple(raw.get("env_whitelist", ())),
             cull=cull,
@@ -354,7 +363,10 @@ class _ManifestBuilder:
         if settings.max_kernels is not None and settings.prewarm > settings.max_kernels:
             message = f"prewarm ({settings.prewarm}) exceeds max_kernels ({settings.max_kernels})"
             self.error((*where, "prewarm"), message, "prewarm-exceeds-max")
-        if settings.allowed_kernels is not None and settings.default_kernel not in settings.allowed_kernels:
+        allowed = settings.allowed_kernels
+        # Kernelspec names are case-insensitive (jupyter_client folds them); loading starts nothing,
+        # so this compares the names themselves rather than importing the kernels package.
+        if allowed is not None and settings.default_kernel.casefold() not in {n.casefold() for n in allowed}:
             at = (*where, "default_kernel") if "default_kernel" in raw else where
             message = f"default_kernel {settings.default_kernel!r} is not in allowed_kernels"
             self.error(at, message, "default-kernel-not-allowed")

@@ -52,6 +52,8 @@ class CorsSettings:
 class ServerSettings:
     base_url: str = "/"
     max_body: int = 10 * 1000**2
+    max_response: int = 64 * 1024**2
+    max_websocket_queue: int = 16 * 1024**2
     cors: CorsSettings | None = None
     log_format: str = "json"
     metrics: bool = True
@@ -133,6 +135,7 @@ class KernelApiSettings:
     default_kernel: str = "python3"
     allowed_kernels: tuple[str, ...] | None = None
     prewarm: int = 0
+    launch_timeout: float = 60.0
     seed: Path | None = None
     env_whitelist: tuple[str, ...] = ()
     cull: CullSettings = CullSettings()

@@ -20,6 +20,7 @@ from .cors import Cors
 from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
 from .limits import BodyLimit
 from .pools import GatewayPools
+from .rawpath import RawPathRouting
 from .websocket import with_websockets
 
 
@@ -59,7 +60,7 @@ def create_app(
     middleware: list = [RequestTelemetry(metrics)]
     if manifest.server.cors is not None:
         middleware.append(Cors(manifest.server.cors))
-    middleware += [BodyLimit(manifest.server.max_body), TokenAuth(secrets)]
+    middleware += [BodyLimit(manifest.server.max_body), TokenAuth(secrets), RawPathRouting()]
     app = falcon.App(middleware=middleware)
     errors.install(app)
     base = manifest.server.base_url
@@ -85,7 +86,13 @@ def create_app(
         for route in plan.routes:
             language = plan.notebooks[route.notebook].language
             handler = EndpointHandler(
-                route, pools[route.pool_id], language, manifest.server.max_body, stats, metrics.observe_pool_wait
+                route,
+                pools[route.pool_id],
+                language,
+                manifest.server.max_body,
+                stats,
+                metrics.observe_pool_wait,
+                manifest.server.max_response,
             )
             by_path.setdefault(route.path, {})[route.method] = handler
         for path, handlers in by_path.items():
@@ -103,7 +110,9 @@ def create_app(
             app.add_route(join_url(mount, "public/{filepath:path}"), StaticResource(nb.static, nb.auth))
     app.add_sink(_not_found)  # unknown paths get the gateway's JSON 404, not falcon's default
     if manifest.kernel_api is not None and kernel_registry is not None:
-        api = KernelApi(manifest.kernel_api, kernel_registry, manifest.server.cors, base)
+        api = KernelApi(
+            manifest.kernel_api, kernel_registry, manifest.server.cors, base, manifest.server.max_websocket_queue
+        )
         for template, resource in api.routes():
             app.add_route(template, resource)
         auth = next(m for m in middleware if isinstance(m, TokenAuth))

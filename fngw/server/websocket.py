@@ -13,6 +13,19 @@ import falcon
 
 from fngw.kernel_api import KernelApi
 
+from .rawpath import decode_parameter, decoded_path, routing_path
+
+
+def _path(environ: dict[str, Any]) -> str:
+    """The path to route on, as ``RawPathRouting`` computes it for Falcon."""
+    path = environ.get("PATH_INFO", "")
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        routed = routing_path(raw)
+        if decoded_path(routed) == path.encode("latin-1", "replace").decode("utf-8", "replace"):
+            return routed
+    return path
+
 
 def with_websockets(app: falcon.App, api: KernelApi, authorize: Callable[[falcon.Request], None]) -> Callable:
     try:
@@ -21,10 +34,10 @@ def with_websockets(app: falcon.App, api: KernelApi, authorize: Callable[[falcon
         ALREADY_HANDLED = []  # noqa: N806
 
     def application(environ: dict[str, Any], start_response: Callable):
-        kernel_id = api.channels_path_kernel(environ.get("PATH_INFO", ""))
+        kernel_id = api.channels_path_kernel(_path(environ))
         if kernel_id is None or environ.get("REQUEST_METHOD") != "GET":
             return app(environ, start_response)
-        body = api.open_channels(environ, start_response, kernel_id, authorize)
+        body = api.open_channels(environ, start_response, decode_parameter(kernel_id), authorize)
         return ALREADY_HANDLED if body is None else body
 
     return application

@@ -43,6 +43,25 @@ def with_charset(mime: str) -> str:
     return mime
 
 
+def describe_failure(ename: str, evalue: str, what: str = "the cell") -> str:
+    """One sentence naming how a cell failed, for the error body's ``message``.
+
+    ``SystemExit`` (``sys.exit()``, ``exit()``) names its exit code: IPython catches it, so the
+    kernel keeps running and the request fails. Kernels that report no error name (bash_kernel
+    sends ``ename: ""`` and the exit status as ``evalue``) are described by the value alone."""
+    if ename == "SystemExit":
+        code = evalue if evalue not in ("", "None") else "0"
+        return (
+            f"{what} called sys.exit() with exit code {code} (SystemExit); a cell cannot stop its kernel, "
+            "so the request failed and the kernel keeps serving"
+        )
+    if not ename and evalue:
+        return f"{what} failed: the kernel reported {evalue!r} (no error name; shell kernels report the exit status)"
+    if not ename:
+        return f"{what} failed; the kernel gave no error name or value"
+    return f"{what} raised {ename}: {evalue}" if evalue else f"{what} raised {ename}"
+
+
 def cell_error(outcome_error: Any, *, tracebacks: bool, what: str = "the cell") -> GatewayError:
     extra: dict[str, Any] = {"ename": outcome_error.ename, "evalue": outcome_error.evalue}
     if tracebacks:
@@ -50,7 +69,7 @@ def cell_error(outcome_error: Any, *, tracebacks: bool, what: str = "the cell") 
     return GatewayError(
         falcon.HTTP_500,
         "Internal Server Error",
-        f"{what} raised {outcome_error.ename}: {outcome_error.evalue}",
+        describe_failure(outcome_error.ename, outcome_error.evalue, what),
         **extra,
     )
 

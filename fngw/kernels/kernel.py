@@ -49,6 +49,8 @@ log = logging.getLogger("fngw.kernels")
 DEATH_POLL = 0.2  # seconds between checks of the kernel process
 READY_NUDGE = 0.5  # resend kernel_info_request this often until iopub answers (slow joiner)
 SHUTDOWN_GRACE = 1.0  # after shutdown_request, before the process group is killed
+ATTACH_TIMEOUT = 5.0  # seconds an attached kernel gets to show that our iopub subscription is live
+ATTACH_NUDGE = 0.05  # a running kernel answers at once: resend soon if iopub missed the answer
 
 
 class KernelError(Exception):
@@ -359,6 +361,16 @@ class Kernel:
         kernel._generation += 1
         kernel._monitor = gevent.spawn(kernel._watch, kernel._proc, kernel._generation)
         kernel.state = "idle"
+        # A new iopub subscription takes a moment to reach the kernel, and whatever the kernel
+        # publishes before that is lost to us: a client's first execute would miss its output and
+        # its idle status. Wait until iopub carries our own request's status; ask on the control
+        # channel, which ipykernel answers even while another client's cell runs.
+        try:
+            kernel._wait_ready(ATTACH_TIMEOUT, channel="control", nudge=ATTACH_NUDGE)
+        except KernelStartError:
+            log.warning(
+                "%s: kernel %s did not answer on iopub within %gs of attaching", kernel.label, kernel.id, ATTACH_TIMEOUT
+            )
         return kernel
 
     @property
@@ -535,17 +547,17 @@ class Kernel:
         self._conn = _Connection(info, session, self._route)
         self._monitor = gevent.spawn(self._watch, self._proc, self._generation)
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Until a kernel_info_reply and its iopub idle both arrive: iopub subscriptions take a
-        moment to connect, so the request is repeated until iopub answers."""
+    def _wait_ready(self, timeout: float, channel: str = "shell", nudge: float = READY_NUDGE) -> None:
+        """Until a kernel_info_reply (asked on ``channel``) and its iopub idle both arrive: iopub
+        subscriptions take a moment to connect, so the request is repeated until iopub answers."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise KernelStartError(f"{self.label}: kernel did not answer within {timeout:g}s{self._stderr_tail()}")
-            request = self._send("shell", "kernel_info_request", {}, _Request)
+            request = self._send(channel, "kernel_info_request", {}, _Request)
             try:
-                request.done.get(timeout=min(READY_NUDGE, remaining))
+                request.done.get(timeout=min(nudge, remaining))
                 return
             except gevent.Timeout:
                 self._requests.pop(request.msg_id, None)
@@ -590,7 +602,7 @@ class Kernel:
     def _wait(self, request: _Request, timeout: float | None) -> Any:
         if isinstance(request, _Execution) and request.max_output is not None:
             gevent.wait([request.done, request.overflow], timeout=timeout, count=1)
-            if request.overflow.is_set() and not request.done.ready():
+            if request.overflow.is_set():  # even if it has finished meanwhile: its output is gone
                 limit = request.max_output
                 raise OutputLimitExceeded(f"{self.label}: the output exceeded {limit} bytes", limit)
             if not request.done.ready():

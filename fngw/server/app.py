@@ -50,8 +50,10 @@ def create_app(
 
     if plan is None:
         planned = plan_routes(manifest)
-        if planned.plan is None:
-            raise ValueError("the manifest's routes cannot be planned; run `fngw validate` for details")
+        errors_found = [problem for problem in planned.problems if problem.severity == "error"]
+        if planned.plan is None or errors_found:
+            listing = "\n".join(problem.format_text() for problem in errors_found) or "no route plan"
+            raise ValueError(f"the manifest's routes cannot be served:\n{listing}")
         plan = planned.plan
     secrets = {name: read_token(source) for name, source in manifest.auth.tokens.items()}
     if metrics is None:

@@ -60,9 +60,13 @@ class GeventWorker(_GeventWorker):
         for client in list(getattr(self, "_open", ())):
             if id(client) not in self._busy:
                 # An idle keep-alive connection: its handler waits for a next request that will
-                # not be served. Ending the stream lets the handler finish now.
+                # not be served. Ending the stream lets the handler finish now. The shutdown goes to
+                # the underlying socket: gevent's own shutdown wakes the waiting handler with EBADF,
+                # which gunicorn logs as an error with a traceback; the plain one wakes it with an
+                # end of stream, a normal disconnection.
+                raw = getattr(client, "_sock", client)
                 with contextlib.suppress(OSError):
-                    client.shutdown(socket.SHUT_RDWR)
+                    raw.shutdown(socket.SHUT_RDWR)
 
     def handle_request(self, listener_name, req, sock, addr):
         # One request at a time per connection, so the socket identifies the request.

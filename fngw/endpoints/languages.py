@@ -14,8 +14,6 @@ import base64
 import json
 import re
 
-from .kernelside import source
-
 _SAFE_JSON_CHARS = re.compile(r"[^A-Za-z0-9 ,:._\-\[\]{}]")
 
 
@@ -103,15 +101,3 @@ def print_marker(language: str, marker: str) -> str | None:
     """A statement printing a newline then ``marker`` and a newline, or None if not supported."""
     make = _PRINT_LINE.get(language.lower())
     return make(marker) if make else None
-
-
-# Code run in every pool kernel of a language before its seed cells, so that a response holds only
-# what its own request produced (see kernelside/output_guard.py and docs/notebooks.md).
-_OUTPUT_GUARDS = {"python": "output_guard.py", "ipython": "output_guard.py", "python3": "output_guard.py"}
-
-
-def output_guard(language: str) -> str | None:
-    """The output-isolation prelude for ``language``'s kernels, or None where fngw has none (it can
-    then only attribute output by the kernel's ``parent_header``)."""
-    name = _OUTPUT_GUARDS.get(language.lower())
-    return source(name) if name else None

@@ -308,7 +308,7 @@ class WebSocket:
                 event = BytesMessage(data=payload) if binary else TextMessage(data=payload.decode())
             cache[self.v1] = event
         size = len(event.data)
-        if self.queued + size > self.max_queue:
+        if self.queued and self.queued + size > self.max_queue:  # one message alone always fits
             self._drop_slow_client()
             return
         self.queued += size

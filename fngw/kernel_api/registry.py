@@ -30,6 +30,7 @@ from fngw.kernels import (
     installed_kernelspecs,
     kernel_environment,
     match_kernelspec,
+    output_prelude,
     resolve_kernelspec,
 )
 from fngw.manifest import KernelApiSettings
@@ -173,15 +174,21 @@ class KernelRegistry:
         if self.settings.cull.idle is not None:
             self._tasks.spawn(self._cull_loop)
 
-    def _seed_for(self, name: str) -> tuple[SeedCell, ...]:
-        return self.seed if self.seed and (self.seed_kernel in (None, name)) else ()
+    def _seed_cells(self, spec: ResolvedSpec, name: str) -> tuple[SeedCell, ...]:
+        """What a kernel runs on every start and restart: the output prelude, which cuts output into
+        bounded messages so that a flood cannot make the gateway hold one huge message (without
+        isolation: interactive clients want their threads' output), then the manifest's seed."""
+        seed = self.seed if self.seed and (self.seed_kernel in (None, name)) else ()
+        prelude = output_prelude(spec.language, isolate=False)
+        return seed if prelude is None else (SeedCell(-1, prelude), *seed)
 
     def _new_kernel(self, name: str, env: dict[str, str], cwd: str | None, kernel_id: str | None) -> Kernel:
+        spec = self.spec(name)
         return Kernel(
-            self.spec(name),
+            spec,
             env=env,
             cwd=cwd,
-            seed=self._seed_for(name),
+            seed=self._seed_cells(spec, name),
             label=f"kernel API ({name})",
             runtime_dir=self.runtime_dir,
             start_timeout=self.start_timeout,
@@ -223,19 +230,19 @@ class KernelRegistry:
         if kernel_id is not None and self.shared is not None and self.shared.read(kernel_id) is not None:
             return self.get(kernel_id)
         plain = not client_env and path is None and kernel_id is None  # a prewarmed kernel fits as it is
-        if plain and name == self.settings.default_kernel and self._warm:
+        if plain and name == self.kernel_name(self.settings.default_kernel) and self._warm:
             entry = self._register(self._warm.popleft(), name)
             self._tasks.spawn(self._warm_one)
             return entry
+        timeout, why = self._launch_timeout(client_env)  # a 400 before anything is reserved
         kernel_id = kernel_id or str(uuid.uuid4())
-        self._reserve(kernel_id)
         cwd = client_env.get("KERNEL_WORKING_DIR")
         if cwd is not None and not Path(cwd).is_dir():
             cwd = None
         if cwd is None and path:
             cwd = self._directory_for(path)
         kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
-        timeout, why = self._launch_timeout(client_env)
+        self._reserve(kernel_id)  # from here on, every way out releases the slot
         try:
             with gevent.Timeout(timeout, LaunchTimeout(f"the kernel did not start within {timeout:g}s ({why})")):
                 kernel.start()  # on any failure, timeout or the client leaving included, it kills what it started
@@ -331,14 +338,15 @@ class KernelRegistry:
         if not Path(f"/proc/{pid}").exists():
             self.shared.remove(kernel_id)  # its worker died and the master reaped it
             return None
+        spec = self.spec(name)
         kernel = Kernel.attach(
-            self.spec(name),
+            spec,
             connection,
             pid,
             kernel_id=kernel_id,
             label=f"kernel API ({name})",
             runtime_dir=self.runtime_dir,
-            seed=self._seed_for(name),
+            seed=self._seed_cells(spec, name),
             start_timeout=self.start_timeout,
             env={**self._base_env(), "KERNEL_GATEWAY": "1"},
         )

@@ -33,6 +33,7 @@ _EXPORTS = {
     "PoolUnavailable": "pool",
     "QueueFull": "pool",
     "QueueTimeout": "pool",
+    "output_prelude": "prelude",
     "reap_runtime_dir": "reaper",
     "KernelSpecNotFound": "specs",
     "ResolvedSpec": "specs",

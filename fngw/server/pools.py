@@ -10,13 +10,12 @@ from pathlib import Path
 
 import gevent.pool
 
-from fngw.endpoints.languages import output_guard
-from fngw.kernels import Kernel, KernelPool, SeedCell, kernel_environment, resolve_kernelspec
+from fngw.kernels import Kernel, KernelPool, SeedCell, kernel_environment, output_prelude, resolve_kernelspec
 from fngw.routing import PoolSpec, RoutePlan
 
 log = logging.getLogger("fngw.server")
 
-GUARD_CELL = -1  # the index a failing output guard is reported with (no notebook cell has it)
+PRELUDE_CELL = -1  # the index a failing output prelude is reported with (no notebook cell has it)
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,9 @@ class GatewayPools:
         env = kernel_environment(base, spec.env, self.options.secrets)
         kernelspec = resolve_kernelspec(spec.kernel)
         seed = [SeedCell(i, src) for i, src in zip(spec.seed_cell_indices, spec.seed_cells, strict=True)]
-        guard = output_guard(kernelspec.language)
-        if guard is not None:  # before the notebook's own cells, whose threads it must already see
-            seed.insert(0, SeedCell(GUARD_CELL, guard))
+        prelude = output_prelude(kernelspec.language, isolate=True)
+        if prelude is not None:  # before the notebook's own cells, whose threads it must already see
+            seed.insert(0, SeedCell(PRELUDE_CELL, prelude))
         label = f"notebook {spec.notebook!r}"
         runtime_dir = self.options.runtime_dir
         start_timeout = self.options.start_timeout

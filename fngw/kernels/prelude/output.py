@@ -1,8 +1,14 @@
-"""Run in every pool kernel (Python/IPython) before its seed cells: only what the running request's
-cell produces reaches iopub; everything else the kernel emits is dropped at the source.
+"""Run in the Python kernels fngw starts, before their seed cells: ``_fngw_output(isolate=...)``.
 
-ipykernel tags output with the parent header of the request being executed *now*, whatever
-produced it (ipykernel 6), or with it for every thread the cell did not start through asyncio
+**Chunking (every kernel).** ipykernel sends what a cell printed every 0.2 s as one message, so a
+loop printing 300 MiB, or one ``print`` of a large string, becomes a single message of hundreds of
+megabytes, which the gateway must hold whole (several times, decoded and re-encoded) before it can
+drop it or hand it on. Here every write is cut into pieces of at most ``chunk`` characters and the
+stream is flushed whenever that much is buffered: no stream message is larger than about
+``chunk``, and the gateway's memory stays bounded by what it chooses to keep.
+
+**Isolation (pool kernels, ``isolate=True``).** ipykernel tags output with the parent header of the
+request being executed *now*, whatever produced it (ipykernel 6), or does so for every thread
 (ipykernel 7: threads do not inherit context variables). A thread started by one request that
 prints a second later therefore lands in another client's response. The rule enforced here:
 
@@ -14,11 +20,12 @@ prints a second later therefore lands in another client's response. The rule enf
 
 The streams' classes are swapped for subclasses (ipykernel checks ``isinstance``) whose ``write``
 is a property: IPython 9 replaces ``stream.write`` around every cell and restores it after, and
-whatever it sets is wrapped again. The guard keeps no state between cells besides its window.
+whatever it sets is wrapped again. Nothing is kept between cells besides the window.
 """
 
 
-def _fngw_install_output_guard() -> None:
+def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
+    """``chunk``: characters, the largest piece of stream output sent as one message."""
     import asyncio
     import fcntl
     import os
@@ -42,6 +49,8 @@ def _fngw_install_output_guard() -> None:
             return None
 
     def ours() -> bool:
+        if not isolate:
+            return True
         thread = window["thread"]
         if thread is None:
             return False
@@ -63,9 +72,26 @@ def _fngw_install_output_guard() -> None:
     def swallowed(text="", *_):
         return len(text)
 
-    def guarded_stream_class(base):
+    def chunked(stream, write):
+        def chunks(text, *args, **kwargs):
+            if not isinstance(text, str) or len(text) <= chunk and stream.__dict__.get("_fngw_buffered", 0) < chunk:
+                if isinstance(text, str):
+                    stream.__dict__["_fngw_buffered"] = stream.__dict__.get("_fngw_buffered", 0) + len(text)
+                return write(text, *args, **kwargs)
+            for start in range(0, len(text), chunk):
+                write(text[start : start + chunk], *args, **kwargs)
+                stream.flush()
+            stream.__dict__["_fngw_buffered"] = 0
+            if not text:
+                stream.flush()
+            return len(text)
+
+        return chunks
+
+    def stream_class(base):
         def get(self):
-            return guard(self.__dict__.get("_fngw_write") or base.write.__get__(self), swallowed)
+            inner = self.__dict__.get("_fngw_write") or base.write.__get__(self)
+            return guard(chunked(self, getattr(inner, "_fngw_inner", inner)), swallowed)
 
         def put(self, value):
             self.__dict__["_fngw_write"] = getattr(value, "_fngw_inner", value)
@@ -73,12 +99,18 @@ def _fngw_install_output_guard() -> None:
         def delete(self):
             self.__dict__.pop("_fngw_write", None)
 
-        namespace = {"write": property(get, put, delete), "__module__": base.__module__}
+        def flush(self):
+            self.__dict__["_fngw_buffered"] = 0
+            return base.flush(self)
+
+        namespace = {"write": property(get, put, delete), "flush": flush, "__module__": base.__module__}
         return type(base.__name__, (base,), namespace)
 
     for stream in (sys.stdout, sys.stderr):
         stream.__dict__.pop("write", None)
-        stream.__class__ = guarded_stream_class(type(stream))
+        stream.__class__ = stream_class(type(stream))
+    if not isolate:
+        return
     shell.display_pub.publish = guard(shell.display_pub.publish)
     shell.display_pub.clear_output = guard(shell.display_pub.clear_output)
 
@@ -158,7 +190,3 @@ def _fngw_install_output_guard() -> None:
 
     shell.events.register("pre_run_cell", opened)
     shell.events.register("post_run_cell", closed)
-
-
-_fngw_install_output_guard()
-del _fngw_install_output_guard

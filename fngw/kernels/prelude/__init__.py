@@ -1,0 +1,28 @@
+"""Code that fngw runs *inside* the kernels it starts, before their seed cells.
+
+Kept as real source files, linted like the rest; the gateway reads them as text and never imports
+them (they import IPython, which exists only in the kernel's environment).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+# By the kernelspec's language: which prelude bounds and isolates its output.
+_OUTPUT_PRELUDES = {"python": "output.py", "ipython": "output.py", "python3": "output.py"}
+
+
+def source(name: str) -> str:
+    """The text of ``name`` (a file of this folder)."""
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def output_prelude(language: str, *, isolate: bool) -> str | None:
+    """Code for ``language``'s kernels that cuts stream output into messages of at most 1 MiB and,
+    with ``isolate`` (pool kernels), keeps only what the running cell itself produced; see
+    ``output.py``. None where fngw has no prelude for the language: output is then attributed by
+    the kernel's ``parent_header`` alone, in messages as large as the kernel makes them."""
+    name = _OUTPUT_PRELUDES.get(language.lower())
+    if name is None:
+        return None
+    return f"{source(name)}\n_fngw_output(isolate={isolate!r})\ndel _fngw_output\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 import uuid
 from collections import deque
@@ -40,6 +41,7 @@ from .shared import SharedKernels
 log = logging.getLogger("fngw.kernel_api")
 
 MAX_ENV_VALUE = 32 * 1024
+KERNEL_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 RESTART_LIMIT = 5  # automatic restarts of a dying kernel before it is declared dead
 
 
@@ -225,6 +227,11 @@ class KernelRegistry:
     ) -> ApiKernel:
         name = self.kernel_name(name or self.settings.default_kernel)  # 404 before anything else
         client_env = self._client_env(env)
+        if kernel_id is not None and not KERNEL_ID.fullmatch(kernel_id):
+            # It names a file in the instance's shared folder: no separators, no dot files.
+            raise Invalid("kernel_id must be 1-128 letters, digits, '-', '_' or '.', not starting with '.'")
+        if path is not None and "\0" in path:
+            raise Invalid("path must not contain NUL")
         if kernel_id is not None and kernel_id in self.kernels:
             return self.kernels[kernel_id]
         if kernel_id is not None and self.shared is not None and self.shared.read(kernel_id) is not None:

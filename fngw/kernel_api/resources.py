@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import falcon
@@ -37,6 +38,24 @@ def translate(error: KernelApiError) -> GatewayError:
             extra = {"ename": error.cause.ename, "evalue": error.cause.evalue}
         return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error), **extra)
     return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error))
+
+
+T = TypeVar("T")
+
+
+def while_client_waits(req: falcon.Request, start: Callable[[], T]) -> T:
+    """``start()`` (which starts a kernel), abandoned if the client hangs up meanwhile: the start
+    is interrupted and what it launched is killed, so no kernel is left that nobody holds. The
+    client gets (if it still listens) a 499."""
+    try:
+        with abandon_if_client_leaves(req):
+            return start()
+    except ClientGone:
+        raise GatewayError(
+            "499 Client Closed Request",
+            "Client Closed Request",
+            "the client closed the connection while its kernel started; the kernel was stopped",
+        ) from None
 
 
 MAX_JSON_BODY = 1024 * 1024  # kernel API requests are small; a chunked body must not be read unbounded
@@ -160,20 +179,14 @@ class Kernels(RegistryResource):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise GatewayError(falcon.HTTP_400, "Bad Request", f"{key} must be a string")
         try:
-            # A client that hangs up while its kernel starts gets no kernel: the start is abandoned
-            # and what it launched is killed, so no kernel is left that nobody holds.
-            with abandon_if_client_leaves(req):
-                entry = self.registry.start_kernel(
+            entry = while_client_waits(
+                req,
+                lambda: self.registry.start_kernel(
                     body.get("name"), body.get("env"), body.get("path"), body.get("kernel_id")
-                )
+                ),
+            )
         except KernelApiError as exc:
             raise translate(exc) from None
-        except ClientGone:
-            raise GatewayError(
-                "499 Client Closed Request",
-                "Client Closed Request",
-                "the client closed the connection while its kernel started; the kernel was stopped",
-            ) from None
         resp.status = falcon.HTTP_201
         resp.location = f"{self.base_url}/api/kernels/{entry.id}"
         resp.media = entry.model()
@@ -233,8 +246,9 @@ class Sessions(ApiResource):
         self.process(req)
         if session_id is not None:
             raise falcon.HTTPMethodNotAllowed(["GET", "PATCH", "DELETE"])
+        body = json_body(req)
         try:
-            model = self.store.create(json_body(req))
+            model = while_client_waits(req, lambda: self.store.create(body))
         except KernelApiError as exc:
             raise translate(exc) from None
         resp.status = falcon.HTTP_201

@@ -24,7 +24,11 @@ def free_port() -> int:
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FNGW_") and k != "PORT"}
+    # PYTEST_CURRENT_TEST would reach the kernels, and ipykernel does not capture file-descriptor
+    # output (subprocesses) when it sees it: kernels under test must behave as in production.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FNGW_") and k not in ("PORT", "PYTEST_CURRENT_TEST")
+    }
     env.update(extra)
     return env
 

@@ -39,7 +39,9 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "events") or not hasattr(shell, "display_pub"):
         return  # not IPython: nothing to hook into (docs/notebooks.md says what then holds)
-    window: dict = {"thread": None, "task": None, "fd": False}
+    window: dict = {"thread": None, "task": None, "fd": None, "earlier": set(), "cpu": None}
+    MARK = "\x00fngw-drain\x00"  # written behind a cell's descriptor output, see drain()
+    drained: dict = {}  # id(stream) -> threading.Event, set when its reader hands MARK on
     watchers = {getattr(s, "watch_fd_thread", None) for s in (sys.stdout, sys.stderr)} - {None}
 
     def current_task():
@@ -56,11 +58,18 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
             return False
         if threading.get_ident() == thread:
             return current_task() is window["task"]
-        return window["fd"] and threading.current_thread() in watchers
+        if threading.current_thread() not in watchers:
+            return False
+        if window["fd"] is None:  # decided at the cell's first descriptor output, not for every cell
+            window["fd"] = bool(outputs) and not any(holds_outputs(pid) for pid in window["earlier"])
+        return window["fd"]
+
+    def unwrap(method):
+        while getattr(method, "_fngw_inner", None) is not None:
+            method = method._fngw_inner
+        return method
 
     def guard(method, dropped=None):
-        method = getattr(method, "_fngw_inner", method)
-
         def guarded(*args, **kwargs):
             if ours():
                 return method(*args, **kwargs)
@@ -72,29 +81,53 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     def swallowed(text="", *_):
         return len(text)
 
+    def marked(stream, write):
+        """Notices the drain marker (see ``drain``) as ipykernel's descriptor reader hands it on."""
+
+        def noticing(text="", *args, **kwargs):
+            if isinstance(text, str) and MARK in text and id(stream) in drained:
+                drained[id(stream)].set()
+                rest = text.replace(MARK, "")
+                if rest:
+                    write(rest, *args, **kwargs)
+                return len(text)
+            return write(text, *args, **kwargs)
+
+        noticing._fngw_inner = write
+        return noticing
+
     def chunked(stream, write):
         def chunks(text, *args, **kwargs):
-            if not isinstance(text, str) or len(text) <= chunk and stream.__dict__.get("_fngw_buffered", 0) < chunk:
+            buffered = stream.__dict__.get("_fngw_buffered", 0)
+            if not isinstance(text, str) or (len(text) <= chunk and buffered < chunk):
                 if isinstance(text, str):
-                    stream.__dict__["_fngw_buffered"] = stream.__dict__.get("_fngw_buffered", 0) + len(text)
+                    stream.__dict__["_fngw_buffered"] = buffered + len(text)
                 return write(text, *args, **kwargs)
             for start in range(0, len(text), chunk):
                 write(text[start : start + chunk], *args, **kwargs)
                 stream.flush()
-            stream.__dict__["_fngw_buffered"] = 0
             if not text:
                 stream.flush()
             return len(text)
 
+        chunks._fngw_inner = write
         return chunks
 
     def stream_class(base):
+        # Whatever is set as ``write`` (IPython 9 sets its history tee around each cell, and puts
+        # back what it found after) is stored; one of our own wrappers set back means "nothing set",
+        # so the wrappers never nest deeper than one tee.
         def get(self):
-            inner = self.__dict__.get("_fngw_write") or base.write.__get__(self)
-            return guard(chunked(self, getattr(inner, "_fngw_inner", inner)), swallowed)
+            outer = self.__dict__.get("_fngw_write")
+            if outer is not None:  # it calls what it found, which is the guarded, chunked write
+                return marked(self, guard(outer, swallowed))
+            return marked(self, guard(chunked(self, base.write.__get__(self)), swallowed))
 
         def put(self, value):
-            self.__dict__["_fngw_write"] = getattr(value, "_fngw_inner", value)
+            if getattr(unwrap(value), "__func__", None) is base.write:
+                self.__dict__.pop("_fngw_write", None)
+            else:
+                self.__dict__["_fngw_write"] = value
 
         def delete(self):
             self.__dict__.pop("_fngw_write", None)
@@ -122,52 +155,82 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
 
     outputs = {pipe(1), pipe(2)} - {None}
 
-    def children(pid) -> list[str]:
+    def read(path: str) -> bytes:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+
+    def children(pid) -> list[bytes]:
         found = []
         try:
             for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    found += f.read().split()
+                found += read(f"/proc/{pid}/task/{task}/children").split()
         except OSError:
             pass
         return found
 
-    def holds_outputs(pid: str) -> bool:
+    def holds_outputs(pid: bytes) -> bool:
+        name = pid.decode()
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
-                    return False
-            return any(os.readlink(f"/proc/{pid}/fd/{fd}") in outputs for fd in (1, 2))
+            if read(f"/proc/{name}/stat").rsplit(b")", 1)[1].split()[0] in b"ZX":
+                return False
+            return any(os.readlink(f"/proc/{name}/fd/{fd}") in outputs for fd in (1, 2))
         except OSError:
             return False
 
-    def earlier_writers() -> bool:
-        pending = children("self")
-        seen = set()
+    def descendants() -> set[bytes]:
+        """The processes this kernel started that still exist, and theirs, from /proc."""
+        try:  # no child at all (the usual case) is known without reading /proc
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return set()
+        pending, seen = children("self"), set()
         while pending:
             pid = pending.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            if holds_outputs(pid):
-                return True
-            pending += children(pid)
-        return False
+            if pid not in seen:
+                seen.add(pid)
+                pending += children(pid.decode())
+        return seen
+
+    # ipykernel reads the descriptors in a thread of its own: what a subprocess wrote just before
+    # the cell ended may still be in the pipe, or read and not yet handed on, when the window
+    # closes. Writing a marker behind it and waiting until the reader hands the marker on proves
+    # everything before it was handed on. Only cells during which a reader ran pay for it: each
+    # reader's CPU clock shows whether it woke up.
+    pipes = [(s, s.__dict__.get("_original_stdstream_fd")) for s in (sys.stdout, sys.stderr)]
+    pipes = [(s, fd) for s, fd in pipes if fd is not None and getattr(s, "_fid", None) is not None]
+    drained.update({id(s): threading.Event() for s, _ in pipes})
+    clocks = []
+    for thread in watchers:
+        try:
+            clocks.append(time.pthread_getcpuclockid(thread.ident))
+        except (AttributeError, OSError, TypeError):
+            clocks = None  # cannot tell: drain after every cell
+            break
+
+    def readers_cpu():
+        return None if clocks is None else [time.clock_gettime_ns(c) for c in clocks]
+
+    def pending(stream) -> int:
+        try:
+            return int.from_bytes(fcntl.ioctl(stream._fid, termios.FIONREAD, bytes(4)), sys.byteorder)
+        except OSError:
+            return 0
 
     def drain() -> None:
-        """Let ipykernel's reader take what the cell's subprocesses wrote before the window closes."""
-        for stream in (sys.stdout, sys.stderr):
-            fid = getattr(stream, "_fid", None)
-            deadline = time.monotonic() + 0.05
-            while fid is not None and time.monotonic() < deadline:
-                try:
-                    waiting = int.from_bytes(fcntl.ioctl(fid, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
-                except OSError:
-                    break
-                if not waiting:
-                    break
-                time.sleep(0.001)
-        time.sleep(0)  # the reader thread writes what it read
+        """Until ipykernel's readers have handed on all the cell's descriptor output (50 ms at most)."""
+        if not pipes or (
+            window["cpu"] is not None and readers_cpu() == window["cpu"] and not any(pending(s) for s, _ in pipes)
+        ):
+            return  # no reader woke up during the cell, and nothing waits in the pipes
+        for stream, fd in pipes:
+            drained[id(stream)].clear()
+            os.write(fd, MARK.encode())
+        deadline = time.monotonic() + 0.05
+        for stream, _ in pipes:
+            drained[id(stream)].wait(max(0.0, deadline - time.monotonic()))
 
     def forget_outputs() -> None:
         # IPython 9 keeps what every cell printed for its history, under the execution count, which
@@ -178,12 +241,14 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
 
     def opened(*_):
         forget_outputs()
-        window["fd"] = bool(outputs) and not earlier_writers()
+        window["cpu"] = readers_cpu()
+        window["fd"] = None  # nobody wrote to the descriptors yet
+        window["earlier"] = descendants()  # processes of earlier cells
         window["task"] = current_task()
         window["thread"] = threading.get_ident()
 
     def closed(*_):
-        if window["fd"]:
+        if window["fd"] is not False:  # unless descriptor output is dropped anyway
             drain()
         window["thread"] = None
         forget_outputs()

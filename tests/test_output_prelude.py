@@ -1,0 +1,57 @@
+"""The output prelude inside a real ipykernel: what a pool kernel keeps of its output, and that the
+prelude holds over many cells (IPython 9 re-wraps ``stream.write`` around every cell)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from fngw.kernels import Kernel, SeedCell, output_prelude
+
+# ipykernel does not capture file-descriptor output when it sees PYTEST_CURRENT_TEST.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory):
+    prelude = output_prelude("python", isolate=True)
+    kernel = Kernel("python3", seed=[SeedCell(-1, prelude)], runtime_dir=tmp_path_factory.mktemp("rt"), env=ENV)
+    kernel.start()
+    yield kernel
+    kernel.shutdown()
+
+
+def test_the_wrappers_do_not_pile_up_over_many_cells(isolated):
+    for _ in range(1500):  # about 3 wrapper frames a cell would pass the recursion limit
+        result = isolated.execute("print('x')", 30)
+        assert (result.status, result.stdout) == ("ok", "x\n")
+    assert isolated.execute("import sys; print(len(get_ipython().history_manager.outputs))", 30).stdout == "0\n"
+
+
+def test_descriptor_output_of_the_cell_is_kept_and_that_of_a_leftover_process_is_not(isolated):
+    assert isolated.execute("import os; _ = os.system('echo from the shell')", 30).stdout == "from the shell\n"
+    started = isolated.execute("import subprocess; p = subprocess.Popen('sleep 0.6; echo late', shell=True)", 30)
+    assert started.ok
+    during = isolated.execute("_ = os.system('echo ambiguous')\nprint('mine')", 30)
+    assert during.stdout == "mine\n"  # a process of an earlier cell holds stdout: nobody's output
+    isolated.execute("p.wait()", 30)
+    time.sleep(0.1)
+    assert isolated.execute("_ = os.system('echo clear again')", 30).stdout == "clear again\n"
+
+
+def test_threads_keep_their_output_in_kernels_that_do_not_isolate(tmp_path):
+    prelude = output_prelude("python", isolate=False)
+    kernel = Kernel("python3", seed=[SeedCell(-1, prelude)], runtime_dir=tmp_path, env=ENV)
+    kernel.start()
+    try:
+        code = "import threading\nt = threading.Thread(target=lambda: print('from a thread'))\nt.start(); t.join()"
+        assert kernel.execute(code, 30).stdout == "from a thread\n"
+        chunks = []
+        kernel.on_iopub(lambda k, m: chunks.append(len(m["content"]["text"])) if m["msg_type"] == "stream" else None)
+        result = kernel.execute("print('z' * (5 << 20))", 60)
+        assert len(result.stdout) == (5 << 20) + 1
+        assert max(chunks) <= (1 << 20) + 1  # a 5 MiB print arrives in messages of at most 1 MiB
+    finally:
+        kernel.shutdown()

@@ -249,13 +249,16 @@ def test_reconnecting_session_receives_what_it_missed(gw, kernel):
         ws.send(json.dumps(msg))
     time.sleep(1.0)  # the output is produced while no connection of the session is open
     with connect(ws_url(gw, kernel, "flaky")) as again:
-        kinds = []
-        while ("shell", "execute_reply") not in kinds:
+        kinds, idle = [], False
+        # Shell and iopub are separate streams: the reply may come before the output, so wait
+        # for both the reply and the idle status.
+        while ("shell", "execute_reply") not in kinds or not idle:
             reply = json.loads(again.recv(timeout=30))
             if reply["parent_header"].get("msg_id") == msg_id:
                 kinds.append((reply["channel"], reply["msg_type"]))
                 if reply["msg_type"] == "stream":
                     assert reply["content"]["text"] == "while you were away\n"
+                idle = idle or (reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle")
         assert ("iopub", "stream") in kinds
 
 

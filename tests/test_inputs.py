@@ -14,13 +14,13 @@ from conftest import write_notebook
 from fngw.endpoints.execution import Outcome
 from fngw.endpoints.request import form_part_limit, parse_body
 from fngw.endpoints.response import describe_failure, render, with_charset
+from fngw.http.errors import GatewayError
+from fngw.http.paths import RawPathRouting, decode_parameter, routing_path
 from fngw.kernel_api.channels import ReplayBuffer, WebSocket
 from fngw.kernel_api.registry import Invalid, KernelRegistry
 from fngw.kernels import ExecutionResult, match_kernelspec, output_prelude
 from fngw.manifest import KernelApiSettings, load_manifest
 from fngw.server import create_app
-from fngw.server.errors import GatewayError
-from fngw.server.rawpath import RawPathRouting, decode_parameter, routing_path
 
 # --- charsets -------------------------------------------------------------------------------------
 

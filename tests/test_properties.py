@@ -16,9 +16,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from fngw.endpoints.languages import request_assignment
 from fngw.endpoints.request import request_document
+from fngw.http.errors import GatewayError
 from fngw.manifest import load_manifest
 from fngw.notebook import parse_notebook
-from fngw.server.errors import GatewayError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

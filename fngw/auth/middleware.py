@@ -14,16 +14,9 @@ from collections.abc import Mapping
 
 import falcon
 
+from fngw.http.cors import is_preflight
+from fngw.http.errors import GatewayError
 from fngw.manifest import Access
-from fngw.server.errors import GatewayError
-
-
-def is_preflight(req: falcon.Request) -> bool:
-    return (
-        req.method == "OPTIONS"
-        and req.get_header("Origin") is not None
-        and (req.get_header("Access-Control-Request-Method") is not None)
-    )
 
 
 def presented_token(req: falcon.Request) -> str | None:

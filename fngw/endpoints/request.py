@@ -19,7 +19,8 @@ import falcon
 from falcon.media import MultipartFormHandler
 from falcon.media.multipart import MultipartParseOptions
 
-from fngw.server.errors import GatewayError
+from fngw.http.environ import RAW_HEADERS
+from fngw.http.errors import GatewayError
 
 DEFAULT_MAX_BODY = 10 * 1000**2
 MIN_FORM_PARTS = 1000
@@ -124,7 +125,7 @@ def header_dict(req: falcon.Request) -> dict[str, str | list[str]]:
     """Request headers with their usual capitalisation (``Content-Type``); a header sent several
     times is a list. Under fngw's gunicorn worker the header list is exact; elsewhere the WSGI
     server has already joined repeated headers with commas."""
-    raw = req.env.get("fngw.raw_headers")
+    raw = req.env.get(RAW_HEADERS)
     if raw is None:
         return {_capitalize(name): value for name, value in req.headers.items()}
     headers: dict[str, str | list[str]] = {}

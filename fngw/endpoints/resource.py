@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 import falcon
 
+from fngw.http.body import read_body
+from fngw.http.disconnect import ClientGone, abandon_if_client_leaves
+from fngw.http.errors import GatewayError
 from fngw.kernels import (
     ExecutionTimeout,
     KernelLost,
@@ -26,9 +29,6 @@ from fngw.kernels import (
 )
 from fngw.manifest import Access
 from fngw.routing import Route
-from fngw.server.disconnect import ClientGone, abandon_if_client_leaves
-from fngw.server.errors import GatewayError
-from fngw.server.limits import read_body
 
 from . import execution, response
 from .request import request_document

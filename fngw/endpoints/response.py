@@ -16,7 +16,7 @@ from typing import Any
 
 import falcon
 
-from fngw.server.errors import GatewayError
+from fngw.http.errors import GatewayError
 
 from .execution import Outcome
 

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs
 
 import falcon
 
+from fngw.http.errors import GatewayError, error_body
 from fngw.manifest import CorsSettings, KernelApiSettings, join_url
-from fngw.server.errors import GatewayError, error_body
 
 from . import resources
 from .channels import MAX_QUEUE, V1_PROTOCOL, ChannelHub, WebSocket

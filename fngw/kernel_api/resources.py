@@ -7,17 +7,17 @@ import mimetypes
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import falcon
 from jupyter_client.kernelspec import KernelSpecManager
 
 from fngw import __version__
+from fngw.http.body import body_stream
+from fngw.http.cors import origin_allowed, same_origin
+from fngw.http.disconnect import ClientGone, abandon_if_client_leaves
+from fngw.http.errors import GatewayError
 from fngw.kernels import KernelSeedError, match_kernelspec
 from fngw.manifest import Access, CorsSettings
-from fngw.server.disconnect import ClientGone, abandon_if_client_leaves
-from fngw.server.errors import GatewayError
-from fngw.server.limits import body_stream
 
 from .registry import Invalid, KernelApiError, KernelRegistry, LaunchTimeout, NotFound, ResourceLimit, StartFailed
 from .sessions import SessionStore
@@ -94,9 +94,7 @@ class ApiResource:
         origin = req.get_header("Origin")
         if origin is None:
             return
-        if urlsplit(origin).netloc == req.host or urlsplit(origin).netloc == req.get_header("Host"):
-            return
-        if self.cors is not None and (self.cors.allow_origin == ("*",) or origin in self.cors.allow_origin):
+        if same_origin(req, origin) or origin_allowed(origin, self.cors.allow_origin if self.cors else None):
             return
         raise GatewayError(falcon.HTTP_403, "Forbidden", f"cross-origin requests from {origin} are not allowed")
 

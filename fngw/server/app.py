@@ -9,18 +9,18 @@ import falcon
 
 from fngw.auth import read_token
 from fngw.auth.middleware import TokenAuth
+from fngw.http import errors
+from fngw.http.body import BodyLimit
+from fngw.http.paths import RawPathRouting
 from fngw.kernel_api import KernelApi, KernelRegistry
 from fngw.manifest import Manifest, join_url
 from fngw.routing import GATEWAY_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
 
-from . import errors
 from .cors import Cors
 from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
-from .limits import BodyLimit
 from .pools import GatewayPools
-from .rawpath import RawPathRouting
 from .websocket import with_websockets
 
 

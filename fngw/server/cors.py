@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from fngw.auth.middleware import is_preflight
+from fngw.http.cors import is_preflight
 from fngw.manifest import CorsSettings
 
 

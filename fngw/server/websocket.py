@@ -11,9 +11,8 @@ from typing import Any
 
 import falcon
 
+from fngw.http.paths import decode_parameter, decoded_path, routing_path
 from fngw.kernel_api import KernelApi
-
-from .rawpath import decode_parameter, decoded_path, routing_path
 
 
 def _path(environ: dict[str, Any]) -> str:

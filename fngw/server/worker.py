@@ -1,8 +1,10 @@
-"""fngw's gunicorn worker: gunicorn's gevent worker, with two additions.
+"""fngw's gunicorn worker: gunicorn's gevent worker, with these additions.
 
 - WSGI joins repeated headers into one comma-separated value, but Kernel Gateway hands notebooks
   repeated headers as lists: this worker passes gunicorn's parsed header list to the application
-  as ``environ["fngw.raw_headers"]``.
+  under ``fngw.http.environ.RAW_HEADERS``; it also puts a hang-up watcher for the connection under
+  ``WATCH_DISCONNECT`` and raises body parse errors as ``UnreadableBody``, so that resources never
+  need gunicorn's own keys or errors.
 - A connection the application took over (a websocket, answered with gunicorn's
   ``ALREADY_HANDLED``) is closed when the application is done with it; gunicorn's keep-alive loop
   would otherwise wait for another request on it.
@@ -16,11 +18,45 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
+from typing import Any
 
 import gevent
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
+
+from fngw.http.body import UnreadableBody
+from fngw.http.environ import RAW_HEADERS, WATCH_DISCONNECT
+
+from .disconnect_watch import watch_disconnect
+
+
+class _TranslatedBody:
+    """gunicorn's request body stream, its parse errors (a malformed chunk) raised as
+    ``fngw.http.body.UnreadableBody``, which resources know without knowing gunicorn."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def read(self, size: int | None = None) -> bytes:
+        try:
+            return self._stream.read(size)
+        except ParseException as exc:
+            raise UnreadableBody(str(exc)) from None
+
+    def readline(self, size: int | None = None) -> bytes:
+        try:
+            return self._stream.readline(size)
+        except ParseException as exc:
+            raise UnreadableBody(str(exc)) from None
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class GeventWorker(_GeventWorker):
@@ -34,8 +70,12 @@ class GeventWorker(_GeventWorker):
         self._taken_over = taken_over
 
         def application(environ, start_response):
-            key = id(environ.get("gunicorn.socket"))
-            environ["fngw.raw_headers"] = by_socket.get(key)
+            sock = environ.get("gunicorn.socket")
+            key = id(sock)
+            environ[RAW_HEADERS] = by_socket.get(key)
+            if sock is not None:
+                environ[WATCH_DISCONNECT] = functools.partial(watch_disconnect, sock)
+            environ["wsgi.input"] = _TranslatedBody(environ["wsgi.input"])
             result = app(environ, start_response)
             if result is ALREADY_HANDLED:
                 taken_over.add(key)

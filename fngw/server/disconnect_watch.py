@@ -1,4 +1,8 @@
-"""Noticing a client that hangs up while its request waits (for a kernel, or for a kernel start)."""
+"""The server's side of ``fngw.http.disconnect``: watching a connection's socket for a hang-up.
+
+fngw's gunicorn worker puts ``functools.partial(watch_disconnect, sock)`` under
+``environ[WATCH_DISCONNECT]``; resources use it through ``abandon_if_client_leaves``.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,17 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import falcon
 import gevent
 import gevent.socket
 
-
-class ClientGone(Exception):
-    """The client closed its connection while its request waited for a kernel."""
+from fngw.http.disconnect import ClientGone
 
 
 @contextmanager
-def abandon_if_client_leaves(req: falcon.Request, on_leave: Callable[[], None] | None = None) -> Iterator[None]:
-    """While the body of the ``with`` runs, a client that closes its connection interrupts it with
-    ``ClientGone``: a request still queued for a kernel must not keep its place for nobody."""
-    sock = req.env.get("gunicorn.socket")
-    if sock is None:
-        yield
-        return
+def watch_disconnect(sock: socket.socket, on_leave: Callable[[], None] | None = None) -> Iterator[None]:
+    """While the body of the ``with`` runs, end of stream on ``sock`` (the client closed it) calls
+    ``on_leave`` and raises ``ClientGone`` in the waiting greenlet. A pipelined next request is data,
+    not a hang-up, and is left alone."""
     waiting = gevent.getcurrent()
 
     def watch() -> None:

@@ -13,11 +13,13 @@ from typing import Any
 
 import falcon
 
-log = logging.getLogger("fngw.server")
+log = logging.getLogger("fngw.http")
 
 
 class GatewayError(falcon.HTTPError):
-    """An HTTP error with extra JSON fields (``ename``, ``evalue``, ``retry_after`` ...)."""
+    """An HTTP error rendered as ``{"reason", "message", **extra}`` (extra: ``ename``, ``evalue``,
+    ``pool`` ...). ``status`` is a code (``503``) or a status line (``"499 Client Closed Request"``);
+    ``reason`` defaults to the status's own phrase, so the two cannot disagree."""
 
     def __init__(
         self,
@@ -30,8 +32,13 @@ class GatewayError(falcon.HTTPError):
         super().__init__(status, title=reason, description=message, headers=headers)
         self.extra = extra
 
+    @property
+    def message(self) -> str:
+        return self.description or ""
+
 
 def error_body(error: falcon.HTTPError) -> dict[str, Any]:
+    """The JSON body of ``error``: ``{"reason", "message"}`` plus a ``GatewayError``'s extras."""
     status_line = falcon.code_to_http_status(error.status)
     # falcon titles its own errors with the status line ("404 Not Found"); the reason is the phrase.
     reason = error.title if error.title and error.title != status_line else status_line.split(" ", 1)[1]
@@ -60,5 +67,6 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
 
 
 def install(app: falcon.App) -> None:
+    """Render every error of ``app`` as JSON and answer unexpected exceptions with a logged 500."""
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)

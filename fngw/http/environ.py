@@ -1,0 +1,12 @@
+"""WSGI environ keys that fngw's gunicorn worker fills and resources read.
+
+The server owns the socket; resources only ever see what it puts here, so no domain package needs
+to know gunicorn's own keys.
+"""
+
+from __future__ import annotations
+
+# list[tuple[str, str]]: the request's header lines in order, names as sent (WSGI joins repeats).
+RAW_HEADERS = "fngw.raw_headers"
+# Callable[[Callable[[], None]], ContextManager[None]]: see ``fngw.http.disconnect``.
+WATCH_DISCONNECT = "fngw.watch_disconnect"

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from fngw.kernels import ExecutionResult, Kernel, KernelPool
+from fngw.kernels import ExecutionError, ExecutionResult, Kernel, KernelPool
 from fngw.notebook import Endpoint
 
 from .languages import print_marker, request_assignment
@@ -43,7 +43,7 @@ class Outcome:
 
     cell: ExecutionResult
     response_info_stdout: str | None = None
-    response_info_error: Any = None  # ExecutionError of the ResponseInfo cell
+    response_info_error: ExecutionError | None = None  # the ResponseInfo cell's error
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
 

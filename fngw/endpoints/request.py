@@ -20,7 +20,8 @@ from falcon.media import MultipartFormHandler
 from falcon.media.multipart import MultipartParseOptions
 
 from fngw.http.environ import RAW_HEADERS
-from fngw.http.errors import GatewayError
+
+from .errors import RequestInvalid, RequestTooLarge
 
 DEFAULT_MAX_BODY = 10 * 1000**2
 MIN_FORM_PARTS = 1000
@@ -28,8 +29,8 @@ BYTES_PER_FORM_PART = 1024  # the part-count limit grows with max_body: one part
 MAX_PART_HEADERS = 8192  # bytes of headers one form part may carry (falcon's default)
 
 
-def bad_request(message: str) -> GatewayError:
-    return GatewayError(falcon.HTTP_400, "Bad Request", message)
+def bad_request(message: str) -> RequestInvalid:
+    return RequestInvalid(message)
 
 
 def _text(data: bytes, what: str) -> str:
@@ -58,7 +59,8 @@ def parse_body(req: falcon.Request, data: bytes, max_body: int = DEFAULT_MAX_BOD
     """The ``body`` of ``REQUEST``, parsed by Content-Type: JSON, a urlencoded form (name -> list of
     strings), a multipart form (name -> list of strings or ``{filename, content_type, data}`` with
     base64 ``data``), else UTF-8 text. ``max_body`` (bytes) sets the multipart limits. Raises
-    ``GatewayError`` 400 for a body that does not parse, 413 for a form over its part limits."""
+    ``RequestInvalid`` for a body that does not parse, ``RequestTooLarge`` for a form over its part
+    limits."""
     if not data:
         return ""
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
@@ -92,17 +94,15 @@ def _multipart(req: falcon.Request, data: bytes, max_body: int) -> dict[str, lis
             else:
                 value = _text(content, f"form field {part.name!r}")
             fields.setdefault(part.name or "", []).append(value)
-    except GatewayError:
+    except RequestInvalid:
         raise
     except Exception as exc:  # falcon's MultipartParseError and friends
         description = str(getattr(exc, "description", None) or "")
         if "number of form body parts" in description:
             limit = form_part_limit(max_body)
-            raise GatewayError(
-                falcon.HTTP_413,
-                "Content Too Large",
+            raise RequestTooLarge(
                 f"the form has more than {limit} parts, the limit for server.max_body {max_body} "
-                f"(one part per {BYTES_PER_FORM_PART} bytes, at least {MIN_FORM_PARTS})",
+                f"(one part per {BYTES_PER_FORM_PART} bytes, at least {MIN_FORM_PARTS})"
             ) from None
         if "body part headers" in description:
             raise bad_request(f"a form part's headers are incomplete or larger than {MAX_PART_HEADERS} bytes") from None

@@ -15,18 +15,8 @@ from collections.abc import Callable
 import falcon
 
 from fngw.http.body import read_body
-from fngw.http.disconnect import ClientGone, abandon_if_client_leaves
-from fngw.http.errors import GatewayError
-from fngw.kernels import (
-    ExecutionTimeout,
-    KernelLost,
-    KernelPool,
-    OutputLimitExceeded,
-    PoolClosed,
-    PoolUnavailable,
-    QueueFull,
-    QueueTimeout,
-)
+from fngw.http.disconnect import abandon_if_client_leaves
+from fngw.kernels import KernelPool
 from fngw.manifest import Access
 from fngw.routing import Route
 
@@ -68,23 +58,11 @@ class EndpointHandler:
         ctx = req.context
         ctx.pool = self.pool.name
         waited = time.perf_counter()
+        # Errors on the way (a full queue, a timeout, a dead kernel, a client that hung up) are
+        # domain errors that fngw.server.error_map turns into their HTTP answers.
         try:
             with abandon_if_client_leaves(req, self._client_left):
                 kernel = self.pool.acquire(self.settings.pool.queue_timeout)
-        except (QueueFull, QueueTimeout) as exc:
-            raise GatewayError(
-                falcon.HTTP_503, "Service Unavailable", str(exc), headers={"Retry-After": "1"}, pool=self.pool.name
-            ) from None
-        except (PoolUnavailable, PoolClosed) as exc:
-            raise GatewayError(
-                falcon.HTTP_503, "Service Unavailable", str(exc), headers={"Retry-After": "5"}, pool=self.pool.name
-            ) from None
-        except ClientGone:
-            raise GatewayError(
-                "499 Client Closed Request",
-                "Client Closed Request",
-                "the client closed the connection while the request waited for a kernel",
-            ) from None
         finally:
             ctx.pool_wait = time.perf_counter() - waited
             if self.observe_pool_wait is not None:
@@ -95,24 +73,6 @@ class EndpointHandler:
             outcome = execution.run(
                 self.plan, self.pool, kernel, request_json, self.settings.timeout, self.max_response
             )
-        except OutputLimitExceeded as exc:
-            raise GatewayError(
-                falcon.HTTP_502,
-                "Bad Gateway",
-                f"the cell's output passed server.max_response ({exc.limit} bytes); its kernel is being interrupted",
-            ) from None
-        except ExecutionTimeout:
-            raise GatewayError(
-                falcon.HTTP_504,
-                "Gateway Timeout",
-                f"the cell did not finish within {self.settings.timeout:g}s; its kernel is being interrupted",
-            ) from None
-        except KernelLost as exc:
-            raise GatewayError(
-                falcon.HTTP_502,
-                "Bad Gateway",
-                f"the kernel stopped while running the request ({exc}); it is being replaced",
-            ) from None
         finally:
             ctx.kernel_seconds = time.perf_counter() - started
             self.pool.release(kernel)

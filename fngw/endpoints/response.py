@@ -16,8 +16,9 @@ from typing import Any
 
 import falcon
 
-from fngw.http.errors import GatewayError
+from fngw.kernels import ExecutionError
 
+from .errors import CellFailed, ResponseInfoInvalid
 from .execution import Outcome
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -62,15 +63,13 @@ def describe_failure(ename: str, evalue: str, what: str = "the cell") -> str:
     return f"{what} raised {ename}: {evalue}" if evalue else f"{what} raised {ename}"
 
 
-def cell_error(outcome_error: Any, *, tracebacks: bool, what: str = "the cell") -> GatewayError:
-    extra: dict[str, Any] = {"ename": outcome_error.ename, "evalue": outcome_error.evalue}
-    if tracebacks:
-        extra["traceback"] = [_strip_ansi(line) for line in outcome_error.traceback]
-    return GatewayError(
-        falcon.HTTP_500,
-        "Internal Server Error",
+def cell_error(outcome_error: ExecutionError, *, tracebacks: bool, what: str = "the cell") -> CellFailed:
+    """``CellFailed`` for a cell's error; with ``tracebacks``, its traceback without colours."""
+    return CellFailed(
         describe_failure(outcome_error.ename, outcome_error.evalue, what),
-        **extra,
+        outcome_error.ename,
+        outcome_error.evalue,
+        [_strip_ansi(line) for line in outcome_error.traceback] if tracebacks else None,
     )
 
 
@@ -79,44 +78,29 @@ def _strip_ansi(text: str) -> str:
 
 
 def parse_response_info(stdout: str) -> tuple[int | None, list[tuple[str, str]]]:
-    """Status and headers from the JSON a ResponseInfo cell printed."""
+    """Status and headers from the JSON a ResponseInfo cell printed: ``(status or None, [(name,
+    value), ...])``. Raises ``ResponseInfoInvalid`` naming what is wrong."""
     try:
         info = json.loads(stdout)
     except ValueError:
-        raise GatewayError(
-            falcon.HTTP_500,
-            "Internal Server Error",
-            f"the ResponseInfo cell must print JSON; it printed {stdout[:200]!r}",
-        ) from None
+        raise ResponseInfoInvalid(f"the ResponseInfo cell must print JSON; it printed {stdout[:200]!r}") from None
     if not isinstance(info, dict):
-        raise GatewayError(
-            falcon.HTTP_500,
-            "Internal Server Error",
-            "the ResponseInfo cell must print a JSON object with 'status' and 'headers'",
-        )
+        raise ResponseInfoInvalid("the ResponseInfo cell must print a JSON object with 'status' and 'headers'")
     status = info.get("status")
     if status is not None and (not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599):
-        raise GatewayError(
-            falcon.HTTP_500,
-            "Internal Server Error",
-            f"ResponseInfo status must be an integer from 100 to 599, not {status!r}",
-        )
+        raise ResponseInfoInvalid(f"ResponseInfo status must be an integer from 100 to 599, not {status!r}")
     headers: list[tuple[str, str]] = []
     raw_headers = info.get("headers") or {}
     if not isinstance(raw_headers, dict):
-        raise GatewayError(falcon.HTTP_500, "Internal Server Error", "ResponseInfo headers must be a JSON object")
+        raise ResponseInfoInvalid("ResponseInfo headers must be a JSON object")
     for name, value in raw_headers.items():
         values = value if isinstance(value, list) else [value]
         if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
-            raise GatewayError(
-                falcon.HTTP_500, "Internal Server Error", f"ResponseInfo header name {name!r} is not allowed"
-            )
+            raise ResponseInfoInvalid(f"ResponseInfo header name {name!r} is not allowed")
         for item in values:
             text = str(item) if not isinstance(item, str) else item
             if any(c in text for c in "\r\n\0"):
-                raise GatewayError(
-                    falcon.HTTP_500, "Internal Server Error", f"ResponseInfo header {name!r} contains a line break"
-                )
+                raise ResponseInfoInvalid(f"ResponseInfo header {name!r} contains a line break")
             headers.append((name, text))
     return status, headers
 

@@ -14,31 +14,13 @@ from jupyter_client.kernelspec import KernelSpecManager
 from fngw import __version__
 from fngw.http.body import body_stream
 from fngw.http.cors import origin_allowed, same_origin
-from fngw.http.disconnect import ClientGone, abandon_if_client_leaves
+from fngw.http.disconnect import abandon_if_client_leaves
 from fngw.http.errors import GatewayError
-from fngw.kernels import KernelSeedError, match_kernelspec
+from fngw.kernels import match_kernelspec
 from fngw.manifest import Access, CorsSettings
 
-from .registry import Invalid, KernelApiError, KernelRegistry, LaunchTimeout, NotFound, ResourceLimit, StartFailed
+from .registry import KernelRegistry
 from .sessions import SessionStore
-
-
-def translate(error: KernelApiError) -> GatewayError:
-    if isinstance(error, NotFound):
-        return GatewayError(falcon.HTTP_404, "Not Found", str(error))
-    if isinstance(error, Invalid):
-        return GatewayError(falcon.HTTP_400, "Bad Request", str(error))
-    if isinstance(error, ResourceLimit):
-        return GatewayError(falcon.HTTP_403, "Forbidden", "Resource Limit")
-    if isinstance(error, LaunchTimeout):
-        return GatewayError(falcon.HTTP_504, "Gateway Timeout", str(error))
-    if isinstance(error, StartFailed):
-        extra = {}
-        if isinstance(error.cause, KernelSeedError):
-            extra = {"ename": error.cause.ename, "evalue": error.cause.evalue}
-        return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error), **extra)
-    return GatewayError(falcon.HTTP_500, "Internal Server Error", str(error))
-
 
 T = TypeVar("T")
 
@@ -46,16 +28,9 @@ T = TypeVar("T")
 def while_client_waits(req: falcon.Request, start: Callable[[], T]) -> T:
     """``start()`` (which starts a kernel), abandoned if the client hangs up meanwhile: the start
     is interrupted and what it launched is killed, so no kernel is left that nobody holds. The
-    client gets (if it still listens) a 499."""
-    try:
-        with abandon_if_client_leaves(req):
-            return start()
-    except ClientGone:
-        raise GatewayError(
-            "499 Client Closed Request",
-            "Client Closed Request",
-            "the client closed the connection while its kernel started; the kernel was stopped",
-        ) from None
+    client gets (if it still listens) a 499 (``ClientGone``, see fngw.server.error_map)."""
+    with abandon_if_client_leaves(req):
+        return start()
 
 
 MAX_JSON_BODY = 1024 * 1024  # kernel API requests are small; a chunked body must not be read unbounded
@@ -176,15 +151,12 @@ class Kernels(RegistryResource):
         for key in ("name", "path", "kernel_id"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise GatewayError(falcon.HTTP_400, "Bad Request", f"{key} must be a string")
-        try:
-            entry = while_client_waits(
-                req,
-                lambda: self.registry.start_kernel(
-                    body.get("name"), body.get("env"), body.get("path"), body.get("kernel_id")
-                ),
-            )
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        entry = while_client_waits(
+            req,
+            lambda: self.registry.start_kernel(
+                body.get("name"), body.get("env"), body.get("path"), body.get("kernel_id")
+            ),
+        )
         resp.status = falcon.HTTP_201
         resp.location = f"{self.base_url}/api/kernels/{entry.id}"
         resp.media = entry.model()
@@ -193,33 +165,24 @@ class Kernels(RegistryResource):
 class Kernel(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
         self.process(req)
-        try:
-            resp.media = self.registry.get(kernel_id).model()
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        resp.media = self.registry.get(kernel_id).model()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
         self.process(req)
-        try:
-            self.registry.delete(kernel_id)
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        self.registry.delete(kernel_id)
         resp.status = falcon.HTTP_204
 
 
 class KernelAction(RegistryResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, kernel_id: str, action: str) -> None:
         self.process(req)
-        try:
-            if action == "interrupt":
-                self.registry.interrupt(kernel_id)
-                resp.status = falcon.HTTP_204
-            elif action == "restart":
-                resp.media = self.registry.restart(kernel_id).model()
-            else:
-                raise GatewayError(falcon.HTTP_404, "Not Found", f"no kernel action {action!r}")
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        if action == "interrupt":
+            self.registry.interrupt(kernel_id)
+            resp.status = falcon.HTTP_204
+        elif action == "restart":
+            resp.media = self.registry.restart(kernel_id).model()
+        else:
+            raise GatewayError(falcon.HTTP_404, "Not Found", f"no kernel action {action!r}")
 
 
 class Sessions(ApiResource):
@@ -235,20 +198,14 @@ class Sessions(ApiResource):
                 raise GatewayError(falcon.HTTP_403, "Forbidden", "listing sessions is off (kernel_api.list_kernels)")
             resp.media = self.store.list()
             return
-        try:
-            resp.media = self.store.get(session_id)
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        resp.media = self.store.get(session_id)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
         self.process(req)
         if session_id is not None:
             raise falcon.HTTPMethodNotAllowed(["GET", "PATCH", "DELETE"])
         body = json_body(req)
-        try:
-            model = while_client_waits(req, lambda: self.store.create(body))
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        model = while_client_waits(req, lambda: self.store.create(body))
         resp.status = falcon.HTTP_201
         resp.location = f"{self.base_url}/api/sessions/{model['id']}"
         resp.media = model
@@ -257,17 +214,11 @@ class Sessions(ApiResource):
         self.process(req)
         if session_id is None:
             raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
-        try:
-            resp.media = self.store.update(session_id, json_body(req))
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        resp.media = self.store.update(session_id, json_body(req))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
         self.process(req)
         if session_id is None:
             raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
-        try:
-            self.store.delete(session_id)
-        except KernelApiError as exc:
-            raise translate(exc) from None
+        self.store.delete(session_id)
         resp.status = falcon.HTTP_204

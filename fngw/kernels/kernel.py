@@ -92,7 +92,11 @@ class KernelRestarting(KernelLost):
 
 
 class ExecutionTimeout(KernelError):
-    """The execution did not finish within its deadline; the kernel may still be busy."""
+    """The execution did not finish within ``timeout`` seconds; the kernel may still be busy."""
+
+    def __init__(self, message: str, timeout: float | None = None):
+        super().__init__(message)
+        self.timeout = timeout
 
 
 class OutputLimitExceeded(KernelError):
@@ -606,12 +610,12 @@ class Kernel:
                 limit = request.max_output
                 raise OutputLimitExceeded(f"{self.label}: the output exceeded {limit} bytes", limit)
             if not request.done.ready():
-                raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s")
+                raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s", timeout)
             return request.done.get()
         try:
             return request.done.get(timeout=timeout)
         except gevent.Timeout:
-            raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s") from None
+            raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s", timeout) from None
 
     def _route(self, channel: str, msg: dict[str, Any]) -> None:
         self.last_activity = time.time()

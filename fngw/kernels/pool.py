@@ -31,7 +31,11 @@ RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # between failed (re)starts of one 
 
 
 class PoolError(KernelError):
-    """Base of the errors ``acquire`` raises."""
+    """Base of the errors ``acquire`` raises; ``pool`` names the pool."""
+
+    def __init__(self, message: str, pool: str | None = None):
+        super().__init__(message)
+        self.pool = pool
 
 
 class QueueFull(PoolError):
@@ -45,8 +49,8 @@ class QueueTimeout(PoolError):
 class PoolUnavailable(PoolError):
     """The pool has no kernel that started; ``cause`` says why (often a failing seed cell)."""
 
-    def __init__(self, message: str, cause: BaseException | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, cause: BaseException | None = None, pool: str | None = None):
+        super().__init__(message, pool)
         self.cause = cause
 
 
@@ -124,7 +128,9 @@ class KernelPool:
             self._started.clear()
             self._started.wait(0.5 if remaining is None else min(remaining, 0.5))
         if not self._idle and not self._busy_count() and self.last_error is not None:
-            raise PoolUnavailable(f"pool {self.name}: no kernel could start: {self.last_error}", self.last_error)
+            raise PoolUnavailable(
+                f"pool {self.name}: no kernel could start: {self.last_error}", self.last_error, self.name
+            )
         return True
 
     def shutdown(self) -> None:
@@ -146,7 +152,7 @@ class KernelPool:
     def acquire(self, queue_timeout: float | None = None) -> Kernel:
         """An idle kernel, for the caller's exclusive use until ``release``."""
         if self._closed:
-            raise PoolClosed(f"pool {self.name} is shutting down")
+            raise PoolClosed(f"pool {self.name} is shutting down", self.name)
         while self._idle:
             kernel = self._idle.popleft()
             if self._usable(kernel):
@@ -154,10 +160,14 @@ class KernelPool:
             self._recover(kernel)
         if not any(k.state in ("new", "starting", "restarting", "idle", "busy") for k in self._kernels):
             cause = self.last_error
-            raise PoolUnavailable(f"pool {self.name} has no running kernel" + (f": {cause}" if cause else ""), cause)
+            raise PoolUnavailable(
+                f"pool {self.name} has no running kernel" + (f": {cause}" if cause else ""), cause, self.name
+            )
         if len(self._waiters) >= self.max_queue:
             self._rejected += 1
-            raise QueueFull(f"pool {self.name}: all {self.size} kernels are busy and {self.max_queue} requests wait")
+            raise QueueFull(
+                f"pool {self.name}: all {self.size} kernels are busy and {self.max_queue} requests wait", self.name
+            )
         waiter = gevent.event.AsyncResult()
         self._waiters.append(waiter)
         try:
@@ -166,7 +176,9 @@ class KernelPool:
             if waiter.ready() and waiter.successful():  # handed a kernel as the deadline passed
                 return waiter.value
             self._queue_timeouts += 1
-            raise QueueTimeout(f"pool {self.name}: no kernel became free within {queue_timeout:g}s") from None
+            raise QueueTimeout(
+                f"pool {self.name}: no kernel became free within {queue_timeout:g}s", self.name
+            ) from None
         except BaseException:
             # Our greenlet was killed (the client went away): give back a kernel handed to us meanwhile.
             if waiter.ready() and waiter.successful():

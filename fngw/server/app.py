@@ -19,6 +19,7 @@ from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
 
 from .cors import Cors
+from .error_map import install_error_map
 from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
 from .pools import GatewayPools
 from .websocket import with_websockets
@@ -65,6 +66,7 @@ def create_app(
     middleware += [BodyLimit(manifest.server.max_body), TokenAuth(secrets), RawPathRouting()]
     app = falcon.App(middleware=middleware)
     errors.install(app)
+    install_error_map(app)
     base = manifest.server.base_url
 
     app.add_route(join_url(base, GATEWAY_PREFIX, "health"), HealthResource())

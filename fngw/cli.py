@@ -178,9 +178,9 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
-    import tempfile
     from pathlib import Path
 
+    from fngw.server.runtime import InstancePaths
     from fngw.starter import single_notebook_manifest
 
     notebook = Path(args.notebook).resolve()
@@ -190,7 +190,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.pool < 1 or args.workers < 1 or args.max_queue < 0:
         print("fngw serve: --pool and --workers must be at least 1, --max-queue at least 0", file=sys.stderr)
         return EXIT_USAGE
-    runtime = Path(tempfile.gettempdir()) / f"fngw-{os.getpid()}"  # the master's folder: see on_exit
+    # The master's instance folder (exec keeps our pid), which its on_exit removes.
+    runtime = InstancePaths(os.getpid()).root
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     manifest = runtime / "serve.yaml"
     manifest.write_text(

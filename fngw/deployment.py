@@ -12,18 +12,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fngw.auth import TokenUnavailable, read_token
-from fngw.kernels import installed_kernelspecs, match_kernelspec
+from fngw.kernels import SeedCell, installed_kernelspecs, match_kernelspec
 from fngw.manifest import JsonPath, Manifest, Problem, json_path, load_manifest
 from fngw.notebook import NotebookError, read_notebook
 from fngw.routing import RoutePlan, display_path, plan_routes
 
 
 @dataclass(frozen=True)
+class KernelApiSeed:
+    """The code cells of ``kernel_api.seed``, run on every kernel API kernel of ``kernel`` (every
+    kernel when None: the seed notebook names no kernelspec)."""
+
+    cells: tuple[SeedCell, ...] = ()
+    kernel: str | None = None
+
+
+@dataclass(frozen=True)
 class Deployment:
-    """A valid manifest and the routes and pools it lays out."""
+    """A valid manifest, the routes and pools it lays out, and the kernel API's seed: everything
+    the gateway serves, read and checked before any process starts."""
 
     manifest: Manifest
     plan: RoutePlan
+    kernel_api_seed: KernelApiSeed = KernelApiSeed()
 
 
 @dataclass
@@ -57,7 +68,17 @@ def check_deployment(
     problems.sort(key=lambda p: (p.file, p.line, p.col, p.rule))
     if any(p.severity == "error" for p in problems) or planned.plan is None:
         return CheckResult(None, problems)
-    return CheckResult(Deployment(manifest, planned.plan), problems)
+    return CheckResult(Deployment(manifest, planned.plan, _kernel_api_seed(manifest)), problems)
+
+
+def _kernel_api_seed(manifest: Manifest) -> KernelApiSeed:
+    """The seed notebook's code cells (it was read and checked with the rest)."""
+    api = manifest.kernel_api
+    if api is None or api.seed is None:
+        return KernelApiSeed()
+    nb = read_notebook(api.seed)
+    cells = tuple(SeedCell(i, "".join(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    return KernelApiSeed(cells, (nb.metadata.get("kernelspec") or {}).get("name"))
 
 
 def _machine_problems(

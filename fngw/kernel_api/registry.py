@@ -180,7 +180,8 @@ class KernelRegistry:
         """What a kernel runs on every start and restart: the output prelude, which cuts output into
         bounded messages so that a flood cannot make the gateway hold one huge message (without
         isolation: interactive clients want their threads' output), then the manifest's seed."""
-        seed = self.seed if self.seed and (self.seed_kernel in (None, name)) else ()
+        for_this = self.seed_kernel is None or self.seed_kernel.casefold() == name.casefold()
+        seed = self.seed if self.seed and for_this else ()
         prelude = output_prelude(spec.language, isolate=False)
         return seed if prelude is None else (SeedCell(-1, prelude), *seed)
 

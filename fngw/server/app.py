@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import falcon
 
 from fngw.auth import read_token
@@ -18,6 +15,7 @@ from fngw.routing import GATEWAY_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
 
+from .application import GatewayApplication
 from .cors import Cors
 from .error_map import install_error_map
 from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
@@ -126,21 +124,8 @@ def create_app(
             lifecycle.begin_draining()
             api.close_websockets()
 
-        return GatewayApplication(app, wsgi, begin_shutdown)
-    return GatewayApplication(app, app, lifecycle.begin_draining)
-
-
-class GatewayApplication:
-    """The WSGI application: the Falcon app, behind the websocket upgrade when the kernel API is on.
-    ``begin_shutdown`` is what fngw's gunicorn worker calls on SIGTERM."""
-
-    def __init__(self, falcon_app: falcon.App, wsgi: Callable, begin_shutdown: Callable[[], None]):
-        self.falcon = falcon_app
-        self.wsgi = wsgi
-        self.begin_shutdown = begin_shutdown
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
-        return self.wsgi(environ, start_response)
+        return GatewayApplication(app, wsgi, begin_shutdown, pools, kernel_registry)
+    return GatewayApplication(app, app, lifecycle.begin_draining, pools, kernel_registry)
 
 
 class TelemetrySampler:

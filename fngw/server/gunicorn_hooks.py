@@ -11,10 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from fngw.kernels.reaper import reap_runtime_dir
-from fngw.server.runtime import worker_runtime_dir
+from fngw.server.runtime import InstancePaths
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
 from fngw.telemetry import multiprocess
 
@@ -44,7 +43,7 @@ def on_starting(server) -> None:
         print(problems, file=sys.stderr, flush=True)
         raise SystemExit(EXIT_APP_LOAD_ERROR)
     # One metrics folder for the instance: workers write there, any of them renders the sum.
-    multiprocess.prepare(worker_runtime_dir(os.getpid(), 0).parent / "metrics")
+    multiprocess.prepare(InstancePaths(os.getpid()).metrics)
 
 
 def on_reload(server) -> None:
@@ -54,7 +53,7 @@ def on_reload(server) -> None:
 
     With a valid manifest, gunicorn would stop the old workers as soon as it has forked the new
     ones, leaving the instance without warm kernels until the new pools have started. Instead the
-    old workers keep serving until every new worker says its pools are up (see ``ready_dir``)."""
+    old workers keep serving until every new worker says its pools are up (``InstancePaths.ready``)."""
     problems = validate_manifest()
     if problems is None:
         server.log.info("fngw: manifest valid; new workers start with it, old ones serve until they are ready")
@@ -68,11 +67,6 @@ def on_reload(server) -> None:
     server.num_workers = max(server.num_workers, len(server.WORKERS))
 
 
-def ready_dir(master_pid: int) -> Path:
-    """Where each worker leaves a file named by its pid once all its kernel pools are up."""
-    return worker_runtime_dir(master_pid, 0).parent / "ready"
-
-
 READY_TIMEOUT = 120.0  # after this, the old workers go even if the new ones are not ready
 
 
@@ -80,7 +74,7 @@ def _keep_old_workers_until_new_ready(server) -> None:
     wanted = server.num_workers
     old = set(server.WORKERS)
     server.num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
-    folder = ready_dir(os.getpid())
+    folder = InstancePaths(os.getpid()).ready
     # A later reload takes over: this one's thread must then leave the worker count alone.
     generation = server.fngw_reload_generation = getattr(server, "fngw_reload_generation", 0) + 1
 
@@ -102,19 +96,19 @@ def _keep_old_workers_until_new_ready(server) -> None:
 
 
 def worker_exit(server, worker) -> None:
-    """In the worker, as it exits: shut its kernels down."""
-    entry = sys.modules.get("fngw.wsgi")
-    for owner in (getattr(entry, "pools", None), getattr(entry, "kernel_registry", None)):
-        if owner is not None:
-            owner.shutdown()
+    """In the worker, as it exits: shut its kernels down (fngw's worker keeps its application)."""
+    close = getattr(getattr(worker, "fngw_application", None), "close", None)
+    if close is not None:
+        close()
 
 
 def child_exit(server, worker) -> None:
     """In the master, after a worker exited (even by SIGKILL): kill the process groups of any kernels
     it left running and remove their connection files."""
     multiprocess.forget_worker(worker.pid)
-    (ready_dir(os.getpid()) / str(worker.pid)).unlink(missing_ok=True)
-    killed = reap_runtime_dir(worker_runtime_dir(os.getpid(), worker.pid))
+    instance = InstancePaths(os.getpid())
+    (instance.ready / str(worker.pid)).unlink(missing_ok=True)
+    killed = reap_runtime_dir(instance.worker(worker.pid))
     if killed:
         server.log.warning(
             "worker %s left %d kernel(s) running; killed process groups %s", worker.pid, len(killed), killed
@@ -122,4 +116,5 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
-    shutil.rmtree(worker_runtime_dir(os.getpid(), 0).parent, ignore_errors=True)
+    """In the master, as it exits: remove the instance folder."""
+    shutil.rmtree(InstancePaths(os.getpid()).root, ignore_errors=True)

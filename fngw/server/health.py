@@ -43,7 +43,7 @@ class ReadyResource:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "draining", "missing": ["the gateway is shutting down"]}
             return
-        missing = self.pools.not_ready() if self.pools is not None else []
+        missing = self.pools.readiness_gaps() if self.pools is not None else []
         if missing:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "starting", "missing": missing}

@@ -75,7 +75,7 @@ class GatewayPools:
         for pool in self.pools.values():
             pool.start(wait=False)
 
-    def not_ready(self) -> list[str]:
+    def readiness_gaps(self) -> list[str]:
         """Why the gateway is not ready yet: pools whose kernels are not all started."""
         reasons = []
         for pool in self.pools.values():

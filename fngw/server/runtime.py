@@ -1,12 +1,50 @@
-"""Where a worker keeps its kernels' connection files, so its master can clean up after it."""
+"""The instance folder: everything one gateway instance (one gunicorn master) keeps on disk.
+
+``$TMPDIR/fngw-<master pid>/`` holds one folder per worker (its kernels' connection files, so the
+master can reap what a dead worker left), the readiness files of a reload, the Prometheus
+multiprocess files and the kernel API's shared records. Paths are short: IPC socket paths must
+stay under about 100 characters. The master removes the whole folder when it exits. Standard
+library only: the gunicorn master imports this.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class InstancePaths:
+    """The folders of the instance whose master has ``master_pid``."""
+
+    master_pid: int
+
+    @property
+    def root(self) -> Path:
+        """``$TMPDIR/fngw-<master pid>``: removed by the master's ``on_exit``."""
+        return Path(tempfile.gettempdir()) / f"fngw-{self.master_pid}"
+
+    def worker(self, worker_pid: int) -> Path:
+        """Where worker ``worker_pid`` keeps its kernels' connection files and process-group ids."""
+        return self.root / f"worker-{worker_pid}"
+
+    @property
+    def ready(self) -> Path:
+        """Where each worker leaves a file named by its pid once all its kernel pools are up."""
+        return self.root / "ready"
+
+    @property
+    def metrics(self) -> Path:
+        """prometheus_client's multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``)."""
+        return self.root / "metrics"
+
+    @property
+    def kernel_api(self) -> Path:
+        """The kernel API's records of kernels and sessions, shared by the workers."""
+        return self.root / "kernel-api"
+
+
 def worker_runtime_dir(master_pid: int, worker_pid: int) -> Path:
-    """``$TMPDIR/fngw-<master>/worker-<pid>``: short, because IPC socket paths must stay under ~100
-    characters, and known to the master, whose ``child_exit`` hook reaps what a dead worker left."""
-    return Path(tempfile.gettempdir()) / f"fngw-{master_pid}" / f"worker-{worker_pid}"
+    """``InstancePaths(master_pid).worker(worker_pid)``."""
+    return InstancePaths(master_pid).worker(worker_pid)

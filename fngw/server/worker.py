@@ -63,6 +63,7 @@ class GeventWorker(_GeventWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
         app = self.wsgi
+        self.fngw_application = app  # gunicorn_hooks.worker_exit closes it
         self._begin_shutdown = getattr(app, "begin_shutdown", None)
         by_socket: dict[int, list[tuple[str, str]]] = {}
         taken_over: set[int] = set()

@@ -1,0 +1,74 @@
+"""The WSGI application one worker serves, and the kernels it owns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import gevent
+
+from fngw.kernel_api import KernelRegistry
+
+from .pools import GatewayPools
+
+SAMPLE_INTERVAL = 1.0  # seconds between copies of this worker's pool figures into the shared metrics
+
+
+class GatewayApplication:
+    """The WSGI application of one worker and the kernels behind it.
+
+    ``falcon`` is the Falcon app; ``wsgi`` is what serves requests (the Falcon app, behind the
+    websocket upgrade when the kernel API is on)."""
+
+    def __init__(
+        self,
+        falcon_app: falcon.App,
+        wsgi: Callable[..., Any],
+        begin_shutdown: Callable[[], None],
+        pools: GatewayPools | None = None,
+        registry: KernelRegistry | None = None,
+    ):
+        self.falcon = falcon_app
+        self.wsgi = wsgi
+        self._begin_shutdown = begin_shutdown
+        self.pools = pools
+        self.registry = registry
+        self._loops: list[gevent.Greenlet] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self.wsgi(environ, start_response)
+
+    def start(self, sample: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> None:
+        """Start the kernels in the background; ``sample`` every ``SAMPLE_INTERVAL`` seconds, and
+        ``on_ready`` once every pool is up. Returns at once."""
+        if self.pools is not None:
+            self.pools.start()
+        if self.registry is not None:
+            self.registry.start_background()
+        if sample is not None:
+            self._loops.append(gevent.spawn(_every, SAMPLE_INTERVAL, sample))
+        if on_ready is not None:
+            self._loops.append(gevent.spawn(self._when_ready, on_ready))
+
+    def _when_ready(self, on_ready: Callable[[], None]) -> None:
+        while self.pools is not None and self.pools.readiness_gaps():
+            gevent.sleep(0.1)
+        on_ready()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: readiness turns to 503 and websocket clients are told the gateway is going."""
+        self._begin_shutdown()
+
+    def close(self) -> None:
+        """Stop the background loops and every kernel of this worker."""
+        gevent.killall(self._loops, block=False)
+        for owner in (self.pools, self.registry):
+            if owner is not None:
+                owner.shutdown()
+
+
+def _every(seconds: float, action: Callable[[], None]) -> None:
+    while True:
+        action()
+        gevent.sleep(seconds)

@@ -10,3 +10,8 @@ from __future__ import annotations
 RAW_HEADERS = "fngw.raw_headers"
 # Callable[[Callable[[], None]], ContextManager[None]]: see ``fngw.http.disconnect``.
 WATCH_DISCONNECT = "fngw.watch_disconnect"
+# Callable[[], socket.socket]: hands the connection's socket to the application, which then owns
+# it (a websocket); the server sends nothing more on it and closes it once the application returns.
+TAKE_OVER = "fngw.take_over"
+# bool: set by TAKE_OVER's callable; the server reads it after the application returned.
+TAKEN_OVER = "fngw.taken_over"

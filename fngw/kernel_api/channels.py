@@ -28,13 +28,14 @@ from typing import Any
 import gevent
 import gevent.queue
 from jupyter_client.jsonutil import json_default
+from wsproto import WSConnection
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from fngw.kernels import KernelError
 
-from .registry import ApiKernel
+from .registry import ApiKernel, KernelRegistry
 
 log = logging.getLogger("fngw.kernel_api")
 
@@ -280,6 +281,7 @@ class WebSocket:
         v1: bool,
         max_message: int = MAX_MESSAGE,
         max_queue: int = MAX_QUEUE,
+        connection: WSConnection | Connection | None = None,
     ):
         self.sock = sock
         self.session_id = session_id
@@ -287,7 +289,8 @@ class WebSocket:
         self.max_message = max_message
         self.max_queue = max_queue
         self.queued = 0  # bytes in the outbox and in the frame being written
-        self.ws = Connection(ConnectionType.SERVER)
+        # The wsproto connection that did the handshake (or a bare one for an already open socket).
+        self.ws = connection if connection is not None else Connection(ConnectionType.SERVER)
         self.outbox: gevent.queue.Queue = gevent.queue.Queue()
         self.closed = False
         self.last_seen = time.monotonic()
@@ -425,3 +428,36 @@ class WebSocket:
             self.error("dropping a message that is not a JSON object")
             return
         hub.from_client(self, msg)
+
+
+class ChannelHubs:
+    """The channel hubs of one worker, one per kernel with websocket clients here."""
+
+    def __init__(self, registry: KernelRegistry, max_queue: int = MAX_QUEUE):
+        self.registry = registry
+        self.max_queue = max_queue
+        self.hubs: dict[str, ChannelHub] = {}
+
+    def serve(self, sock: socket.socket, ws: WSConnection, api_kernel: ApiKernel, session_id: str, v1: bool) -> None:
+        """Serve the upgraded websocket ``ws`` on ``sock`` for ``api_kernel`` until either side
+        closes it; the framing is ``v1.kernel.websocket.jupyter.org`` when ``v1``, else legacy."""
+        hub = self.hubs.get(api_kernel.id)
+        if hub is None or hub.entry is not api_kernel:
+            hub = self.hubs[api_kernel.id] = ChannelHub(api_kernel, self.max_queue)
+        try:
+            WebSocket(sock, session_id, v1, max_queue=self.max_queue, connection=ws).serve(hub)
+        finally:
+            self._forget_idle_hubs()
+
+    def close_all(self, code: int = 1001, reason: str = "the gateway is shutting down") -> None:
+        """Close every websocket of this worker (SIGTERM)."""
+        for hub in list(self.hubs.values()):
+            for ws in list(hub.connections.values()):
+                ws.close(code, reason)
+
+    def _forget_idle_hubs(self) -> None:
+        """Drop the hubs of kernels this worker no longer holds once nobody is connected to them
+        (a deleted or replaced kernel's hub would otherwise keep it in memory)."""
+        for kernel_id, hub in list(self.hubs.items()):
+            if not hub.connections and self.registry.kernels.get(kernel_id) is not hub.entry:
+                del self.hubs[kernel_id]

@@ -10,15 +10,20 @@ from typing import Any, TypeVar
 
 import falcon
 from jupyter_client.kernelspec import KernelSpecManager
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+from wsproto.utilities import RemoteProtocolError
 
 from fngw import __version__
 from fngw.http.body import body_stream
 from fngw.http.cors import origin_allowed, same_origin
 from fngw.http.disconnect import abandon_if_client_leaves
+from fngw.http.environ import RAW_HEADERS, TAKE_OVER
 from fngw.http.errors import GatewayError
 from fngw.kernels import match_kernelspec
 from fngw.manifest import Access, CorsSettings
 
+from .channels import V1_PROTOCOL, ChannelHubs
 from .registry import KernelRegistry
 from .sessions import SessionStore
 
@@ -222,3 +227,37 @@ class Sessions(ApiResource):
             raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
         self.store.delete(session_id)
         resp.status = falcon.HTTP_204
+
+
+class Channels(RegistryResource):
+    """``GET /api/kernels/{kernel_id}/channels``: the websocket upgrade, checked like every other
+    request (routing, token, origin, CORS, request id, access log, metrics), the handshake done by
+    wsproto; then the socket is taken over from the server and served until it closes."""
+
+    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, hubs: ChannelHubs):
+        super().__init__(access, cors, registry)
+        self.hubs = hubs
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
+        self.process(req)
+        api_kernel = self.registry.get(kernel_id)
+        if (req.get_header("Upgrade") or "").lower() != "websocket" or not req.get_header("Sec-WebSocket-Key"):
+            raise GatewayError(400, message='Can "Upgrade" only to "WebSocket".')  # Kernel Gateway's words
+        take_over = req.env.get(TAKE_OVER)
+        if take_over is None:
+            raise GatewayError(400, message="websockets need fngw's gunicorn worker")
+        ws = WSConnection(ConnectionType.SERVER)
+        raw = req.env.get(RAW_HEADERS) or list(req.headers.items())
+        try:
+            ws.initiate_upgrade_connection(
+                [(n.encode("latin-1"), v.encode("latin-1")) for n, v in raw], req.relative_uri
+            )
+            handshake = next(e for e in ws.events() if isinstance(e, Request))
+        except (RemoteProtocolError, StopIteration, UnicodeEncodeError) as exc:
+            raise GatewayError(400, message=f"not a valid websocket handshake: {exc}") from None
+        v1 = V1_PROTOCOL in handshake.subprotocols
+        sock = take_over()
+        sock.sendall(ws.send(AcceptConnection(subprotocol=V1_PROTOCOL if v1 else None)))
+        resp.status = falcon.HTTP_101  # for the access log: the server sends nothing more
+        session_id = req.get_param("session_id") or f"anonymous-{id(sock)}"
+        self.hubs.serve(sock, ws, api_kernel, session_id, v1)

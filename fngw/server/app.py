@@ -20,7 +20,6 @@ from .cors import Cors
 from .error_map import install_error_map
 from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
 from .pools import GatewayPools
-from .websocket import with_websockets
 
 
 def falcon_template(path: str) -> str:
@@ -117,14 +116,12 @@ def create_app(
         )
         for template, resource in api.routes():
             app.add_route(template, resource)
-        auth = next(m for m in middleware if isinstance(m, TokenAuth))
-        wsgi = with_websockets(app, api, lambda req: auth.authorize(req, manifest.kernel_api.auth))
 
         def begin_shutdown() -> None:
             lifecycle.begin_draining()
             api.close_websockets()
 
-        return GatewayApplication(app, wsgi, begin_shutdown, pools, kernel_registry)
+        return GatewayApplication(app, app, begin_shutdown, pools, kernel_registry)
     return GatewayApplication(app, app, lifecycle.begin_draining, pools, kernel_registry)
 
 

@@ -5,9 +5,10 @@
   under ``fngw.http.environ.RAW_HEADERS``; it also puts a hang-up watcher for the connection under
   ``WATCH_DISCONNECT`` and raises body parse errors as ``UnreadableBody``, so that resources never
   need gunicorn's own keys or errors.
-- A connection the application took over (a websocket, answered with gunicorn's
-  ``ALREADY_HANDLED``) is closed when the application is done with it; gunicorn's keep-alive loop
-  would otherwise wait for another request on it.
+- A connection the application took over (a websocket: ``fngw.http.environ.TAKE_OVER``) gets
+  nothing more from gunicorn (the application's answer becomes ``ALREADY_HANDLED``) and is closed
+  when the application is done with it; gunicorn's keep-alive loop would otherwise wait for
+  another request on it.
 - On SIGTERM, the application's ``begin_shutdown`` (if it has one) turns readiness to 503 and
   tells websocket clients the gateway is going away (1001), and idle keep-alive connections are
   closed, so that neither holds the worker for the whole graceful timeout (gunicorn waits for every
@@ -28,9 +29,15 @@ from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 from fngw.http.body import UnreadableBody
-from fngw.http.environ import RAW_HEADERS, WATCH_DISCONNECT
+from fngw.http.environ import RAW_HEADERS, TAKE_OVER, TAKEN_OVER, WATCH_DISCONNECT
 
 from .disconnect_watch import watch_disconnect
+
+
+def _take_over(environ: dict[str, Any], sock: socket.socket) -> socket.socket:
+    """The connection's socket, now the application's (a websocket): see ``TAKE_OVER``."""
+    environ[TAKEN_OVER] = True
+    return sock
 
 
 class _TranslatedBody:
@@ -77,9 +84,12 @@ class GeventWorker(_GeventWorker):
             if sock is not None:
                 environ[WATCH_DISCONNECT] = functools.partial(watch_disconnect, sock)
             environ["wsgi.input"] = _TranslatedBody(environ["wsgi.input"])
+            if sock is not None:
+                environ[TAKE_OVER] = functools.partial(_take_over, environ, sock)
             result = app(environ, start_response)
-            if result is ALREADY_HANDLED:
+            if environ.get(TAKEN_OVER):
                 taken_over.add(key)
+                return ALREADY_HANDLED
             return result
 
         self.wsgi = application

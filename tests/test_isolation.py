@@ -35,7 +35,7 @@ CELLS = [
     "        print(f'task line {i}')\n"
     "        await asyncio.sleep(0.05)\n"
     "asyncio.ensure_future(task())\n"
-    "subprocess.Popen('for i in 1 2 3 4 5 6 7 8 9 10; do echo sub $i; sleep 0.2; done', shell=True)\n"
+    "subprocess.Popen('sleep 0.3; for i in 1 2 3 4 5 6 7 8 9 10; do echo sub $i; sleep 0.2; done', shell=True)\n"
     "print('spawned')",
     "# GET /quiet\nprint('quiet')",
     "# GET /table\ndisplay({'text/csv': 'a,b\\n1,2\\n', 'text/plain': 'table'}, raw=True)",

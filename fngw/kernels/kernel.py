@@ -6,9 +6,6 @@ low-level parts: ``write_connection_file``, ``launch_kernel`` and ``Session``, w
 sockets. One reader greenlet per channel routes every message by ``parent_header.msg_id`` to the
 request that caused it, so any number of greenlets may execute on one kernel at once.
 
-Transport is IPC in a private directory: file paths cannot be taken by another process between
-choosing and binding, as TCP ports can.
-
 Lifecycle: ``start`` (launch, wait for ``kernel_info_reply`` and the matching iopub ``idle``, run
 the seed cells), ``execute``, ``interrupt`` (signal or message, as the kernelspec says),
 ``restart`` (kill, relaunch, re-seed), ``shutdown``. A monitor greenlet notices the process dying
@@ -17,295 +14,42 @@ within ``DEATH_POLL`` seconds and fails every pending request on the kernel with
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.event
-import zmq
-import zmq.green as zmq_green
-from jupyter_client.connect import write_connection_file
-from jupyter_client.launcher import launch_kernel
 from jupyter_client.session import Session
 
-from .reaper import PGID_FILE
+from .channels import KernelChannels
+from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
+from .messages import ExecutionError, ExecutionResult, PendingExecution, PendingRequest, SeedCell
+from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
 from .specs import ResolvedSpec, resolve_kernelspec
-from .wire import deserialize_cooperatively
 
 log = logging.getLogger("fngw.kernels")
+
+P = TypeVar("P", bound=PendingRequest)
+
+
+def REPLY_ONLY(msg_id: str) -> PendingRequest:  # noqa: N802 - used as a collector, like the classes
+    """A collector for requests whose reply is enough (no iopub idle follows control requests)."""
+    return PendingRequest(msg_id, reply_only=True)
+
 
 DEATH_POLL = 0.2  # seconds between checks of the kernel process
 READY_NUDGE = 0.5  # resend kernel_info_request this often until iopub answers (slow joiner)
 SHUTDOWN_GRACE = 1.0  # after shutdown_request, before the process group is killed
 ATTACH_TIMEOUT = 5.0  # seconds an attached kernel gets to show that our iopub subscription is live
 ATTACH_NUDGE = 0.05  # a running kernel answers at once: resend soon if iopub missed the answer
-
-
-class KernelError(Exception):
-    """Base of the errors a kernel raises."""
-
-
-class KernelStartError(KernelError):
-    """The kernel process could not be started or did not become ready."""
-
-
-class KernelSeedError(KernelStartError):
-    """A seed cell failed; names the notebook, the cell index and the kernel's error."""
-
-    def __init__(self, label: str, cell_index: int, ename: str, evalue: str, traceback: Sequence[str] = ()):
-        self.label = label
-        self.cell_index = cell_index
-        self.ename = ename
-        self.evalue = evalue
-        self.traceback = list(traceback)
-        super().__init__(f"seeding {label} failed at cell {cell_index}: {ename}: {evalue}")
-
-
-class KernelLost(KernelError):
-    """The kernel went away. ``started`` is False only when the request was never sent (the kernel
-    was already gone): then running it elsewhere cannot run it twice. Once sent, a request may have
-    run, even partly: a cell that kills its kernel dies before the kernel reports it busy."""
-
-    def __init__(self, message: str, started: bool = True):
-        super().__init__(message)
-        self.started = started
-
-
-class KernelDied(KernelLost):
-    """The kernel process exited (or was killed) while a request was pending or was made."""
-
-
-class KernelRestarting(KernelLost):
-    """The kernel was restarted while the request was pending."""
-
-
-class ExecutionTimeout(KernelError):
-    """The execution did not finish within ``timeout`` seconds; the kernel may still be busy."""
-
-    def __init__(self, message: str, timeout: float | None = None):
-        super().__init__(message)
-        self.timeout = timeout
-
-
-class OutputLimitExceeded(KernelError):
-    """The execution produced more output than its caller would collect (``max_output`` bytes);
-    like a timeout, the kernel is still running the code: interrupt or restart it."""
-
-    def __init__(self, message: str, limit: int):
-        super().__init__(message)
-        self.limit = limit
-
-
-@dataclass(frozen=True)
-class SeedCell:
-    """A code cell run on every start and restart; ``index`` is its position in the notebook."""
-
-    index: int
-    source: str
-
-
-@dataclass
-class ExecutionError:
-    ename: str
-    evalue: str
-    traceback: list[str]
-
-
-@dataclass
-class ExecutionResult:
-    """What one ``execute_request`` produced, in the order the kernel sent it."""
-
-    status: str = "ok"  # "ok", "error" or "aborted"
-    stdout: str = ""
-    stderr: str = ""
-    # display_data and execute_result bundles: {"type", "data", "metadata"}
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    execute_result: dict[str, Any] | None = None
-    error: ExecutionError | None = None
-    execution_count: int | None = None
-    duration: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-class _Request:
-    """A request waiting for its reply and, unless ``reply_only``, its iopub ``idle``."""
-
-    def __init__(self, msg_id: str, reply_only: bool = False):
-        self.msg_id = msg_id
-        self.reply: dict[str, Any] | None = None
-        self.idle = reply_only
-        self.done = gevent.event.AsyncResult()
-
-    def on_reply(self, msg: dict[str, Any]) -> None:
-        self.reply = msg
-        self._maybe_done()
-
-    def on_iopub(self, msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-            self.idle = True
-            self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        if self.reply is not None and self.idle and not self.done.ready():
-            self.done.set(self.reply)
-
-    def fail(self, error: KernelError) -> None:
-        if not self.done.ready():
-            self.done.set_exception(error)
-
-
-def _output_size(data: Mapping[str, Any]) -> int:
-    """Roughly the bytes a mime bundle holds (strings by length, anything else as JSON)."""
-    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
-
-
-class _Execution(_Request):
-    def __init__(self, msg_id: str, max_output: int | None = None):
-        super().__init__(msg_id)
-        self.result = ExecutionResult()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
-        self.sent_at = time.monotonic()
-        self.max_output = max_output
-        self.collected = 0  # characters of output kept so far
-        self.overflow = gevent.event.Event()  # set once more than max_output arrived
-
-    def _keep(self, size: int) -> bool:
-        """Count ``size`` more characters of output; False once past ``max_output`` (from then on
-        output is dropped and what was kept is freed: the caller gets an error, not a body)."""
-        if self.overflow.is_set():
-            return False
-        self.collected += size
-        if self.max_output is not None and self.collected > self.max_output:
-            self._stdout.clear()
-            self._stderr.clear()
-            self.result.outputs.clear()
-            self.result.execute_result = None
-            self.overflow.set()
-            return False
-        return True
-
-    def on_iopub(self, msg: dict[str, Any]) -> None:
-        kind = msg["msg_type"]
-        content = msg["content"]
-        if kind in ("stream", "display_data", "execute_result") and not self._keep(
-            len(content.get("text", "")) if kind == "stream" else _output_size(content.get("data", {}))
-        ):
-            pass  # over the limit: dropped
-        elif kind == "stream":
-            (self._stderr if content.get("name") == "stderr" else self._stdout).append(content.get("text", ""))
-        elif kind in ("display_data", "execute_result"):
-            bundle = {"type": kind, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
-            self.result.outputs.append(bundle)
-            if kind == "execute_result":
-                self.result.execute_result = bundle["data"]
-        elif kind == "error":
-            self.result.error = ExecutionError(
-                content.get("ename", ""), content.get("evalue", ""), list(content.get("traceback", []))
-            )
-        elif kind == "clear_output":
-            self._stdout.clear()
-            self._stderr.clear()
-            self.result.outputs.clear()
-        super().on_iopub(msg)
-
-    def _maybe_done(self) -> None:
-        if self.reply is not None and self.idle and not self.done.ready():
-            content = self.reply["content"]
-            result = self.result
-            result.status = content.get("status", "error")
-            result.execution_count = content.get("execution_count")
-            if result.status == "error" and result.error is None:
-                result.error = ExecutionError(
-                    content.get("ename", ""), content.get("evalue", ""), list(content.get("traceback", []))
-                )
-            result.stdout = "".join(self._stdout)
-            result.stderr = "".join(self._stderr)
-            result.duration = time.monotonic() - self.sent_at
-            self.done.set(result)
-
-
-class _AttachedProcess:
-    """A kernel process started by another process of this instance: the same ``pid``/``poll``
-    surface as ``Popen``, read from /proc (it is not our child, so we never reap it)."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                with open(f"/proc/{self.pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
-                        self.returncode = -1
-            except (FileNotFoundError, ProcessLookupError):
-                self.returncode = -1
-        return self.returncode
-
-
-class _Connection:
-    """The sockets and reader greenlets of one launched kernel process."""
-
-    CHANNELS = ("shell", "control", "iopub", "stdin")
-
-    def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, dict], None]):
-        context = zmq_green.Context.instance()
-        self.sockets: dict[str, zmq_green.Socket] = {}
-        for channel in self.CHANNELS:
-            kind = zmq.SUB if channel == "iopub" else zmq.DEALER
-            sock = context.socket(kind)
-            sock.linger = 0
-            if channel == "iopub":
-                sock.setsockopt(zmq.SUBSCRIBE, b"")
-            else:
-                sock.setsockopt(zmq.IDENTITY, session.bsession)
-            sock.connect(f"ipc://{info['ip']}-{info[channel + '_port']}")
-            self.sockets[channel] = sock
-        self.session = session
-        self.readers = [gevent.spawn(self._read, channel, route) for channel in self.CHANNELS]
-
-    def _read(self, channel: str, route: Callable[[str, dict], None]) -> None:
-        sock = self.sockets[channel]
-        session = self.session
-        while True:
-            try:
-                frames = sock.recv_multipart(copy=True)
-            except zmq.ZMQError:
-                return  # socket closed
-            try:
-                _, frames = session.feed_identities(frames, copy=True)
-                msg = deserialize_cooperatively(session, frames)  # megabytes must not stall the hub
-            except Exception:  # a malformed or unsigned message: drop it, keep reading
-                log.warning("dropping an unreadable message on %s", channel, exc_info=True)
-                continue
-            route(channel, msg)
-
-    def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
-        msg = self.session.msg(msg_type, content)
-        self.session.send(self.sockets[channel], msg)
-        return msg["header"]["msg_id"]
-
-    def close(self) -> None:
-        current = gevent.getcurrent()
-        gevent.killall([g for g in self.readers if g is not current], block=False)
-        for sock in self.sockets.values():
-            sock.close(linger=0)
 
 
 class Kernel:
@@ -340,8 +84,8 @@ class Kernel:
         self.connection_info: dict[str, Any] = {}
         self._dir: Path | None = None
         self._last_output = ""
-        self._conn: _Connection | None = None
-        self._requests: dict[str, _Request] = {}
+        self._conn: KernelChannels | None = None
+        self._requests: dict[str, PendingRequest] = {}
         self._generation = 0
         self._monitor: gevent.Greenlet | None = None
         self._death_callbacks: list[Callable[[Kernel], None]] = []
@@ -356,12 +100,12 @@ class Kernel:
         sockets to its IPC endpoints, liveness from its pid. ``restart`` makes this process the
         kernel's owner; ``detach`` lets go of it without stopping it."""
         kernel = cls(spec, **kwargs)
-        kernel._proc = _AttachedProcess(pid)
+        kernel._proc = AttachedProcess(pid)
         info = dict(connection_info)
         key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
         session = Session(key=key, username="fngw", signature_scheme=info.get("signature_scheme", "hmac-sha256"))
         kernel.connection_info = info
-        kernel._conn = _Connection(info, session, kernel._route)
+        kernel._conn = KernelChannels(info, session, kernel._route)
         kernel._generation += 1
         kernel._monitor = gevent.spawn(kernel._watch, kernel._proc, kernel._generation)
         kernel.state = "idle"
@@ -379,7 +123,7 @@ class Kernel:
 
     @property
     def attached(self) -> bool:
-        return isinstance(self._proc, _AttachedProcess)
+        return isinstance(self._proc, AttachedProcess)
 
     def detach(self) -> None:
         """Stop using an attached kernel without stopping its process."""
@@ -459,15 +203,15 @@ class Kernel:
             "allow_stdin": False,  # input() fails at once instead of waiting for a reply nobody sends
             "stop_on_error": False,
         }
-        request = self._send("shell", "execute_request", content, _Execution, max_output=max_output)
-        return self._wait(request, timeout)
+        request = self._send("shell", "execute_request", content, lambda i: PendingExecution(i, max_output))
+        return request.result_within(timeout, self.label)
 
     def interrupt(self) -> None:
         """Interrupt the running cell as the kernelspec says: SIGINT to the group, or a message."""
         if not self.alive:
             return
         if self.spec.interrupt_mode == "message":
-            self._send("control", "interrupt_request", {}, _Request, reply_only=True)
+            self._send("control", "interrupt_request", {}, REPLY_ONLY)
         else:
             self._signal_group(signal.SIGINT)
 
@@ -495,7 +239,7 @@ class Kernel:
         if self._conn is not None and self.alive:
             self.state = "stopping"  # the exit that follows is ours, not a death
             try:
-                self._send("control", "shutdown_request", {"restart": False}, _Request, reply_only=True)
+                self._send("control", "shutdown_request", {"restart": False}, REPLY_ONLY)
                 self._proc_exited(grace)
             except KernelError:
                 pass
@@ -523,32 +267,9 @@ class Kernel:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix="k-", dir=self.runtime_dir))
         session = Session(key=uuid.uuid4().hex.encode(), username="fngw", signature_scheme="hmac-sha256")
-        connection_file = str(self._dir / "connection.json")
-        ports = {f"{c}_port": i for i, c in enumerate(("shell", "iopub", "stdin", "control", "hb"), 1)}
-        _, info = write_connection_file(
-            connection_file,
-            ip=str(self._dir / "ipc"),
-            key=session.key,
-            transport="ipc",
-            kernel_name=self.spec.name,
-            **ports,
-        )
-        env = {**self.env, **self.spec.env, "KERNEL_GATEWAY": "1"}
-        stderr_path = self._dir / "stderr.log"
-        with open(stderr_path, "wb") as err:
-            self._proc = launch_kernel(
-                self.spec.command(connection_file),
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                env=env,
-                cwd=self.cwd,
-            )
-        # The process is its own session leader (start_new_session), so its pgid is its pid. The
-        # file lets a gunicorn master kill the group if this worker dies without cleaning up.
-        (self._dir / PGID_FILE).write_text(str(self._proc.pid))
+        self._proc, info = launch(self.spec, self._dir, session.key, {**self.env, **self.spec.env}, self.cwd)
         self.connection_info = dict(info)
-        self._conn = _Connection(info, session, self._route)
+        self._conn = KernelChannels(info, session, self._route)
         self._monitor = gevent.spawn(self._watch, self._proc, self._generation)
 
     def _wait_ready(self, timeout: float, channel: str = "shell", nudge: float = READY_NUDGE) -> None:
@@ -559,7 +280,7 @@ class Kernel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise KernelStartError(f"{self.label}: kernel did not answer within {timeout:g}s{self._stderr_tail()}")
-            request = self._send(channel, "kernel_info_request", {}, _Request)
+            request = self._send(channel, "kernel_info_request", {}, PendingRequest)
             try:
                 request.done.get(timeout=min(nudge, remaining))
                 return
@@ -584,38 +305,16 @@ class Kernel:
                 error = result.error or ExecutionError("Error", result.status, [])
                 raise KernelSeedError(self.label, cell.index, error.ename, error.evalue, error.traceback)
 
-    def _send(
-        self,
-        channel: str,
-        msg_type: str,
-        content: dict[str, Any],
-        kind: type[_Request],
-        reply_only: bool = False,
-        max_output: int | None = None,
-    ) -> _Request:
+    def _send(self, channel: str, msg_type: str, content: dict[str, Any], collector: Callable[[str], P]) -> P:
+        """Send a request on ``channel``; ``collector(msg_id)`` makes what gathers its answer."""
         assert self._conn is not None
         msg = self._conn.session.msg(msg_type, content)
-        msg_id = msg["header"]["msg_id"]
-        request = _Execution(msg_id, max_output) if kind is _Execution else kind(msg_id, reply_only)
-        self._requests[msg_id] = request
+        request = collector(msg["header"]["msg_id"])
+        self._requests[request.msg_id] = request
         self._conn.session.send(self._conn.sockets[channel], msg)
-        if kind is _Execution and self.state == "idle":  # seeding during (re)start keeps its state
+        if isinstance(request, PendingExecution) and self.state == "idle":  # seeding keeps "starting"
             self.state = "busy"
         return request
-
-    def _wait(self, request: _Request, timeout: float | None) -> Any:
-        if isinstance(request, _Execution) and request.max_output is not None:
-            gevent.wait([request.done, request.overflow], timeout=timeout, count=1)
-            if request.overflow.is_set():  # even if it has finished meanwhile: its output is gone
-                limit = request.max_output
-                raise OutputLimitExceeded(f"{self.label}: the output exceeded {limit} bytes", limit)
-            if not request.done.ready():
-                raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s", timeout)
-            return request.done.get()
-        try:
-            return request.done.get(timeout=timeout)
-        except gevent.Timeout:
-            raise ExecutionTimeout(f"{self.label}: execution exceeded {timeout:g}s", timeout) from None
 
     def _route(self, channel: str, msg: dict[str, Any]) -> None:
         self.last_activity = time.time()
@@ -639,7 +338,7 @@ class Kernel:
                     log.exception("message listener failed")
         if request is not None and request.done.ready():
             del self._requests[parent]
-            if self.state == "busy" and not any(isinstance(r, _Execution) for r in self._requests.values()):
+            if self.state == "busy" and not any(isinstance(r, PendingExecution) for r in self._requests.values()):
                 self.state = "idle"
 
     def _watch(self, proc, generation: int) -> None:
@@ -668,18 +367,11 @@ class Kernel:
             self._exit_noted = True
 
     def _proc_exited(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._proc is not None and self._proc.poll() is None:
-            if time.monotonic() >= deadline:
-                return False
-            gevent.sleep(0.02)
-        return True
+        return self._proc is None or wait_exited(self._proc, timeout)
 
     def _signal_group(self, signum: int) -> None:
-        if self._proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signum)
+        if self._proc is not None:
+            signal_group(self._proc.pid, signum)
 
     def _terminate(self, error: KernelError | None = None) -> None:
         """Kill the process group, fail pending requests, close sockets, remove files."""
@@ -699,18 +391,12 @@ class Kernel:
             self._conn.close()
             self._conn = None
         if self._dir is not None:
-            self._last_output = self._read_output()  # kept for the error that explains a failed start
+            self._last_output = output_tail(self._dir)  # kept for the error that explains a failed start
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def _read_output(self, limit: int = 2000) -> str:
-        try:
-            return (self._dir / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
-        except (OSError, TypeError):
-            return ""
-
     def _stderr_tail(self) -> str:
-        text = self._read_output() if self._dir is not None else self._last_output
+        text = output_tail(self._dir) if self._dir is not None else self._last_output
         return f"; its output ended with:\n{text}" if text else ""
 
     def __repr__(self) -> str:

@@ -22,7 +22,9 @@ import gevent
 import gevent.event
 import gevent.pool
 
-from .kernel import ExecutionResult, ExecutionTimeout, Kernel, KernelDied, KernelError, KernelLost, KernelSeedError
+from .errors import ExecutionTimeout, KernelDied, KernelError, KernelLost, KernelSeedError
+from .kernel import Kernel
+from .messages import ExecutionResult
 
 log = logging.getLogger("fngw.kernels")
 

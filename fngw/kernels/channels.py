@@ -1,0 +1,70 @@
+"""The sockets of one kernel process and the greenlets that read them.
+
+Four ``zmq.green`` sockets (shell, control and stdin as DEALERs, iopub as a SUB), one reader
+greenlet each. Every message read is decoded cooperatively (megabytes must not stall the hub) and
+handed to ``route(channel, msg)``; a malformed or unsigned message is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gevent
+import zmq
+import zmq.green as zmq_green
+from jupyter_client.session import Session
+
+from .wire import deserialize_cooperatively
+
+log = logging.getLogger("fngw.kernels")
+
+
+class KernelChannels:
+    """The sockets and reader greenlets of one launched kernel process."""
+
+    CHANNELS = ("shell", "control", "iopub", "stdin")
+
+    def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, dict], None]):
+        context = zmq_green.Context.instance()
+        self.sockets: dict[str, zmq_green.Socket] = {}
+        for channel in self.CHANNELS:
+            kind = zmq.SUB if channel == "iopub" else zmq.DEALER
+            sock = context.socket(kind)
+            sock.linger = 0
+            if channel == "iopub":
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            else:
+                sock.setsockopt(zmq.IDENTITY, session.bsession)
+            sock.connect(f"ipc://{info['ip']}-{info[channel + '_port']}")
+            self.sockets[channel] = sock
+        self.session = session
+        self.readers = [gevent.spawn(self._read, channel, route) for channel in self.CHANNELS]
+
+    def _read(self, channel: str, route: Callable[[str, dict], None]) -> None:
+        sock = self.sockets[channel]
+        session = self.session
+        while True:
+            try:
+                frames = sock.recv_multipart(copy=True)
+            except zmq.ZMQError:
+                return  # socket closed
+            try:
+                _, frames = session.feed_identities(frames, copy=True)
+                msg = deserialize_cooperatively(session, frames)  # megabytes must not stall the hub
+            except Exception:  # a malformed or unsigned message: drop it, keep reading
+                log.warning("dropping an unreadable message on %s", channel, exc_info=True)
+                continue
+            route(channel, msg)
+
+    def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
+        msg = self.session.msg(msg_type, content)
+        self.session.send(self.sockets[channel], msg)
+        return msg["header"]["msg_id"]
+
+    def close(self) -> None:
+        current = gevent.getcurrent()
+        gevent.killall([g for g in self.readers if g is not current], block=False)
+        for sock in self.sockets.values():
+            sock.close(linger=0)

@@ -1,0 +1,166 @@
+"""What a request to a kernel produces: results, errors, and the collectors that gather them.
+
+A ``PendingRequest`` waits for its reply and, unless ``reply_only``, for the iopub ``idle`` status
+that follows; a ``PendingExecution`` also gathers what an ``execute_request`` produced, in the order
+the kernel sent it, up to a limit of output. The channels route every message to its collector by
+``parent_header.msg_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+
+from .errors import ExecutionTimeout, KernelError, OutputLimitExceeded
+
+
+@dataclass(frozen=True)
+class SeedCell:
+    """A code cell run on every start and restart; ``index`` is its position in the notebook."""
+
+    index: int
+    source: str
+
+
+@dataclass
+class ExecutionError:
+    """A cell's error as the kernel reported it (an ``error`` message or an error reply)."""
+
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+    @classmethod
+    def from_content(cls, content: Mapping[str, Any]) -> ExecutionError:
+        """From the content of an ``error`` iopub message or an ``execute_reply`` with status error."""
+        return cls(content.get("ename", ""), content.get("evalue", ""), list(content.get("traceback", [])))
+
+
+@dataclass
+class ExecutionResult:
+    """What one ``execute_request`` produced, in the order the kernel sent it."""
+
+    status: str = "ok"  # "ok", "error" or "aborted"
+    stdout: str = ""
+    stderr: str = ""
+    # display_data and execute_result bundles: {"type", "data", "metadata"}
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    execute_result: dict[str, Any] | None = None
+    error: ExecutionError | None = None
+    execution_count: int | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class PendingRequest:
+    """A request waiting for its reply and, unless ``reply_only``, its iopub ``idle``."""
+
+    def __init__(self, msg_id: str, reply_only: bool = False):
+        self.msg_id = msg_id
+        self.reply: dict[str, Any] | None = None
+        self.idle = reply_only
+        self.done = gevent.event.AsyncResult()
+
+    def on_reply(self, msg: dict[str, Any]) -> None:
+        self.reply = msg
+        self._maybe_done()
+
+    def on_iopub(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+            self.idle = True
+            self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.reply is not None and self.idle and not self.done.ready():
+            self.done.set(self.reply)
+
+    def fail(self, error: KernelError) -> None:
+        if not self.done.ready():
+            self.done.set_exception(error)
+
+
+def output_size(data: Mapping[str, Any]) -> int:
+    """Roughly the bytes a mime bundle holds (strings by length, anything else as JSON)."""
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
+
+
+class PendingExecution(PendingRequest):
+    def __init__(self, msg_id: str, max_output: int | None = None):
+        super().__init__(msg_id)
+        self.result = ExecutionResult()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+        self.sent_at = time.monotonic()
+        self.max_output = max_output
+        self.collected = 0  # characters of output kept so far
+        self.overflow = gevent.event.Event()  # set once more than max_output arrived
+
+    def _keep(self, size: int) -> bool:
+        """Count ``size`` more characters of output; False once past ``max_output`` (from then on
+        output is dropped and what was kept is freed: the caller gets an error, not a body)."""
+        if self.overflow.is_set():
+            return False
+        self.collected += size
+        if self.max_output is not None and self.collected > self.max_output:
+            self._stdout.clear()
+            self._stderr.clear()
+            self.result.outputs.clear()
+            self.result.execute_result = None
+            self.overflow.set()
+            return False
+        return True
+
+    def on_iopub(self, msg: dict[str, Any]) -> None:
+        kind = msg["msg_type"]
+        content = msg["content"]
+        if kind in ("stream", "display_data", "execute_result") and not self._keep(
+            len(content.get("text", "")) if kind == "stream" else output_size(content.get("data", {}))
+        ):
+            pass  # over the limit: dropped
+        elif kind == "stream":
+            (self._stderr if content.get("name") == "stderr" else self._stdout).append(content.get("text", ""))
+        elif kind in ("display_data", "execute_result"):
+            bundle = {"type": kind, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
+            self.result.outputs.append(bundle)
+            if kind == "execute_result":
+                self.result.execute_result = bundle["data"]
+        elif kind == "error":
+            self.result.error = ExecutionError.from_content(content)
+        elif kind == "clear_output":
+            self._stdout.clear()
+            self._stderr.clear()
+            self.result.outputs.clear()
+        super().on_iopub(msg)
+
+    def _maybe_done(self) -> None:
+        if self.reply is not None and self.idle and not self.done.ready():
+            content = self.reply["content"]
+            result = self.result
+            result.status = content.get("status", "error")
+            result.execution_count = content.get("execution_count")
+            if result.status == "error" and result.error is None:
+                result.error = ExecutionError.from_content(content)
+            result.stdout = "".join(self._stdout)
+            result.stderr = "".join(self._stderr)
+            result.duration = time.monotonic() - self.sent_at
+            self.done.set(result)
+
+    def result_within(self, timeout: float | None, label: str) -> ExecutionResult:
+        """The result, waiting at most ``timeout`` seconds. Raises ``ExecutionTimeout`` past it,
+        ``OutputLimitExceeded`` once more than ``max_output`` characters of output arrived (even if
+        the execution finished meanwhile: its output is gone), and whatever ``fail`` set."""
+        gevent.wait([self.done, self.overflow], timeout=timeout, count=1)
+        if self.overflow.is_set() and self.max_output is not None:
+            raise OutputLimitExceeded(f"{label}: the output exceeded {self.max_output} bytes", self.max_output)
+        if not self.done.ready():
+            raise ExecutionTimeout(f"{label}: execution exceeded {timeout:g}s", timeout)
+        return self.done.get()

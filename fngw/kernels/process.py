@@ -1,0 +1,93 @@
+"""Kernel processes: launching one in its own process group, signalling and reaping it, its output.
+
+The only module of the runtime that touches process ids. A kernel is ours (a ``Popen`` we launched,
+as session leader, so its pgid is its pid) or another worker's (an ``AttachedProcess``, a pid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gevent
+from jupyter_client.connect import write_connection_file
+from jupyter_client.launcher import launch_kernel
+
+from .reaper import PGID_FILE
+from .specs import ResolvedSpec
+
+CHANNEL_PORTS = ("shell", "iopub", "stdin", "control", "hb")
+
+
+def launch(
+    spec: ResolvedSpec, folder: Path, key: bytes, env: Mapping[str, str], cwd: str | None
+) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """Start ``spec``'s kernel with IPC sockets in ``folder`` (file paths cannot be taken by another
+    process between choosing and binding, as TCP ports can), its output in ``folder/stderr.log`` and
+    its pgid in ``folder/PGID_FILE`` (so a gunicorn master can kill the group if the worker dies
+    without cleaning up). Returns the process and the connection info."""
+    connection_file = str(folder / "connection.json")
+    ports = {f"{c}_port": i for i, c in enumerate(CHANNEL_PORTS, 1)}
+    _, info = write_connection_file(
+        connection_file, ip=str(folder / "ipc"), key=key, transport="ipc", kernel_name=spec.name, **ports
+    )
+    with open(folder / "stderr.log", "wb") as err:
+        proc = launch_kernel(
+            spec.command(connection_file),
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            env={**env, "KERNEL_GATEWAY": "1"},
+            cwd=cwd,
+        )
+    (folder / PGID_FILE).write_text(str(proc.pid))
+    return proc, dict(info)
+
+
+def wait_exited(proc: Any, timeout: float) -> bool:
+    """True once ``proc`` has exited, polling with ``gevent.sleep`` (``Popen.wait`` would block
+    the hub); False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            return False
+        gevent.sleep(0.02)
+    return True
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Send ``signum`` to the process group led by ``pid``, if it still exists."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def output_tail(folder: Path, limit: int = 2000) -> str:
+    """The last ``limit`` bytes the kernel wrote to its stdout and stderr, as text."""
+    try:
+        return (folder / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+class AttachedProcess:
+    """A kernel process started by another process of this instance: the same ``pid``/``poll``
+    surface as ``Popen``, read from /proc (it is not our child, so we never reap it)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                        self.returncode = -1
+            except (FileNotFoundError, ProcessLookupError):
+                self.returncode = -1
+        return self.returncode

@@ -218,3 +218,19 @@ def test_interrupt_by_message_when_the_kernelspec_says_so(runtime_dir):
         assert k.execute("print('after')", timeout=5).stdout == "after\n"
     finally:
         k.shutdown()
+
+
+def test_a_start_interrupted_at_any_moment_leaves_no_process(runtime_dir):
+    """A launch timeout or a client that leaves can interrupt a start while the process is being
+    created: whatever moment it lands on, nothing may keep running (it used to, at about 1 ms)."""
+    from gateway import children_of
+
+    def ours() -> set[int]:
+        return {pid for pid in children_of(os.getpid()) if running(pid)}
+
+    before = ours()  # the module's other kernels
+    for seconds in (0.000001, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.03, 0.06):
+        kernel = Kernel("python3", runtime_dir=runtime_dir)
+        with pytest.raises(gevent.Timeout), gevent.Timeout(seconds):
+            kernel.start()
+        assert ours() - before == set(), f"a kernel outlived a start interrupted after {seconds}s"

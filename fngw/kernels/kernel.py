@@ -267,7 +267,18 @@ class Kernel:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix="k-", dir=self.runtime_dir))
         session = Session(key=uuid.uuid4().hex.encode(), username="fngw", signature_scheme="hmac-sha256")
-        self._proc, info = launch(self.spec, self._dir, session.key, {**self.env, **self.spec.env}, self.cwd)
+        # In a greenlet of its own: an interruption of ours (a launch timeout, a client that left)
+        # arriving while the process is being created must not leave it running unknown to us.
+        launching = gevent.spawn(launch, self.spec, self._dir, session.key, {**self.env, **self.spec.env}, self.cwd)
+        try:
+            self._proc, info = launching.get()
+        except BaseException:
+            launching.join()  # let the creation finish, then stop what it created
+            if launching.successful():
+                orphan, _ = launching.value
+                signal_group(orphan.pid, signal.SIGKILL)
+                wait_exited(orphan, 5.0)
+            raise
         self.connection_info = dict(info)
         self._conn = KernelChannels(info, session, self._route)
         self._monitor = gevent.spawn(self._watch, self._proc, self._generation)
@@ -282,9 +293,10 @@ class Kernel:
                 raise KernelStartError(f"{self.label}: kernel did not answer within {timeout:g}s{self._stderr_tail()}")
             request = self._send(channel, "kernel_info_request", {}, PendingRequest)
             try:
-                request.done.get(timeout=min(nudge, remaining))
-                return
-            except gevent.Timeout:
+                request.done.wait(min(nudge, remaining))  # not get(timeout=): see KernelPool.acquire
+                if request.done.ready():
+                    request.done.get()
+                    return
                 self._requests.pop(request.msg_id, None)
             except KernelDied:
                 raise KernelStartError(

@@ -173,14 +173,13 @@ class KernelPool:
         waiter = gevent.event.AsyncResult()
         self._waiters.append(waiter)
         try:
-            return waiter.get(timeout=queue_timeout)
-        except gevent.Timeout:
-            if waiter.ready() and waiter.successful():  # handed a kernel as the deadline passed
-                return waiter.value
+            # wait() rather than get(timeout=): a caller's own gevent.Timeout must reach the caller,
+            # not turn into our QueueTimeout.
+            waiter.wait(queue_timeout)
+            if waiter.ready():
+                return waiter.get()
             self._queue_timeouts += 1
-            raise QueueTimeout(
-                f"pool {self.name}: no kernel became free within {queue_timeout:g}s", self.name
-            ) from None
+            raise QueueTimeout(f"pool {self.name}: no kernel became free within {queue_timeout:g}s", self.name)
         except BaseException:
             # Our greenlet was killed (the client went away): give back a kernel handed to us meanwhile.
             if waiter.ready() and waiter.successful():

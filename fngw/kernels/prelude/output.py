@@ -15,8 +15,9 @@ prints a second later therefore lands in another client's response. The rule enf
 - output (stdout, stderr, ``display``, ``clear_output``) is kept only while a cell runs
   (``pre_run_cell`` to ``post_run_cell``), and only from the thread and asyncio task that run it;
 - output written to the process's file descriptors (subprocesses, C libraries), which ipykernel
-  reads in a thread of its own, is kept while a cell runs unless a process left running by an
-  earlier cell still holds those descriptors: then nobody can tell whose it is, and it is dropped.
+  reads in a thread of its own, is kept while a cell runs; each cell gets fresh pipes whenever a
+  process may have been created since the last ones, so processes left running by earlier cells
+  write into pipes nobody reads for a response (a thread of ours discards what they write).
 
 The streams' classes are swapped for subclasses (ipykernel checks ``isinstance``) whose ``write``
 is a property: IPython 9 replaces ``stream.write`` around every cell and restores it after, and
@@ -39,9 +40,14 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "events") or not hasattr(shell, "display_pub"):
         return  # not IPython: nothing to hook into (docs/notebooks.md says what then holds)
-    window: dict = {"thread": None, "task": None, "fd": None, "earlier": set(), "cpu": None}
+    window: dict = {"thread": None, "task": None, "cpu": None, "forks": -1}
     MARK = "\x00fngw-drain\x00"  # written behind a cell's descriptor output, see drain()
+    SWAP = "\x00fngw-swap\x00"  # written into a pipe being replaced, see fresh_pipes()
     drained: dict = {}  # id(stream) -> threading.Event, set when its reader hands MARK on
+    swapped: dict = {}  # id(stream) -> threading.Event, set when its reader hands SWAP on
+    readers: dict = {}  # ipykernel's reader thread -> its stream
+    old_readers: dict = {}  # id(stream) -> read end of its replaced pipe, until its reader lets go
+    discarders = [0]  # discard threads started
     watchers = {getattr(s, "watch_fd_thread", None) for s in (sys.stdout, sys.stderr)} - {None}
 
     def current_task():
@@ -58,11 +64,9 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
             return False
         if threading.get_ident() == thread:
             return current_task() is window["task"]
-        if threading.current_thread() not in watchers:
-            return False
-        if window["fd"] is None:  # decided at the cell's first descriptor output, not for every cell
-            window["fd"] = bool(outputs) and not any(holds_outputs(pid) for pid in window["earlier"])
-        return window["fd"]
+        # ipykernel's reader of a pipe: only once it has let go of the previous pipe (fresh_pipes)
+        stream = readers.get(threading.current_thread())
+        return stream is not None and swapped[id(stream)].is_set()
 
     def unwrap(method):
         while getattr(method, "_fngw_inner", None) is not None:
@@ -85,6 +89,9 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
         """Notices the drain marker (see ``drain``) as ipykernel's descriptor reader hands it on."""
 
         def noticing(text="", *args, **kwargs):
+            if isinstance(text, str) and SWAP in text and id(stream) in swapped:
+                let_go(stream)  # what came before it was the old pipe's: nobody's
+                return len(text)
             if isinstance(text, str) and MARK in text and id(stream) in drained:
                 drained[id(stream)].set()
                 rest = text.replace(MARK, "")
@@ -147,61 +154,86 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     shell.display_pub.publish = guard(shell.display_pub.publish)
     shell.display_pub.clear_output = guard(shell.display_pub.clear_output)
 
-    def pipe(fd: int):
-        try:
-            return os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return None
-
-    outputs = {pipe(1), pipe(2)} - {None}
-
-    def read(path: str) -> bytes:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            return os.read(fd, 1 << 16)
-        finally:
-            os.close(fd)
-
-    def children(pid) -> list[bytes]:
-        found = []
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                found += read(f"/proc/{pid}/task/{task}/children").split()
-        except OSError:
-            pass
-        return found
-
-    def holds_outputs(pid: bytes) -> bool:
-        name = pid.decode()
-        try:
-            if read(f"/proc/{name}/stat").rsplit(b")", 1)[1].split()[0] in b"ZX":
-                return False
-            return any(os.readlink(f"/proc/{name}/fd/{fd}") in outputs for fd in (1, 2))
-        except OSError:
-            return False
-
-    def descendants() -> set[bytes]:
-        """The processes this kernel started that still exist, and theirs, from /proc."""
-        try:  # no child at all (the usual case) is known without reading /proc
-            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return set()
-        pending, seen = children("self"), set()
-        while pending:
-            pid = pending.pop()
-            if pid not in seen:
-                seen.add(pid)
-                pending += children(pid.decode())
-        return seen
-
-    # ipykernel reads the descriptors in a thread of its own: what a subprocess wrote just before
-    # the cell ended may still be in the pipe, or read and not yet handed on, when the window
-    # closes. Writing a marker behind it and waiting until the reader hands the marker on proves
-    # everything before it was handed on. Only cells during which a reader ran pay for it: each
-    # reader's CPU clock shows whether it woke up.
+    # Descriptor output (subprocesses, C libraries) reaches ipykernel through a pipe read by a
+    # thread of its own. A process started by one cell and still running writes into that pipe
+    # during later cells, and nothing in the bytes says whose they are. So a cell gets a fresh
+    # pipe whenever a process may have been created since the last one was made: processes of
+    # earlier cells keep the old pipe, which a drainer thread reads and discards until its last
+    # writer exits (writers never block). /proc/stat's count of processes created tells cheaply
+    # whether any was (a busy machine only costs more swaps).
     pipes = [(s, s.__dict__.get("_original_stdstream_fd")) for s in (sys.stdout, sys.stderr)]
     pipes = [(s, fd) for s, fd in pipes if fd is not None and getattr(s, "_fid", None) is not None]
     drained.update({id(s): threading.Event() for s, _ in pipes})
+    swapped.update({id(s): threading.Event() for s, _ in pipes})
+    for event in swapped.values():
+        event.set()  # no pipe replaced yet
+    readers.update({s.watch_fd_thread: s for s, _ in pipes if getattr(s, "watch_fd_thread", None) is not None})
+
+    def forks() -> int:
+        """Processes and threads created on this machine since boot, less our own discard threads
+        (else every swap would cause the next)."""
+        try:
+            with open("/proc/stat", "rb") as f:
+                line = next((line for line in f if line.startswith(b"processes ")), b"processes -1")
+            return int(line.split()[1]) - discarders[0]
+        except (OSError, ValueError):
+            return -1
+
+    def close_strays() -> None:
+        """ipykernel keeps its own copy of each pipe's write end open; the old pipes must reach end
+        of file once their last outside writer exits, so the copies go (fd 1 and 2 stay)."""
+        try:
+            names = {os.readlink(f"/proc/self/fd/{fd}") for _, fd in pipes}
+            keep = {fd for _, fd in pipes} | {stream._fid for stream, _ in pipes}
+            for entry in os.listdir("/proc/self/fd"):
+                fd = int(entry)
+                if fd in keep or os.readlink(f"/proc/self/fd/{fd}") not in names:
+                    continue
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    flags = int(next(line for line in info if line.startswith("flags:")).split()[1], 8)
+                if flags & os.O_ACCMODE == os.O_WRONLY:  # a write end (both ends share the pipe's name)
+                    os.close(fd)
+        except (OSError, StopIteration, ValueError):
+            pass
+
+    def discard(fd: int) -> None:
+        try:
+            while os.read(fd, 1 << 16):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def fresh_pipes() -> None:
+        for stream, fd in pipes:
+            reader, writer = os.pipe()
+            old_writer, old_reader = os.dup(fd), os.dup(stream._fid)
+            let_go(stream)  # a pipe replaced before whose SWAP the thread never read
+            old_readers[id(stream)] = old_reader
+            swapped[id(stream)].clear()  # until the thread hands SWAP on, its output is the old pipe's
+            os.dup2(writer, fd)  # the kernel and the processes it starts from now on write here
+            os.dup2(reader, stream._fid)  # ipykernel's thread reads here from its next read on
+            os.close(writer)
+            os.close(reader)
+            # Wakes the thread, blocked reading the old pipe. No waiting: its next read is the new
+            # pipe's, and ours() ignores it until then.
+            os.write(old_writer, SWAP.encode())
+            os.close(old_writer)
+
+    def let_go(stream) -> None:
+        """ipykernel's reader of ``stream`` has left its old pipe: from now on a thread of ours
+        reads and discards the old pipe (its writers never block), and the reader's output counts."""
+        old_reader = old_readers.pop(id(stream), None)
+        if old_reader is not None:
+            discarders[0] += 1  # counted before the thread exists: see forks()
+            threading.Thread(target=discard, args=(old_reader,), name="fngw-discard", daemon=True).start()
+        swapped[id(stream)].set()
+
+    # ipykernel's thread may still hold what a subprocess wrote just before the cell ended when the
+    # window closes. Writing a marker behind it and waiting until the thread hands the marker on
+    # proves everything before it was handed on. Only cells during which a reader ran pay for it:
+    # each reader's CPU clock shows whether it woke up.
     clocks = []
     for thread in watchers:
         try:
@@ -232,6 +264,9 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
         for stream, _ in pipes:
             drained[id(stream)].wait(max(0.0, deadline - time.monotonic()))
 
+    close_strays()
+    window["forks"] = forks()
+
     def forget_outputs() -> None:
         # IPython 9 keeps what every cell printed for its history, under the execution count, which
         # store_history=False never advances: every request's output would stay in the kernel.
@@ -241,15 +276,19 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
 
     def opened(*_):
         forget_outputs()
+        created = forks()
+        if pipes and (created != window["forks"] or created < 0):
+            fresh_pipes()
+        window["forks"] = created
         window["cpu"] = readers_cpu()
-        window["fd"] = None  # nobody wrote to the descriptors yet
-        window["earlier"] = descendants()  # processes of earlier cells
         window["task"] = current_task()
         window["thread"] = threading.get_ident()
 
     def closed(*_):
-        if window["fd"] is not False:  # unless descriptor output is dropped anyway
-            drain()
+        drain()
+        for stream, _ in pipes:
+            if not swapped[id(stream)].is_set():  # the reader never read SWAP: it was not blocked
+                let_go(stream)  # on the old pipe when it was replaced, so it is on the new one
         window["thread"] = None
         forget_outputs()
 

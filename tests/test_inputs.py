@@ -15,6 +15,7 @@ from fngw.endpoints.errors import RequestTooLarge
 from fngw.endpoints.execution import Outcome
 from fngw.endpoints.request import form_part_limit, parse_body
 from fngw.endpoints.response import describe_failure, render, with_charset
+from fngw.http import errors
 from fngw.http.paths import RawPathRouting, decode_parameter, routing_path
 from fngw.kernel_api.channels import ReplayBuffer, WebSocket
 from fngw.kernel_api.registry import Invalid, KernelRegistry
@@ -236,3 +237,50 @@ def test_client_kernel_ids_and_paths_that_name_no_safe_file_are_400(tmp_path, ke
     with pytest.raises(Invalid):
         registry(tmp_path).start_kernel(kernel_id=kernel_id, path=path)
     assert list(tmp_path.iterdir()) == []  # nothing reserved, nothing started
+
+
+def test_replay_keeps_replies_over_output():
+    buffer = ReplayBuffer(max_bytes=10_000)
+    reply = {"header": {"msg_id": "r", "msg_type": "execute_reply"}, "content": {"status": "ok"}}
+    buffer.append("shell", reply)
+    for i in range(10):
+        buffer.append("iopub", stream(str(i) * 2000))
+    assert ("shell", reply) in list(buffer)
+
+
+def test_a_dropped_websocket_keeps_its_unsent_replies_for_the_replay():
+    ws = WebSocket(StalledSocket(), "s", v1=False, max_queue=100_000)
+    reply = {"header": {"msg_id": "r", "msg_type": "execute_reply"}, "parent_header": {}, "content": {}}
+    ws.send("iopub", stream("x" * 50_000))
+    ws.send("shell", reply)
+    ws.send("iopub", stream("y" * 80_000))  # past max_queue: dropped
+    assert ws.closed and ws.unsent_replies == [("shell", reply)]
+
+
+def test_paths_that_are_not_utf8_are_400_and_empty_parameters_404():
+    class Echo:
+        def on_get(self, req, resp, name):
+            resp.media = {"name": name}
+
+    app = falcon.App(middleware=[RawPathRouting()])
+    errors.install(app)
+    app.add_route("/files/{name}", Echo())
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get("/files/%FF").status_code == 400
+    assert client.simulate_get("/files/").status_code in (404, 405)  # no name: no route
+    assert client.simulate_get("/files/caf%C3%A9").json == {"name": "café"}
+
+
+def test_text_logs_escape_control_characters():
+    import io
+    import logging
+
+    from fngw.telemetry.logs import configure
+
+    out = io.StringIO()
+    configure("text", out)
+    try:
+        logging.getLogger("fngw.access").info("GET %s", "/a\r\nX: forged\x00", extra={"fields": {"path": "/a\r\n"}})
+    finally:
+        configure("json")
+    assert out.getvalue().count("\n") == 1 and "\\x0d\\x0aX: forged\\x00" in out.getvalue()

@@ -46,6 +46,8 @@ CELLS = [
     "body = json.loads(REQUEST)['body']\n"
     "print(json.dumps({k: [len(v['data']) if isinstance(v, dict) else len(v) for v in vs] for k, vs in body.items()}))",
     "# GET /exit\nsys.exit(3)",
+    "# GET /exit/:how\nhow = json.loads(REQUEST)['path']['how']\n"
+    "exit() if how == 'exit' else quit() if how == 'quit' else sys.exit(how)",
     "# GET /flood\nfor i in range(4000):\n    print('x' * 1000)",
 ]
 
@@ -147,6 +149,17 @@ def test_sys_exit_names_its_exit_code_and_the_kernel_keeps_serving(gw):
     error = json.loads(body)
     assert error["ename"] == "SystemExit"
     assert "exit code 3" in error["message"]
+    assert gw.request("GET", "/quiet")[2] == b"quiet\n"
+
+
+@pytest.mark.parametrize(
+    ("how", "named"), [("exit", "exit() or quit()"), ("quit", "exit() or quit()"), ("bye", "'bye'")]
+)
+def test_every_way_of_exiting_fails_the_request_and_names_it(gw, how, named):
+    status, _, body = gw.request("GET", f"/exit/{how}")
+    assert status == 500, body
+    error = json.loads(body)
+    assert error["ename"] == "SystemExit" and named in error["message"]
     assert gw.request("GET", "/quiet")[2] == b"quiet\n"
 
 

@@ -109,6 +109,7 @@ def _split(result: ExecutionResult, marker: str) -> Outcome:
         error=None,
         execution_count=result.execution_count,
         duration=result.duration,
+        payload=result.payload,
     )
     return Outcome(
         cell=cell,

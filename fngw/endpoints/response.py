@@ -44,16 +44,29 @@ def with_charset(mime: str) -> str:
     return mime
 
 
+ASKED_TO_EXIT = (
+    "the cell called exit() or quit(), which asks the client to stop the kernel; a cell cannot stop its "
+    "kernel, so the request failed and the kernel keeps serving"
+)
+
+
 def describe_failure(ename: str, evalue: str, what: str = "the cell") -> str:
     """One sentence naming how a cell failed, for the error body's ``message``.
 
     ``SystemExit`` (``sys.exit()``, ``exit()``) names its exit code: IPython catches it, so the
     kernel keeps running and the request fails. Kernels that report no error name (bash_kernel
     sends ``ename: ""`` and the exit status as ``evalue``) are described by the value alone."""
+    if ename == "SystemExit" and evalue == "exit()":  # pool kernels raise it for exit() and quit()
+        return ASKED_TO_EXIT.replace("the cell", what, 1)
     if ename == "SystemExit":
-        code = evalue if evalue not in ("", "None") else "0"
+        if evalue in ("", "None"):
+            how = "with exit code 0"
+        elif evalue.lstrip("-").isdigit():
+            how = f"with exit code {evalue}"
+        else:
+            how = f"with the message {evalue!r} (exit code 1)"
         return (
-            f"{what} called sys.exit() with exit code {code} (SystemExit); a cell cannot stop its kernel, "
+            f"{what} called sys.exit() {how} (SystemExit); a cell cannot stop its kernel, "
             "so the request failed and the kernel keeps serving"
         )
     if not ename and evalue:
@@ -142,9 +155,14 @@ def _rich_body(value: Any, mime: str) -> bytes:
 
 
 def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, tracebacks: bool) -> None:
+    """Set ``resp`` from ``outcome`` by the precedence in the module docstring. Raises
+    ``CellFailed`` (the cell or its ResponseInfo failed, or asked to exit) and
+    ``ResponseInfoInvalid``."""
     cell = outcome.cell
     if not cell.ok:
-        raise cell_error(cell.error, tracebacks=tracebacks)
+        raise cell_error(cell.error or ExecutionError("Error", cell.status, []), tracebacks=tracebacks)
+    if any(p.get("source") == "ask_exit" for p in cell.payload):
+        raise CellFailed(ASKED_TO_EXIT, "SystemExit", "exit()")
     if outcome.response_info_error is not None:
         raise cell_error(outcome.response_info_error, tracebacks=tracebacks, what="the ResponseInfo cell")
     status, headers = (None, [])

@@ -17,18 +17,21 @@ from urllib.parse import unquote, urlsplit
 
 import falcon
 
+from .errors import GatewayError
+
 _ESCAPED = re.compile("%2F|%25")
 _UNESCAPE = {"%2F": "/", "%25": "%"}
 
 
-def routing_path(raw_uri: str) -> str:
+def routing_path(raw_uri: str, errors: str = "replace") -> str:
     """The path of ``raw_uri`` (a request target, with or without query, origin or absolute form)
-    with every segment decoded except ``/`` and ``%``, which are written ``%2F`` and ``%25``."""
+    with every segment decoded except ``/`` and ``%``, which are written ``%2F`` and ``%25``.
+    ``errors``: what an escape that is not UTF-8 becomes (``"strict"``: ``UnicodeDecodeError``)."""
     target = raw_uri.split("#", 1)[0].split("?", 1)[0]
     if not target.startswith("/"):
         target = urlsplit(target).path or "/"
     return "/".join(
-        unquote(segment, errors="replace").replace("%", "%25").replace("/", "%2F") for segment in target.split("/")
+        unquote(segment, errors=errors).replace("%", "%25").replace("/", "%2F") for segment in target.split("/")
     )
 
 
@@ -52,11 +55,16 @@ class RawPathRouting:
         raw = req.env.get("RAW_URI") or req.env.get("REQUEST_URI")
         if not raw:
             return
-        path = routing_path(raw)
+        try:
+            path = routing_path(raw, errors="strict")
+        except UnicodeDecodeError:  # as a query string that is not UTF-8 is (fngw.endpoints.request)
+            raise GatewayError(400, message="the path is not valid UTF-8") from None
         if path != req.path and decoded_path(path) == req.path:
             req.path = path
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
         for name, value in params.items():
+            if value == "":  # /files/ does not name a file: Kernel Gateway's routes need a character
+                raise GatewayError(404, message=f"no route matches {req.path} (the {name} segment is empty)")
             if isinstance(value, str) and "%2" in value:
                 params[name] = decode_parameter(value)

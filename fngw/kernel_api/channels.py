@@ -133,8 +133,9 @@ def message_size(msg: dict[str, Any]) -> int:
 
 
 class ReplayBuffer:
-    """What a disconnected session missed, oldest dropped first past ``REPLAY_LIMIT`` messages or
-    ``max_bytes``: a client that never comes back must not hold the kernel's output."""
+    """What a disconnected session missed, bounded by ``REPLAY_LIMIT`` messages and ``max_bytes``
+    (a client that never comes back must not hold the kernel's output): past them the oldest iopub
+    message goes first, and replies only when no iopub message is left."""
 
     def __init__(self, max_bytes: int):
         self.since = time.monotonic()
@@ -148,9 +149,15 @@ class ReplayBuffer:
         self.messages.append((channel, msg, size))
         self.size += size
         while self.messages and (self.size > self.max_bytes or len(self.messages) > REPLAY_LIMIT):
-            _, _, old = self.messages.popleft()
-            self.size -= old
-            self.dropped += 1
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the oldest iopub message; replies (small, and what a client waits for) go last."""
+        index = next((i for i, (channel, _, _) in enumerate(self.messages) if channel == "iopub"), 0)
+        _, _, size = self.messages[index]
+        del self.messages[index]
+        self.size -= size
+        self.dropped += 1
 
     def __iter__(self):
         return ((channel, msg) for channel, msg, _ in self.messages)
@@ -184,7 +191,9 @@ class ChannelHub:
     def detach(self, ws: WebSocket) -> None:
         if self.connections.get(ws.session_id) is ws:
             del self.connections[ws.session_id]
-            self.offline[ws.session_id] = ReplayBuffer(self.max_queue)
+            buffered = self.offline[ws.session_id] = ReplayBuffer(self.max_queue)
+            for channel, msg in getattr(ws, "unsent_replies", ()):  # a dropped client keeps its replies
+                buffered.append(channel, msg)
             while len(self.offline) > REPLAY_SESSIONS:
                 self.offline.popitem(last=False)
         self.entry.connections = len(self.connections)
@@ -292,6 +301,8 @@ class WebSocket:
         # The wsproto connection that did the handshake (or a bare one for an already open socket).
         self.ws = connection if connection is not None else Connection(ConnectionType.SERVER)
         self.outbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.replies: dict[int, tuple[str, dict[str, Any]]] = {}  # id(queued event) -> reply not yet sent
+        self.unsent_replies: list[tuple[str, dict[str, Any]]] = []  # replies of a dropped connection
         self.closed = False
         self.last_seen = time.monotonic()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
@@ -316,6 +327,8 @@ class WebSocket:
             return
         self.queued += size
         self.outbox.put(event)
+        if channel != "iopub":  # a reply: kept for replay if the client is dropped before it is sent
+            self.replies[id(event)] = (channel, msg)
 
     def _drop_slow_client(self) -> None:
         """The client reads slower than its kernel writes and ``max_queue`` bytes wait for it:
@@ -328,7 +341,10 @@ class WebSocket:
             self.max_queue,
         )
         while not self.outbox.empty():
-            self.outbox.get_nowait()
+            event = self.outbox.get_nowait()
+            reply = self.replies.pop(id(event), None)
+            if reply is not None:  # replies survive: the hub replays them when the session returns
+                self.unsent_replies.append(reply)
         self.queued = 0
         self.close(1008, f"the client fell more than {self.max_queue} bytes behind; reconnect to resume")
         self.closed = True
@@ -348,6 +364,7 @@ class WebSocket:
     def _writer(self) -> None:
         while True:
             event = self.outbox.get()
+            self.replies.pop(id(event), None)
             try:
                 data = self.ws.send(event)
                 self.sock.sendall(data)

@@ -54,7 +54,9 @@ class ExecutionResult:
     execute_result: dict[str, Any] | None = None
     error: ExecutionError | None = None
     execution_count: int | None = None
-    duration: float = 0.0
+    duration: float = 0.0  # seconds from sending the request to its reply and idle status
+    # The reply's payloads (``{"source": "ask_exit", ...}`` when the cell called ``exit()``).
+    payload: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -147,6 +149,7 @@ class PendingExecution(PendingRequest):
             result = self.result
             result.status = content.get("status", "error")
             result.execution_count = content.get("execution_count")
+            result.payload = [p for p in content.get("payload") or [] if isinstance(p, dict)]
             if result.status == "error" and result.error is None:
                 result.error = ExecutionError.from_content(content)
             result.stdout = "".join(self._stdout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -36,11 +37,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: a request path carrying ``%0d%0a`` must not start
+    a forged log line, nor a NUL reach the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message [key=value ...]``, one line per record (tracebacks excepted),
+    control characters escaped."""
+
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None) or {}
-        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        text = f"{_time(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        extra = " ".join(f"{k}={_printable(str(v))}" for k, v in fields.items() if v is not None)
+        text = f"{_time(record)} {record.levelname:<7} {record.name}: {_printable(record.getMessage())}"
         if extra:
             text += f" [{extra}]"
         if record.exc_info:

@@ -34,6 +34,7 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     import termios
     import threading
     import time
+    import traceback
 
     from IPython import get_ipython
 
@@ -42,12 +43,13 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
         return  # not IPython: nothing to hook into (docs/notebooks.md says what then holds)
     window: dict = {"thread": None, "task": None, "cpu": None, "forks": -1}
     MARK = "\x00fngw-drain\x00"  # written behind a cell's descriptor output, see drain()
-    SWAP = "\x00fngw-swap\x00"  # written into a pipe being replaced, see fresh_pipes()
+    SWAP = "\x00fngw-swap-"  # + generation + NUL: written into both pipes of a swap, see fresh_pipes()
     drained: dict = {}  # id(stream) -> threading.Event, set when its reader hands MARK on
     swapped: dict = {}  # id(stream) -> threading.Event, set when its reader hands SWAP on
     readers: dict = {}  # ipykernel's reader thread -> its stream
     old_readers: dict = {}  # id(stream) -> read end of its replaced pipe, until its reader lets go
     discarders = [0]  # discard threads started
+    generation: dict = {}  # id(stream) -> how many times its pipe was replaced
     watchers = {getattr(s, "watch_fd_thread", None) for s in (sys.stdout, sys.stderr)} - {None}
 
     def current_task():
@@ -90,7 +92,16 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
 
         def noticing(text="", *args, **kwargs):
             if isinstance(text, str) and SWAP in text and id(stream) in swapped:
-                let_go(stream)  # what came before it was the old pipe's: nobody's
+                token = f"{SWAP}{generation[id(stream)]}\x00"
+                if token in text and not swapped[id(stream)].is_set():
+                    # The first copy, through whichever pipe: the reader has let go of the old one.
+                    # The chunk is the old pipe's (nobody's), or the new pipe's before the cell wrote.
+                    let_go(stream)
+                    return len(text)
+                if token in text:  # the second copy, through the new pipe: what follows is the cell's
+                    rest = text.split(token, 1)[1]
+                    if rest:
+                        write(rest, *args, **kwargs)
                 return len(text)
             if isinstance(text, str) and MARK in text and id(stream) in drained:
                 drained[id(stream)].set()
@@ -151,6 +162,13 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
         stream.__class__ = stream_class(type(stream))
     if not isolate:
         return
+
+    def refuse_exit() -> None:
+        # exit() and quit() ask the client to stop the kernel, and ipykernel then exits by itself:
+        # a pool kernel would die under the next request. Raised instead, as sys.exit() is.
+        raise SystemExit("exit()")
+
+    shell.ask_exit = refuse_exit
     shell.display_pub.publish = guard(shell.display_pub.publish)
     shell.display_pub.clear_output = guard(shell.display_pub.clear_output)
 
@@ -165,6 +183,7 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     pipes = [(s, fd) for s, fd in pipes if fd is not None and getattr(s, "_fid", None) is not None]
     drained.update({id(s): threading.Event() for s, _ in pipes})
     swapped.update({id(s): threading.Event() for s, _ in pipes})
+    generation.update({id(s): 0 for s, _ in pipes})
     for event in swapped.values():
         event.set()  # no pipe replaced yet
     readers.update({s.watch_fd_thread: s for s, _ in pipes if getattr(s, "watch_fd_thread", None) is not None})
@@ -212,14 +231,18 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
             let_go(stream)  # a pipe replaced before whose SWAP the thread never read
             old_readers[id(stream)] = old_reader
             swapped[id(stream)].clear()  # until the thread hands SWAP on, its output is the old pipe's
+            generation[id(stream)] += 1
+            token = f"{SWAP}{generation[id(stream)]}\x00".encode()
             os.dup2(writer, fd)  # the kernel and the processes it starts from now on write here
             os.dup2(reader, stream._fid)  # ipykernel's thread reads here from its next read on
             os.close(writer)
             os.close(reader)
-            # Wakes the thread, blocked reading the old pipe. No waiting: its next read is the new
-            # pipe's, and ours() ignores it until then.
-            os.write(old_writer, SWAP.encode())
+            # The same token into both pipes: blocked on the old one, the thread wakes with it; busy
+            # when the pipes were replaced, it finds it first thing in the new one. Either way it
+            # then reads only the new pipe, and ours() ignores it until then. No waiting here.
+            os.write(old_writer, token)
             os.close(old_writer)
+            os.write(fd, token)
 
     def let_go(stream) -> None:
         """ipykernel's reader of ``stream`` has left its old pipe: from now on a thread of ours
@@ -243,7 +266,10 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
             break
 
     def readers_cpu():
-        return None if clocks is None else [time.clock_gettime_ns(c) for c in clocks]
+        try:
+            return None if clocks is None else [time.clock_gettime_ns(c) for c in clocks]
+        except OSError:  # seen now and then (EINVAL) for a live thread: unknown, so drain
+            return None
 
     def pending(stream) -> int:
         try:
@@ -275,22 +301,30 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
             outputs_by_count.clear()
 
     def opened(*_):
-        forget_outputs()
-        created = forks()
-        if pipes and (created != window["forks"] or created < 0):
-            fresh_pipes()
-        window["forks"] = created
-        window["cpu"] = readers_cpu()
         window["task"] = current_task()
         window["thread"] = threading.get_ident()
+        try:
+            forget_outputs()
+            created = forks()
+            if pipes and (created != window["forks"] or created < 0):
+                fresh_pipes()
+            window["forks"] = created
+            window["cpu"] = readers_cpu()
+        except Exception:  # never into a response: the cell runs with the pipes it has
+            window["cpu"] = None
+            traceback.print_exc(file=sys.__stderr__)
 
     def closed(*_):
-        drain()
-        for stream, _ in pipes:
-            if not swapped[id(stream)].is_set():  # the reader never read SWAP: it was not blocked
-                let_go(stream)  # on the old pipe when it was replaced, so it is on the new one
-        window["thread"] = None
-        forget_outputs()
+        try:
+            drain()
+            for stream, _ in pipes:
+                if not swapped[id(stream)].is_set():  # the reader never read SWAP: it was not blocked
+                    let_go(stream)  # on the old pipe when it was replaced, so it is on the new one
+            forget_outputs()
+        except Exception:
+            traceback.print_exc(file=sys.__stderr__)
+        finally:
+            window["thread"] = None
 
     shell.events.register("pre_run_cell", opened)
     shell.events.register("post_run_cell", closed)

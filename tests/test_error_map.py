@@ -9,7 +9,7 @@ import pytest
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http import errors
 from fngw.http.disconnect import ClientGone
-from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, StartFailed
+from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
 from fngw.kernels import (
     ExecutionTimeout,
     KernelDied,
@@ -39,6 +39,7 @@ CASES = [
     (Invalid("env must be an object"), 400, {}),
     (ResourceLimit("x"), 403, {}),
     (LaunchTimeout("did not start within 1s"), 504, {}),
+    (ShuttingDown("shutting down"), 503, {}),
     (StartFailed("seed failed", KernelSeedError("nb", 2, "NameError", "y")), 500, {"ename": "NameError"}),
 ]
 

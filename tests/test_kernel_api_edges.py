@@ -163,3 +163,27 @@ def test_the_first_execute_on_a_worker_that_attaches_completes(two_workers):
                     assert run_code(ws, f"print({i} * {j})") == (f"{i * j}\n", "ok")
         finally:
             assert call_json(two_workers, "DELETE", f"/api/kernels/{model['id']}")[0] == 204
+
+
+def test_sigterm_while_a_kernel_starts_answers_503_and_leaves_nothing(tmp_path):
+    import threading
+
+    write_notebook(tmp_path / "seed.ipynb", ["import time\ntime.sleep(30)"])
+    (tmp_path / "fngw.yaml").write_text("version: 1\nkernel_api: {seed: seed.ipynb}\n")
+    gateway = Gateway(env=gateway_env(FNGW_MANIFEST=str(tmp_path / "fngw.yaml")))
+    answers = []
+    try:
+        gateway.wait_ready()
+        (worker,) = children_of(gateway.proc.pid)
+        post = threading.Thread(target=lambda: answers.append(call_json(gateway, "POST", "/api/kernels", {})))
+        post.start()
+        deadline = time.monotonic() + 20
+        while not children_of(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until its kernel process exists
+        gateway.proc.send_signal(15)
+        post.join(20)
+        assert gateway.proc.wait(20) == 0
+    finally:
+        gateway.stop()
+    ((status, headers, error),) = answers
+    assert status == 503 and headers["retry-after"] == "1" and "shutting down" in error["message"]

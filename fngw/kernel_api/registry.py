@@ -65,6 +65,10 @@ class LaunchTimeout(KernelApiError):
     """The kernel did not start (launch and seed) within its launch timeout; nothing is left of it."""
 
 
+class ShuttingDown(KernelApiError):
+    """The gateway began to shut down while the kernel started; it was stopped."""
+
+
 class StartFailed(KernelApiError):
     def __init__(self, message: str, cause: KernelError):
         super().__init__(message)
@@ -137,6 +141,7 @@ class KernelRegistry:
         self._warm: deque[Kernel] = deque()
         self._warming = 0
         self._tasks = gevent.pool.Group()
+        self._starting: set[gevent.Greenlet] = set()  # requests whose kernel is starting
         self._closed = False
         # Other workers of this instance see our kernels through these files, and we theirs.
         self.shared = shared
@@ -251,6 +256,7 @@ class KernelRegistry:
             cwd = self._directory_for(path)
         kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
         self._reserve(kernel_id)  # from here on, every way out releases the slot
+        self._starting.add(gevent.getcurrent())
         try:
             with gevent.Timeout(timeout, LaunchTimeout(f"the kernel did not start within {timeout:g}s ({why})")):
                 kernel.start()  # on any failure, timeout or the client leaving included, it kills what it started
@@ -259,6 +265,7 @@ class KernelRegistry:
         except LaunchTimeout as exc:
             raise LaunchTimeout(f"{exc}; nothing was left running") from None
         finally:
+            self._starting.discard(gevent.getcurrent())
             self._reserved -= 1
             if kernel.state != "idle" and self.shared is not None:
                 self.shared.remove(kernel_id)
@@ -489,6 +496,12 @@ class KernelRegistry:
                     continue
                 log.info("kernel API: culling idle kernel %s", entry.id)
                 self.delete(entry.id)
+
+    def abandon_starts(self) -> None:
+        """SIGTERM: stop every kernel still starting, so that its client gets an answer (503, retry
+        elsewhere) before the worker's graceful timeout rather than a closed connection."""
+        for waiting in list(self._starting):
+            gevent.kill(waiting, ShuttingDown("the gateway is shutting down; start the kernel again"))
 
     def shutdown(self) -> None:
         self._closed = True

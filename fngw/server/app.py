@@ -120,6 +120,7 @@ def create_app(
         def begin_shutdown() -> None:
             lifecycle.begin_draining()
             api.close_websockets()
+            kernel_registry.abandon_starts()
 
         return GatewayApplication(app, app, begin_shutdown, pools, kernel_registry)
     return GatewayApplication(app, app, lifecycle.begin_draining, pools, kernel_registry)

@@ -17,7 +17,7 @@ import falcon
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http.disconnect import ClientGone
 from fngw.http.errors import GatewayError
-from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, StartFailed
+from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
 from fngw.kernels import (
     ExecutionTimeout,
     KernelLost,
@@ -93,6 +93,7 @@ ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (Invalid, _plain(400)),
     (ResourceLimit, _plain(403, "Resource Limit")),  # Kernel Gateway's words for max_kernels
     (LaunchTimeout, _plain(504)),
+    (ShuttingDown, lambda ex: GatewayError(503, message=str(ex), headers=_retry(1))),
     (StartFailed, _start_failed),
 ]
 

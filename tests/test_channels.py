@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from fngw.kernel_api import channels
-from fngw.kernel_api.channels import ChannelHub, decode_legacy, decode_v1, encode_legacy, encode_v1
+from fngw.kernel_api.channels import ChannelHub
+from fngw.kernel_api.framing import decode_legacy, decode_v1, encode_legacy, encode_v1
 
 
 class FakeKernel:

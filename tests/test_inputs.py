@@ -17,8 +17,10 @@ from fngw.endpoints.request import form_part_limit, parse_body
 from fngw.endpoints.response import describe_failure, render, with_charset
 from fngw.http import errors
 from fngw.http.paths import RawPathRouting, decode_parameter, routing_path
-from fngw.kernel_api.channels import ReplayBuffer, WebSocket
+from fngw.kernel_api.channels import WebSocket
 from fngw.kernel_api.registry import Invalid, KernelRegistry
+from fngw.kernel_api.replay import ReplayBuffer
+from fngw.kernel_api.start_options import launch_timeout
 from fngw.kernels import ExecutionResult, match_kernelspec, output_prelude
 from fngw.manifest import KernelApiSettings, load_manifest
 from fngw.server import create_app
@@ -155,14 +157,13 @@ def test_the_kernel_api_resolves_names_ignoring_case_and_lists_them_when_unknown
 # --- launch timeouts ------------------------------------------------------------------------------
 
 
-def test_the_clients_launch_timeout_is_capped_by_the_manifest(tmp_path):
-    api = registry(tmp_path, launch_timeout=30.0)
-    assert api._launch_timeout({})[0] == 30.0
-    assert api._launch_timeout({"KERNEL_LAUNCH_TIMEOUT": "3"})[0] == 3.0
-    assert api._launch_timeout({"KERNEL_LAUNCH_TIMEOUT": "300"})[0] == 30.0
+def test_the_clients_launch_timeout_is_capped_by_the_manifest():
+    assert launch_timeout({}, 30.0)[0] == 30.0
+    assert launch_timeout({"KERNEL_LAUNCH_TIMEOUT": "3"}, 30.0)[0] == 3.0
+    assert launch_timeout({"KERNEL_LAUNCH_TIMEOUT": "300"}, 30.0)[0] == 30.0
     for bad in ("soon", "0", "-1", "nan", "inf"):
         with pytest.raises(Invalid):
-            api._launch_timeout({"KERNEL_LAUNCH_TIMEOUT": bad})
+            launch_timeout({"KERNEL_LAUNCH_TIMEOUT": bad}, 30.0)
 
 
 # --- error messages -------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ def test_execute_over_legacy_framing(gw, kernel):
 
 
 def test_execute_over_v1_framing(gw, kernel):
-    from fngw.kernel_api.channels import decode_v1, encode_v1
+    from fngw.kernel_api.framing import decode_v1, encode_v1
 
     with connect(ws_url(gw, kernel), subprotocols=["v1.kernel.websocket.jupyter.org"]) as ws:
         assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"

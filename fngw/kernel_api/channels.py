@@ -15,19 +15,17 @@ legacy JSON text frames (binary when a message has buffers) and ``v1.kernel.webs
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import struct
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
 import gevent
 import gevent.queue
-from jupyter_client.jsonutil import json_default
 from wsproto import WSConnection
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
@@ -35,132 +33,21 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from fngw.kernels import KernelError
 
+from .framing import decode_legacy, decode_v1, encode_legacy, encode_v1
 from .registry import ApiKernel, KernelRegistry
+from .replay import ReplayBuffer
 
 log = logging.getLogger("fngw.kernel_api")
 
-V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CHANNELS = ("shell", "control", "stdin", "iopub")
 MAX_MESSAGE = 128 * 1024 * 1024
 PING_INTERVAL = 30.0
-REPLAY_LIMIT = 10_000  # messages kept for a disconnected session
 MAX_QUEUE = 16 * 1024 * 1024  # bytes queued for one connection (server.max_websocket_queue)
 STALL_GRACE = 2.0  # seconds a dropped connection's close frame may take before its socket is shut
 REPLAY_SESSIONS = 16  # disconnected sessions kept for replay at once; the oldest goes first
 REPLAY_SECONDS = 120.0  # how long a disconnected session's messages are kept
 ROUTE_LIMIT = 100_000  # request ids remembered for reply routing
 BROADCAST_SLICE = 200  # connections served between two yields of an iopub broadcast
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, default=json_default).encode()
-
-
-def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
-    """(is_binary, payload) in the legacy framing."""
-    body = {key: msg.get(key, {}) for key in ("header", "parent_header", "metadata", "content")}
-    body.update(channel=channel, msg_id=msg["header"].get("msg_id"), msg_type=msg["header"].get("msg_type"))
-    buffers = [bytes(b) for b in msg.get("buffers") or ()]
-    if not buffers:
-        body["buffers"] = []
-        return False, _dumps(body)
-    parts = [_dumps(body), *buffers]
-    offsets = [4 * (len(parts) + 1)]
-    for part in parts[:-1]:
-        offsets.append(offsets[-1] + len(part))
-    return True, struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets) + b"".join(parts)
-
-
-def decode_legacy(data: bytes | str) -> dict[str, Any]:
-    if isinstance(data, str):
-        msg = json.loads(data)
-        if not isinstance(msg, dict):
-            raise ValueError("a message must be a JSON object")
-        msg.setdefault("buffers", [])
-        return msg
-    (count,) = struct.unpack("!I", data[:4])
-    offsets = list(struct.unpack("!" + "I" * count, data[4 : 4 * (count + 1)])) + [len(data)]
-    parts = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-    msg = json.loads(parts[0])
-    if not isinstance(msg, dict):
-        raise ValueError("a message must be a JSON object")
-    msg["buffers"] = parts[1:]
-    return msg
-
-
-def encode_v1(msg: dict[str, Any], channel: str) -> bytes:
-    parts = [_dumps(msg.get(k, {})) for k in ("header", "parent_header", "metadata", "content")]
-    parts += [bytes(b) for b in msg.get("buffers") or ()]
-    name = channel.encode()
-    offsets = [8 * (1 + 1 + len(parts) + 1)]
-    offsets.append(offsets[-1] + len(name))
-    for part in parts:
-        offsets.append(offsets[-1] + len(part))
-    head = len(offsets).to_bytes(8, "little") + b"".join(o.to_bytes(8, "little") for o in offsets)
-    return head + name + b"".join(parts)
-
-
-def decode_v1(data: bytes) -> dict[str, Any]:
-    count = int.from_bytes(data[:8], "little")
-    offsets = [int.from_bytes(data[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
-    channel = data[offsets[0] : offsets[1]].decode()
-    parts = [data[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
-    if len(parts) < 4:
-        raise ValueError("a v1 message needs header, parent_header, metadata and content")
-    header, parent, metadata, content = (json.loads(p) for p in parts[:4])
-    return {
-        "channel": channel,
-        "header": header,
-        "parent_header": parent,
-        "metadata": metadata,
-        "content": content,
-        "buffers": parts[4:],
-    }
-
-
-def message_size(msg: dict[str, Any]) -> int:
-    """Roughly the bytes ``msg`` takes once framed: its output text and data, its buffers, and a
-    kilobyte for the rest (headers). Cheap: a broadcast must not serialise a message to size it."""
-    content = msg.get("content") or {}
-    size = 1024 + sum(len(b) for b in msg.get("buffers") or ())
-    text = content.get("text")
-    if isinstance(text, str):
-        size += len(text)
-    data = content.get("data")
-    if isinstance(data, dict):
-        size += sum(len(v) if isinstance(v, str) else 1024 for v in data.values())
-    return size
-
-
-class ReplayBuffer:
-    """What a disconnected session missed, bounded by ``REPLAY_LIMIT`` messages and ``max_bytes``
-    (a client that never comes back must not hold the kernel's output): past them the oldest iopub
-    message goes first, and replies only when no iopub message is left."""
-
-    def __init__(self, max_bytes: int):
-        self.since = time.monotonic()
-        self.max_bytes = max_bytes
-        self.messages: deque[tuple[str, dict[str, Any], int]] = deque()
-        self.size = 0
-        self.dropped = 0
-
-    def append(self, channel: str, msg: dict[str, Any]) -> None:
-        size = message_size(msg)
-        self.messages.append((channel, msg, size))
-        self.size += size
-        while self.messages and (self.size > self.max_bytes or len(self.messages) > REPLAY_LIMIT):
-            self._evict()
-
-    def _evict(self) -> None:
-        """Drop the oldest iopub message; replies (small, and what a client waits for) go last."""
-        index = next((i for i, (channel, _, _) in enumerate(self.messages) if channel == "iopub"), 0)
-        _, _, size = self.messages[index]
-        del self.messages[index]
-        self.size -= size
-        self.dropped += 1
-
-    def __iter__(self):
-        return ((channel, msg) for channel, msg, _ in self.messages)
 
 
 class ChannelHub:

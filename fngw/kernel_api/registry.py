@@ -9,13 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,84 +32,28 @@ from fngw.kernels import (
 )
 from fngw.manifest import KernelApiSettings
 
+from . import start_options
+from .culling import cull_idle_kernels
+from .errors import Invalid, KernelApiError, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
+from .models import ApiKernel, iso_now
 from .shared import SharedKernels
+
+__all__ = [
+    "ApiKernel",
+    "Invalid",
+    "KernelApiError",
+    "KernelRegistry",
+    "LaunchTimeout",
+    "NotFound",
+    "ResourceLimit",
+    "ShuttingDown",
+    "StartFailed",
+    "iso_now",
+]
 
 log = logging.getLogger("fngw.kernel_api")
 
-MAX_ENV_VALUE = 32 * 1024
-KERNEL_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 RESTART_LIMIT = 5  # automatic restarts of a dying kernel before it is declared dead
-
-
-class KernelApiError(Exception):
-    """Base; ``str(error)`` is the message for the client."""
-
-
-class NotFound(KernelApiError):
-    pass
-
-
-class Invalid(KernelApiError):
-    pass
-
-
-class ResourceLimit(KernelApiError):
-    pass
-
-
-class LaunchTimeout(KernelApiError):
-    """The kernel did not start (launch and seed) within its launch timeout; nothing is left of it."""
-
-
-class ShuttingDown(KernelApiError):
-    """The gateway began to shut down while the kernel started; it was stopped."""
-
-
-class StartFailed(KernelApiError):
-    def __init__(self, message: str, cause: KernelError):
-        super().__init__(message)
-        self.cause = cause
-
-
-def iso_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class ApiKernel:
-    """A kernel started through the API, with what its model reports."""
-
-    kernel: Kernel
-    name: str
-    execution_state: str = "starting"
-    connections: int = 0
-    last_activity: str = field(default_factory=iso_now)
-    last_activity_monotonic: float = field(default_factory=time.monotonic)
-    auto_restarts: int = 0
-    status_listeners: list[Callable[[str], None]] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.kernel.id
-
-    def model(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "last_activity": self.last_activity,
-            "execution_state": self.execution_state,
-            "connections": self.connections,
-        }
-
-    def touch(self) -> None:
-        self.last_activity = iso_now()
-        self.last_activity_monotonic = time.monotonic()
-
-    def announce(self, state: str) -> None:
-        """Tell connected clients about a lifecycle change (``restarting``, ``dead``)."""
-        self.execution_state = state
-        for listener in list(self.status_listeners):
-            listener(state)
 
 
 class KernelRegistry:
@@ -179,7 +119,7 @@ class KernelRegistry:
         for _ in range(self.settings.prewarm):
             self._tasks.spawn(self._warm_one)
         if self.settings.cull.idle is not None:
-            self._tasks.spawn(self._cull_loop)
+            self._tasks.spawn(cull_idle_kernels, self)
 
     def _seed_cells(self, spec: ResolvedSpec, name: str) -> tuple[SeedCell, ...]:
         """What a kernel runs on every start and restart: the output prelude, which cuts output into
@@ -206,21 +146,6 @@ class KernelRegistry:
     def _base_env(self) -> dict[str, str]:
         return kernel_environment(self.environ, {}, self.secrets)
 
-    def _client_env(self, env: Any) -> dict[str, str]:
-        if env is None:
-            return {}
-        if not isinstance(env, dict):
-            raise Invalid("env must be a JSON object of strings")
-        chosen = {}
-        for key, value in env.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise Invalid(f"env values must be strings; {key!r} is not")
-            if len(value) > MAX_ENV_VALUE or "\0" in value or "\0" in key:
-                raise Invalid(f"env value of {key!r} is too long or contains NUL")
-            if key.startswith("KERNEL_") or key in self.settings.env_whitelist:
-                chosen[key] = value
-        return chosen
-
     def _count(self) -> int:
         local = len(self._warm) + self._warming
         if self.shared is not None:  # the files include kernels being started (pending records)
@@ -232,29 +157,25 @@ class KernelRegistry:
         self, name: str | None = None, env: Any = None, path: str | None = None, kernel_id: str | None = None
     ) -> ApiKernel:
         name = self.kernel_name(name or self.settings.default_kernel)  # 404 before anything else
-        client_env = self._client_env(env)
-        if kernel_id is not None and not KERNEL_ID.fullmatch(kernel_id):
-            # It names a file in the instance's shared folder: no separators, no dot files.
-            raise Invalid("kernel_id must be 1-128 letters, digits, '-', '_' or '.', not starting with '.'")
-        if path is not None and "\0" in path:
-            raise Invalid("path must not contain NUL")
+        asked_env = start_options.client_env(env, self.settings.env_whitelist)
+        start_options.check_request(kernel_id, path)
         if kernel_id is not None and kernel_id in self.kernels:
             return self.kernels[kernel_id]
         if kernel_id is not None and self.shared is not None and self.shared.read(kernel_id) is not None:
             return self.get(kernel_id)
-        plain = not client_env and path is None and kernel_id is None  # a prewarmed kernel fits as it is
+        plain = not asked_env and path is None and kernel_id is None  # a prewarmed kernel fits as it is
         if plain and name == self.kernel_name(self.settings.default_kernel) and self._warm:
             entry = self._register(self._warm.popleft(), name)
             self._tasks.spawn(self._warm_one)
             return entry
-        timeout, why = self._launch_timeout(client_env)  # a 400 before anything is reserved
+        timeout, why = start_options.launch_timeout(asked_env, self.settings.launch_timeout)  # 400s first
         kernel_id = kernel_id or str(uuid.uuid4())
-        cwd = client_env.get("KERNEL_WORKING_DIR")
+        cwd = asked_env.get("KERNEL_WORKING_DIR")
         if cwd is not None and not Path(cwd).is_dir():
             cwd = None
         if cwd is None and path:
-            cwd = self._directory_for(path)
-        kernel = self._new_kernel(name, {**self._base_env(), **client_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
+            cwd = start_options.directory_for(path)
+        kernel = self._new_kernel(name, {**self._base_env(), **asked_env, "KERNEL_GATEWAY": "1"}, cwd, kernel_id)
         self._reserve(kernel_id)  # from here on, every way out releases the slot
         self._starting.add(gevent.getcurrent())
         try:
@@ -271,24 +192,6 @@ class KernelRegistry:
                 self.shared.remove(kernel_id)
         return self._register(kernel, name)
 
-    def _launch_timeout(self, client_env: Mapping[str, str]) -> tuple[float, str]:
-        """Seconds a start may take, and why: the client's ``KERNEL_LAUNCH_TIMEOUT`` (as Jupyter
-        Server sends it), capped by ``kernel_api.launch_timeout``. ``Invalid`` if it is not a
-        positive number."""
-        cap = self.settings.launch_timeout
-        raw = client_env.get("KERNEL_LAUNCH_TIMEOUT")
-        if raw is None:
-            return cap, f"kernel_api.launch_timeout {cap:g}s"
-        try:
-            asked = float(raw)
-        except ValueError:
-            asked = -1.0
-        if not asked > 0 or asked != asked or asked == float("inf"):
-            raise Invalid(f"KERNEL_LAUNCH_TIMEOUT must be a positive number of seconds, not {raw!r}")
-        if asked >= cap:
-            return cap, f"KERNEL_LAUNCH_TIMEOUT={raw} capped by kernel_api.launch_timeout {cap:g}s"
-        return asked, f"KERNEL_LAUNCH_TIMEOUT={raw}"
-
     def _reserve(self, kernel_id: str) -> None:
         """Take a slot under ``max_kernels`` before the (long, yielding) start: atomically within this
         worker, and across the instance's workers under the shared folder's lock."""
@@ -303,18 +206,6 @@ class KernelRegistry:
                 raise ResourceLimit("Resource Limit")
             self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})
         self._reserved += 1
-
-    @staticmethod
-    def _directory_for(path: str) -> str | None:
-        """As Kernel Gateway: the notebook ``path`` below the gateway's working directory, walked up
-        to a folder that exists; never outside the working directory."""
-        root = Path.cwd().resolve()
-        candidate = (root / path.lstrip("/")).resolve()
-        if not candidate.is_relative_to(root):
-            return None
-        while not candidate.is_dir() and candidate != root:
-            candidate = candidate.parent
-        return str(candidate)
 
     def _register(self, kernel: Kernel, name: str, publish: bool = True) -> ApiKernel:
         entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")
@@ -482,20 +373,10 @@ class KernelRegistry:
             self.shared.remove(entry.id)
         entry.announce("dead")
 
-    def _cull_loop(self) -> None:
-        cull = self.settings.cull
-        while not self._closed:
-            gevent.sleep(cull.interval)
-            now = time.monotonic()
-            for entry in list(self.kernels.values()):
-                if now - entry.last_activity_monotonic < (cull.idle or 0):
-                    continue
-                if entry.connections and not cull.connected:
-                    continue
-                if entry.execution_state == "busy" and not cull.busy:
-                    continue
-                log.info("kernel API: culling idle kernel %s", entry.id)
-                self.delete(entry.id)
+    @property
+    def closed(self) -> bool:
+        """The worker is stopping: no more kernels start, no more culls run."""
+        return self._closed
 
     def abandon_starts(self) -> None:
         """SIGTERM: stop every kernel still starting, so that its client gets an answer (503, retry

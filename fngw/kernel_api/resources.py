@@ -23,7 +23,8 @@ from fngw.http.errors import GatewayError
 from fngw.kernels import match_kernelspec
 from fngw.manifest import Access, CorsSettings
 
-from .channels import V1_PROTOCOL, ChannelHubs
+from .channels import ChannelHubs
+from .framing import V1_PROTOCOL
 from .registry import KernelRegistry
 from .sessions import SessionStore
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import gevent
 import gevent.event
@@ -31,19 +31,11 @@ from jupyter_client.session import Session
 
 from .channels import KernelChannels
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
-from .messages import ExecutionError, ExecutionResult, PendingExecution, PendingRequest, SeedCell
+from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExecution, PendingRequest, SeedCell
 from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
 from .specs import ResolvedSpec, resolve_kernelspec
 
 log = logging.getLogger("fngw.kernels")
-
-P = TypeVar("P", bound=PendingRequest)
-
-
-def REPLY_ONLY(msg_id: str) -> PendingRequest:  # noqa: N802 - used as a collector, like the classes
-    """A collector for requests whose reply is enough (no iopub idle follows control requests)."""
-    return PendingRequest(msg_id, reply_only=True)
-
 
 DEATH_POLL = 0.2  # seconds between checks of the kernel process
 READY_NUDGE = 0.5  # resend kernel_info_request this often until iopub answers (slow joiner)
@@ -127,15 +119,7 @@ class Kernel:
 
     def detach(self) -> None:
         """Stop using an attached kernel without stopping its process."""
-        self._generation += 1
-        for request in list(self._requests.values()):
-            request.fail(KernelRestarting(f"{self.label}: kernel {self.id} was restarted elsewhere"))
-        self._requests.clear()
-        if self._monitor is not None and self._monitor is not gevent.getcurrent():
-            self._monitor.kill(block=False)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._let_go(KernelRestarting(f"{self.label}: kernel {self.id} was restarted elsewhere"))
         self.state = "stopped"
 
     @property
@@ -212,8 +196,8 @@ class Kernel:
             return
         if self.spec.interrupt_mode == "message":
             self._send("control", "interrupt_request", {}, REPLY_ONLY)
-        else:
-            self._signal_group(signal.SIGINT)
+        elif self._proc is not None:
+            signal_group(self._proc.pid, signal.SIGINT)
 
     def wait_idle(self, timeout: float) -> bool:
         """True once every pending request has completed (within ``timeout`` seconds)."""
@@ -240,7 +224,7 @@ class Kernel:
             self.state = "stopping"  # the exit that follows is ours, not a death
             try:
                 self._send("control", "shutdown_request", {"restart": False}, REPLY_ONLY)
-                self._proc_exited(grace)
+                wait_exited(self._proc, grace)
             except KernelError:
                 pass
         self._terminate(KernelDied(f"{self.label}: kernel {self.id} was shut down"))
@@ -378,30 +362,27 @@ class Kernel:
                 self.deaths += 1
             self._exit_noted = True
 
-    def _proc_exited(self, timeout: float) -> bool:
-        return self._proc is None or wait_exited(self._proc, timeout)
-
-    def _signal_group(self, signum: int) -> None:
-        if self._proc is not None:
-            signal_group(self._proc.pid, signum)
-
-    def _terminate(self, error: KernelError | None = None) -> None:
-        """Kill the process group, fail pending requests, close sockets, remove files."""
-        self._generation += 1  # the monitor of this process must not report our kill as a death
-        failure = error or KernelDied(f"{self.label}: kernel {self.id} stopped")
+    def _let_go(self, failure: KernelError) -> None:
+        """Fail pending requests, stop the monitor, close the sockets; the process is left alone."""
+        self._generation += 1  # the monitor of this process must not report what follows as a death
         for request in list(self._requests.values()):
             request.fail(failure)
         self._requests.clear()
-        if self._proc is not None:
-            self._signal_group(signal.SIGKILL)
-            if not self._proc_exited(5.0):  # polls with gevent.sleep: Popen.wait would block the hub
-                log.error("%s: kernel pid %s did not exit after SIGKILL", self.label, self._proc.pid)
         if self._monitor is not None and self._monitor is not gevent.getcurrent():
             self._monitor.kill(block=False)
         self._monitor = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _terminate(self, error: KernelError | None = None) -> None:
+        """Kill the process group, fail pending requests, close sockets, remove files."""
+        self._generation += 1  # before the kill: the monitor must not report it as a death
+        if self._proc is not None:
+            signal_group(self._proc.pid, signal.SIGKILL)
+            if not wait_exited(self._proc, 5.0):
+                log.error("%s: kernel pid %s did not exit after SIGKILL", self.label, self._proc.pid)
+        self._let_go(error or KernelDied(f"{self.label}: kernel {self.id} stopped"))
         if self._dir is not None:
             self._last_output = output_tail(self._dir)  # kept for the error that explains a failed start
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.event
@@ -167,3 +167,11 @@ class PendingExecution(PendingRequest):
         if not self.done.ready():
             raise ExecutionTimeout(f"{label}: execution exceeded {timeout:g}s", timeout)
         return self.done.get()
+
+
+P = TypeVar("P", bound=PendingRequest)
+
+
+def REPLY_ONLY(msg_id: str) -> PendingRequest:  # noqa: N802 - used as a collector, like the classes
+    """A collector for requests whose reply is enough (no iopub idle follows control requests)."""
+    return PendingRequest(msg_id, reply_only=True)

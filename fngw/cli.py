@@ -180,7 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
     from pathlib import Path
 
-    from fngw.server.runtime import InstancePaths
+    from fngw.master.runtime import InstancePaths
     from fngw.starter import single_notebook_manifest
 
     notebook = Path(args.notebook).resolve()

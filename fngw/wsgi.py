@@ -32,8 +32,8 @@ def _require_gevent() -> None:
 
 def _build():
     _require_gevent()
+    from fngw.master.runtime import InstancePaths
     from fngw.server.gateway import build_gateway
-    from fngw.server.runtime import InstancePaths
 
     try:
         deployment = load_deployment()

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 from fngw.manifest import load_manifest
-from fngw.server import create_app
+from fngw.server.app import create_app
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from fngw.kernel_api.replay import ReplayBuffer
 from fngw.kernel_api.start_options import launch_timeout
 from fngw.kernels import ExecutionResult, match_kernelspec, output_prelude
 from fngw.manifest import KernelApiSettings, load_manifest
-from fngw.server import create_app
+from fngw.server.app import create_app
 
 # --- charsets -------------------------------------------------------------------------------------
 

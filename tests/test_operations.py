@@ -12,7 +12,7 @@ from conftest import write_notebook
 from gateway import Gateway, gateway_env
 
 from fngw.manifest import load_manifest
-from fngw.server import create_app
+from fngw.server.app import create_app
 
 NOTEBOOK = [
     "import json\nREQUEST = json.dumps({})",

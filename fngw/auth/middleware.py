@@ -26,8 +26,8 @@ def presented_token(req: falcon.Request) -> str | None:
         if scheme.lower() in ("bearer", "token") and value.strip():
             return value.strip()
         return None
-    value = req.get_param("token")
-    return value or None
+    param = req.get_param("token")
+    return param or None
 
 
 class TokenAuth:

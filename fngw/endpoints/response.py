@@ -165,7 +165,8 @@ def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, trac
         raise CellFailed(ASKED_TO_EXIT, "SystemExit", "exit()")
     if outcome.response_info_error is not None:
         raise cell_error(outcome.response_info_error, tracebacks=tracebacks, what="the ResponseInfo cell")
-    status, headers = (None, [])
+    status: int | None = None
+    headers: list[tuple[str, str]] = []
     if outcome.response_info_stdout is not None:
         status, headers = parse_response_info(outcome.response_info_stdout)
 

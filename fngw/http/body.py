@@ -8,7 +8,7 @@ turns gunicorn's own parse errors into it.
 
 from __future__ import annotations
 
-from typing import IO
+from typing import Any
 
 import falcon
 
@@ -34,7 +34,7 @@ class BodyLimit:
             )
 
 
-def body_stream(req: falcon.Request) -> IO[bytes]:
+def body_stream(req: falcon.Request) -> Any:
     """Falcon's ``bounded_stream`` reads nothing without a Content-Length, which would silently drop
     a chunked body; the WSGI server's stream decodes chunks and ends at the body's end."""
     return req.bounded_stream if req.content_length is not None else req.stream

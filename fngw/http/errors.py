@@ -52,7 +52,7 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
     resp.content_type = falcon.MEDIA_JSON
     body = error_body(error)
     if isinstance(error, falcon.HTTPMethodNotAllowed) and not body["message"]:
-        allowed = (error.headers or {}).get("Allow", "")
+        allowed = dict(error.headers or {}).get("Allow", "")
         body["message"] = f"{req.method} is not allowed on {req.path}" + (f" (allowed: {allowed})" if allowed else "")
     resp.text = json.dumps(body)
 

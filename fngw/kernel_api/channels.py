@@ -278,7 +278,7 @@ class WebSocket:
         writer = gevent.spawn(self._writer)
         pinger = gevent.spawn(self._pinger)
         hub.attach(self)
-        parts: list[bytes | str] = []
+        parts: list[Any] = []
         size = 0
         try:
             while not self.closed:

@@ -234,15 +234,16 @@ class KernelRegistry:
 
     def _adopt(self, kernel_id: str) -> ApiKernel | None:
         """A kernel another worker of this instance started, reached through our own sockets."""
-        record = self.shared.read(kernel_id) if self.shared is not None else None
-        if not record or record.get("pending") or record.get("owner") == os.getpid():
+        shared = self.shared
+        record = shared.read(kernel_id) if shared is not None else None
+        if shared is None or not record or record.get("pending") or record.get("owner") == os.getpid():
             return None
         pid, name, connection = record.get("pid"), record.get("name"), record.get("connection")
         if not isinstance(pid, int) or not isinstance(name, str) or not isinstance(connection, dict):
-            self.shared.remove(kernel_id)  # unreadable: nobody can reach that kernel through it
+            shared.remove(kernel_id)  # unreadable: nobody can reach that kernel through it
             return None
         if not Path(f"/proc/{pid}").exists():
-            self.shared.remove(kernel_id)  # its worker died and the master reaped it
+            shared.remove(kernel_id)  # its worker died and the master reaped it
             return None
         spec = self.spec(name)
         kernel = Kernel.attach(

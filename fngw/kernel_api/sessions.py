@@ -144,9 +144,17 @@ class SessionStore:
         self._put(session)
         return self._model(session)
 
-    def update(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.get(session_id)
+    def _existing(self, session_id: str) -> dict[str, Any]:
+        self.get(session_id)  # NotFound, and forgets a session whose kernel is gone
         session = self._read(session_id)
+        if session is None:
+            raise NotFound(f"Session not found: {session_id}")
+        return session
+
+    def update(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PATCH: change a session's path, name, type or kernel (a new kernel replaces the old one,
+        which is deleted unless another session uses it). ``NotFound``, ``Invalid``."""
+        session = self._existing(session_id)
         path, name, kind = self._fields(body)
         if path is not None:
             session["path"] = path
@@ -167,8 +175,8 @@ class SessionStore:
         return self._model(session)
 
     def delete(self, session_id: str) -> None:
-        self.get(session_id)
-        session = self._read(session_id)
+        """DELETE: the session and its kernel. ``NotFound``."""
+        session = self._existing(session_id)
         self._drop(session_id)
         with contextlib.suppress(NotFound):
             self.registry.delete(session["kernel_id"])

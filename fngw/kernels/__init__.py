@@ -1,52 +1,54 @@
 """Kernel runtime: kernelspecs, kernel processes driven from greenlets, and self-healing pools.
 
 Knows nothing of HTTP. Everything here must run in a gevent-friendly process: it uses gevent
-primitives and ``zmq.green`` sockets, created after fork.
-
-Names are imported on first use, so that ``fngw.kernels.reaper`` stays importable in a gunicorn
-master without importing jupyter_client there.
+primitives and ``zmq.green`` sockets, created after fork. (The gunicorn master imports none of it:
+what it needs of kernels, reaping a dead worker's process groups, is in ``fngw.master``.)
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .environment import kernel_environment
+from .errors import (
+    ExecutionTimeout,
+    KernelDied,
+    KernelError,
+    KernelLost,
+    KernelRestarting,
+    KernelSeedError,
+    KernelStartError,
+    OutputLimitExceeded,
+)
+from .kernel import Kernel
+from .messages import ExecutionError, ExecutionResult, SeedCell
+from .pool import KernelPool, PoolClosed, PoolError, PoolStats, PoolUnavailable, QueueFull, QueueTimeout
+from .prelude import output_prelude
+from .specs import KernelSpecNotFound, ResolvedSpec, installed_kernelspecs, match_kernelspec, resolve_kernelspec
 
-_EXPORTS = {
-    "kernel_environment": "environment",
-    "ExecutionError": "messages",
-    "ExecutionResult": "messages",
-    "ExecutionTimeout": "errors",
-    "Kernel": "kernel",
-    "KernelDied": "errors",
-    "KernelError": "errors",
-    "KernelLost": "errors",
-    "KernelRestarting": "errors",
-    "KernelSeedError": "errors",
-    "KernelStartError": "errors",
-    "OutputLimitExceeded": "errors",
-    "SeedCell": "messages",
-    "KernelPool": "pool",
-    "PoolClosed": "pool",
-    "PoolError": "pool",
-    "PoolStats": "pool",
-    "PoolUnavailable": "pool",
-    "QueueFull": "pool",
-    "QueueTimeout": "pool",
-    "output_prelude": "prelude",
-    "reap_runtime_dir": "reaper",
-    "KernelSpecNotFound": "specs",
-    "ResolvedSpec": "specs",
-    "installed_kernelspecs": "specs",
-    "match_kernelspec": "specs",
-    "resolve_kernelspec": "specs",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fngw.kernels' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__all__ = [
+    "ExecutionError",
+    "ExecutionResult",
+    "ExecutionTimeout",
+    "Kernel",
+    "KernelDied",
+    "KernelError",
+    "KernelLost",
+    "KernelPool",
+    "KernelRestarting",
+    "KernelSeedError",
+    "KernelSpecNotFound",
+    "KernelStartError",
+    "OutputLimitExceeded",
+    "PoolClosed",
+    "PoolError",
+    "PoolStats",
+    "PoolUnavailable",
+    "QueueFull",
+    "QueueTimeout",
+    "ResolvedSpec",
+    "SeedCell",
+    "installed_kernelspecs",
+    "kernel_environment",
+    "match_kernelspec",
+    "output_prelude",
+    "resolve_kernelspec",
+]

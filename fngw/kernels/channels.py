@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import zmq
@@ -27,7 +27,7 @@ class KernelChannels:
     CHANNELS = ("shell", "control", "iopub", "stdin")
 
     def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, dict], None]):
-        context = zmq_green.Context.instance()
+        context: Any = zmq_green.Context.instance()
         self.sockets: dict[str, zmq_green.Socket] = {}
         for channel in self.CHANNELS:
             kind = zmq.SUB if channel == "iopub" else zmq.DEALER
@@ -47,12 +47,13 @@ class KernelChannels:
         session = self.session
         while True:
             try:
-                frames = sock.recv_multipart(copy=True)
+                frames: list[Any] = sock.recv_multipart(copy=True)
             except zmq.ZMQError:
                 return  # socket closed
             try:
-                _, frames = session.feed_identities(frames, copy=True)
-                msg = deserialize_cooperatively(session, frames)  # megabytes must not stall the hub
+                _, payload = session.feed_identities(frames, copy=True)
+                # copy=True above: the frames are bytes. Megabytes must not stall the hub.
+                msg = deserialize_cooperatively(session, cast(list[bytes], payload))  # megabytes must not stall the hub
             except Exception:  # a malformed or unsigned message: drop it, keep reading
                 log.warning("dropping an unreadable message on %s", channel, exc_info=True)
                 continue

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -72,7 +73,7 @@ class Kernel:
         self.restarts = 0
         self.deaths = 0  # unexpected exits of the process, however they were noticed
         self._exit_noted = False
-        self._proc = None
+        self._proc: subprocess.Popen | AttachedProcess | None = None
         self.connection_info: dict[str, Any] = {}
         self._dir: Path | None = None
         self._last_output = ""
@@ -327,13 +328,13 @@ class Kernel:
         elif request is not None and channel in ("shell", "control"):
             request.on_reply(msg)
         elif request is None:
-            for listener in self._message_listeners:
+            for message_listener in self._message_listeners:
                 try:
-                    listener(self, channel, msg)
+                    message_listener(self, channel, msg)
                 except Exception:
                     log.exception("message listener failed")
         if request is not None and request.done.ready():
-            del self._requests[parent]
+            del self._requests[request.msg_id]
             if self.state == "busy" and not any(isinstance(r, PendingExecution) for r in self._requests.values()):
                 self.state = "idle"
 

@@ -18,7 +18,8 @@ import gevent
 from jupyter_client.connect import write_connection_file
 from jupyter_client.launcher import launch_kernel
 
-from .reaper import PGID_FILE
+from fngw.master.reaper import PGID_FILE
+
 from .specs import ResolvedSpec
 
 CHANNEL_PORTS = ("shell", "iopub", "stdin", "control", "hb")
@@ -32,16 +33,26 @@ def launch(
     its pgid in ``folder/PGID_FILE`` (so a gunicorn master can kill the group if the worker dies
     without cleaning up). Returns the process and the connection info."""
     connection_file = str(folder / "connection.json")
-    ports = {f"{c}_port": i for i, c in enumerate(CHANNEL_PORTS, 1)}
+    # IPC endpoints are named <ip>-<port>: the "ports" only tell the channels' sockets apart.
+    shell, iopub, stdin, control, hb = range(1, len(CHANNEL_PORTS) + 1)
     _, info = write_connection_file(
-        connection_file, ip=str(folder / "ipc"), key=key, transport="ipc", kernel_name=spec.name, **ports
+        connection_file,
+        ip=str(folder / "ipc"),
+        key=key,
+        transport="ipc",
+        kernel_name=spec.name,
+        shell_port=shell,
+        iopub_port=iopub,
+        stdin_port=stdin,
+        control_port=control,
+        hb_port=hb,
     )
     with open(folder / "stderr.log", "wb") as err:
         proc = launch_kernel(
             spec.command(connection_file),
             stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
+            stdout=err.fileno(),
+            stderr=err.fileno(),
             env={**env, "KERNEL_GATEWAY": "1"},
             cwd=cwd,
         )

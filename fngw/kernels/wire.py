@@ -26,7 +26,7 @@ _QUOTE, _BACKSLASH = b'"', b"\\"
 def loads_cooperatively(raw: bytes | memoryview) -> Any:
     """``json.loads(raw)``, yielding to the gevent hub while decoding large documents."""
     if len(raw) < LARGE:
-        return json.loads(raw)
+        return json.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
     if not isinstance(raw, bytes):
         raw = bytes(raw)
     gevent.sleep(0)

@@ -139,9 +139,9 @@ def _describe(error: jsonschema.ValidationError, source: SourceMap, file: str) -
         return [at_value(path, "lists the same value more than once")]
     if rule in ("minProperties", "maxProperties") and _expectation(error):
         return [at_value(path, f"expected {_expectation(error)}")]
-    expect = _expectation(error)
-    if expect:
-        return [at_value(path, f"expected {expect}, got {_show(instance)}")]
+    expected = _expectation(error)
+    if expected:
+        return [at_value(path, f"expected {expected}, got {_show(instance)}")]
     if rule == "type":
         wanted = error.schema.get("type")
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted

@@ -169,8 +169,8 @@ def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
         where: JsonPath = ("notebooks", route.notebook)
         for prefix in reserved:
             if route.path == prefix or route.path.startswith(prefix + "/"):
-                mount = (*where, "mount")
-                at = mount if mount in manifest.source.values else (*where, "path")
+                mount_path: JsonPath = (*where, "mount")
+                at: JsonPath = mount_path if mount_path in manifest.source.values else (*where, "path")
                 problem(
                     at,
                     f"{route.method} {route.path} is inside {prefix}, which the gateway serves itself",

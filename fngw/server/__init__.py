@@ -1,19 +1,6 @@
-"""Server wiring: the Falcon application and, separately, the gunicorn hooks.
+"""Server wiring: the composition root (``gateway.build_gateway``), the Falcon application
+(``app.create_app``), the domain errors' HTTP answers, fngw's gunicorn worker and its hooks.
 
-``create_app`` is imported on first use: the gunicorn master imports ``gunicorn_hooks`` from this
-package and must not import the kernel runtime (see ``fngw.kernels.reaper``).
+Nothing is imported here: the gunicorn master imports ``fngw.server.gunicorn_conf`` and
+``gunicorn_hooks``, which must not pull in the kernel runtime or Falcon.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["create_app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from .app import create_app
-
-        return create_app
-    raise AttributeError(f"module 'fngw.server' has no attribute {name!r}")

@@ -67,7 +67,9 @@ def _cell_failed(ex: CellFailed) -> GatewayError:
 
 
 def _start_failed(ex: StartFailed) -> GatewayError:
-    extra = {"ename": ex.cause.ename, "evalue": ex.cause.evalue} if isinstance(ex.cause, KernelSeedError) else {}
+    extra: dict[str, Any] = {}
+    if isinstance(ex.cause, KernelSeedError):
+        extra = {"ename": ex.cause.ename, "evalue": ex.cause.evalue}
     return GatewayError(500, message=str(ex), **extra)
 
 

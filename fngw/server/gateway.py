@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from fngw.deployment import Deployment
 from fngw.kernel_api import KernelRegistry
 from fngw.kernel_api.shared import SharedKernels
+from fngw.master.runtime import InstancePaths
 from fngw.telemetry import GatewayMetrics, configure_logging
 
 from .app import TelemetrySampler, create_app
 from .application import GatewayApplication
 from .pools import GatewayPools, PoolOptions
-from .runtime import InstancePaths
 
 
 def build_gateway(

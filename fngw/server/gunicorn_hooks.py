@@ -1,6 +1,6 @@
 """gunicorn hooks; ``gunicorn.conf.py`` at the repository root wires them in.
 
-The master imports this module: it must stay free of jupyter_client (see ``fngw.kernels.reaper``).
+The master imports this module: it imports only ``fngw.master`` and the standard library (see there).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 
-from fngw.kernels.reaper import reap_runtime_dir
-from fngw.server.runtime import InstancePaths
+from fngw.master import metrics_dir
+from fngw.master.reaper import reap_runtime_dir
+from fngw.master.runtime import InstancePaths
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
-from fngw.telemetry import multiprocess
 
 
 def validate_manifest() -> str | None:
@@ -43,7 +43,7 @@ def on_starting(server) -> None:
         print(problems, file=sys.stderr, flush=True)
         raise SystemExit(EXIT_APP_LOAD_ERROR)
     # One metrics folder for the instance: workers write there, any of them renders the sum.
-    multiprocess.prepare(InstancePaths(os.getpid()).metrics)
+    metrics_dir.prepare(InstancePaths(os.getpid()).metrics)
 
 
 def on_reload(server) -> None:
@@ -105,7 +105,7 @@ def worker_exit(server, worker) -> None:
 def child_exit(server, worker) -> None:
     """In the master, after a worker exited (even by SIGKILL): kill the process groups of any kernels
     it left running and remove their connection files."""
-    multiprocess.forget_worker(worker.pid)
+    metrics_dir.forget_worker(worker.pid)
     instance = InstancePaths(os.getpid())
     (instance.ready / str(worker.pid)).unlink(missing_ok=True)
     killed = reap_runtime_dir(instance.worker(worker.pid))

@@ -69,7 +69,7 @@ class _TranslatedBody:
 class GeventWorker(_GeventWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        app = self.wsgi
+        app: Any = getattr(self, "wsgi")  # noqa: B009 - set by gunicorn's load_wsgi: no type to infer
         self.fngw_application = app  # gunicorn_hooks.worker_exit closes it
         self._begin_shutdown = getattr(app, "begin_shutdown", None)
         by_socket: dict[int, list[tuple[str, str]]] = {}

@@ -71,6 +71,7 @@ class RequestTelemetry:
 
 def _body_size(resp: falcon.Response) -> int | None:
     if resp.stream is not None:
-        return resp.content_length
+        length = resp.content_length
+        return int(length) if length is not None else None
     body = resp.render_body()  # falcon caches the rendering: the body is not serialized twice
     return len(body) if body is not None else 0

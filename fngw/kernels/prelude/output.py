@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (kernel-side code: it patches ipykernel's objects, whose attributes no stub describes)
 """Run in the Python kernels fngw starts, before their seed cells: ``_fngw_output(isolate=...)``.
 
 **Chunking (every kernel).** ipykernel sends what a cell printed every 0.2 s as one message, so a

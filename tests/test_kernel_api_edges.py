@@ -97,7 +97,7 @@ def rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def stalled_websocket(gw, kernel_id: str, code: str) -> socket.socket:
+def stalled_websocket(gw, kernel_id: str, code: str) -> tuple[socket.socket, str]:
     """A websocket client that sends one execute_request and then never reads (a raw socket with a
     small receive buffer: websocket libraries read in the background)."""
     sock = socket.socket()
@@ -108,9 +108,9 @@ def stalled_websocket(gw, kernel_id: str, code: str) -> socket.socket:
     sock.sendall(client.send(Request(host="127.0.0.1", target=target)))
     while not any(isinstance(e, AcceptConnection) for e in client.events()):
         client.receive_data(sock.recv(4096))
-    _, msg = execute_request(code, "stalled")
+    msg_id, msg = execute_request(code, "stalled")
     sock.sendall(client.send(TextMessage(data=json.dumps(msg))))
-    return sock
+    return sock, msg_id
 
 
 def test_a_client_that_stops_reading_a_flood_is_disconnected_and_memory_stays_bounded(gw):
@@ -120,7 +120,7 @@ def test_a_client_that_stops_reading_a_flood_is_disconnected_and_memory_stays_bo
     (worker,) = children_of(gw.proc.pid)
     try:
         before = rss_kib(worker)
-        stalled = stalled_websocket(gw, kid, "for i in range(300):\n    print('y' * (1 << 20))")
+        stalled, stalled_msg_id = stalled_websocket(gw, kid, "for i in range(300):\n    print('y' * (1 << 20))")
         peak, states = before, []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -134,6 +134,12 @@ def test_a_client_that_stops_reading_a_flood_is_disconnected_and_memory_stays_bo
         assert states[-1] == "idle"
         assert (peak - before) < 64 * 1024, f"the worker grew {(peak - before) // 1024} MiB for 300 MiB of output"
         stalled.close()
+        with connect(ws_url(gw, kid, "stalled"), max_size=None) as again:  # dropped with 1008, back:
+            replayed = []  # its reply and the final idle status were kept for it
+            while ("execute_reply" not in replayed) or ("idle" not in replayed):
+                msg = json.loads(again.recv(timeout=20))
+                if msg["parent_header"].get("msg_id") == stalled_msg_id:
+                    replayed.append(msg["content"].get("execution_state") or msg["msg_type"])
         with connect(ws_url(gw, kid, "reader")) as ws:  # the kernel serves the next client
             assert run_code(ws, "print('after the flood')") == ("after the flood\n", "ok")
         assert "fell more than 1048576 bytes behind" in gw.output or "does not keep up" in gw.output

@@ -44,8 +44,29 @@ def test_processes_left_by_a_cell_never_write_into_a_later_cell(isolated, leftov
     assert later.stdout == "mine\ndone\n"
 
 
+@pytest.mark.parametrize(
+    "writes",
+    [
+        "subprocess.run(['echo', 'LEAK'])",  # a process started by a thread inherits the descriptors
+        "os.system('echo LEAK')",
+        "print('LEAK', file=sys.__stdout__, flush=True)",
+    ],
+)
+def test_threads_of_earlier_cells_never_write_into_a_later_cell(isolated, writes):
+    code = (
+        "import os, subprocess, sys, threading, time\n"
+        "def chatter():\n"
+        "    for _ in range(12):\n"
+        f"        time.sleep(0.1); {writes}\n"
+        "threading.Thread(target=chatter, daemon=True).start()"
+    )
+    assert isolated.execute(code, 30).ok
+    assert isolated.execute("import time; time.sleep(1); print('done')", 30).stdout == "done\n"
+
+
 def test_descriptor_output_of_the_cell_itself_is_kept(isolated):
     assert isolated.execute("import os; _ = os.system('echo from the shell')", 30).stdout == "from the shell\n"
+    assert isolated.execute("import os; print(os.system('exit 3'))", 30).stdout == "768\n"  # a wait status
     code = "import subprocess; print(subprocess.run(['echo', 'captured'], capture_output=True, text=True).stdout)"
     assert isolated.execute(code, 30).stdout == "captured\n\n"
 

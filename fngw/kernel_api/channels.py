@@ -118,6 +118,9 @@ class ChannelHub:
 
     def _deliver(self, session_id: str, channel: str, msg: dict[str, Any]) -> None:
         ws = self.connections.get(session_id)
+        if ws is not None and ws.closed:  # closing (dropped, or its client left): the replay keeps it
+            self.detach(ws)
+            ws = None
         if ws is not None:
             ws.send(channel, msg)
         elif session_id in self.offline:
@@ -132,6 +135,9 @@ class ChannelHub:
     def _iopub(self, kernel, msg: dict[str, Any]) -> None:
         encoded: dict = {}
         for i, ws in enumerate(list(self.connections.values()), 1):
+            if ws.closed:  # closing: from now on its session's messages go to the replay
+                self.detach(ws)
+                continue
             ws.send("iopub", msg, encoded)
             if i % BROADCAST_SLICE == 0:
                 # Let replies and other requests run between slices of a large broadcast. Order is

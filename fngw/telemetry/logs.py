@@ -37,13 +37,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything a terminal
+# acts on or a log reader splits lines at.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _printable(text: str) -> str:
-    """``text`` with control characters escaped: a request path carrying ``%0d%0a`` must not start
-    a forged log line, nor a NUL reach the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with control characters escaped (``\\x0d``, ``\\u2028``): a request path carrying
+    ``%0d%0a`` or ``%c2%85`` must not start a forged log line, nor an escape sequence reach a
+    terminal."""
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 class TextFormatter(logging.Formatter):

@@ -45,7 +45,7 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
         return  # not IPython: nothing to hook into (docs/notebooks.md says what then holds)
     window: dict = {"thread": None, "task": None, "cpu": None, "forks": -1}
     MARK = "\x00fngw-drain\x00"  # written behind a cell's descriptor output, see drain()
-    SWAP = "\x00fngw-swap-"  # + generation + NUL: written into both pipes of a swap, see fresh_pipes()
+    SWAP = "\x00fngw-swap-"  # + generation + -old/-new + NUL: one into each pipe of a swap (fresh_pipes)
     drained: dict = {}  # id(stream) -> threading.Event, set when its reader hands MARK on
     swapped: dict = {}  # id(stream) -> threading.Event, set when its reader hands SWAP on
     readers: dict = {}  # ipykernel's reader thread -> its stream
@@ -94,16 +94,14 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
 
         def noticing(text="", *args, **kwargs):
             if isinstance(text, str) and SWAP in text and id(stream) in swapped:
-                token = f"{SWAP}{generation[id(stream)]}\x00"
-                if token in text and not swapped[id(stream)].is_set():
-                    # The first copy, through whichever pipe: the reader has let go of the old one.
-                    # The chunk is the old pipe's (nobody's), or the new pipe's before the cell wrote.
-                    let_go(stream)
-                    return len(text)
-                if token in text:  # the second copy, through the new pipe: what follows is the cell's
-                    rest = text.split(token, 1)[1]
+                generation_now = generation[id(stream)]
+                if f"{SWAP}{generation_now}-old\x00" in text:
+                    let_go(stream)  # through the old pipe: the chunk is the old pipe's, nobody's
+                elif f"{SWAP}{generation_now}-new\x00" in text:
+                    let_go(stream)  # first thing in the new pipe: what follows is the cell's
+                    rest = text.split(f"{SWAP}{generation_now}-new\x00", 1)[1]
                     if rest:
-                        write(rest, *args, **kwargs)
+                        noticing(rest, *args, **kwargs)  # it may hold a drain marker too
                 return len(text)
             if isinstance(text, str) and MARK in text and id(stream) in drained:
                 drained[id(stream)].set()
@@ -174,6 +172,51 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
     shell.display_pub.publish = guard(shell.display_pub.publish)
     shell.display_pub.clear_output = guard(shell.display_pub.clear_output)
 
+    # The descriptors are shared by every thread, and a cell's pipes are the current ones: a
+    # thread of an earlier cell that writes there, or starts a process that inherits them, would
+    # write into the running cell's response. What the standard library offers for that is
+    # guarded: sys.__stdout__/__stderr__ (print(file=...), logging handlers) and the processes
+    # subprocess and os.system start, whose inherited output goes to /dev/null unless the cell's
+    # own thread starts them.
+    def cell_thread() -> bool:
+        return window["thread"] == threading.get_ident() and current_task() is window["task"]
+
+    class GuardedStdStream:
+        def __init__(self, stream):
+            self._stream = stream
+
+        def write(self, text):
+            return self._stream.write(text) if cell_thread() else len(text)
+
+        def __getattr__(self, name):
+            return getattr(self._stream, name)
+
+    for name in ("__stdout__", "__stderr__"):
+        if getattr(sys, name, None) is not None:
+            setattr(sys, name, GuardedStdStream(getattr(sys, name)))
+
+    import subprocess
+
+    popen_init = subprocess.Popen.__init__
+
+    def quiet_unless_cell(self, *args, **kwargs):
+        if not cell_thread():
+            for stream in ("stdout", "stderr"):
+                if kwargs.get(stream) is None:
+                    kwargs[stream] = subprocess.DEVNULL
+        return popen_init(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = quiet_unless_cell
+    system = os.system
+
+    def quiet_system(command):
+        if cell_thread():
+            return system(command)
+        code = subprocess.call(command, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return code << 8 if code >= 0 else -code  # os.system's wait status
+
+    os.system = quiet_system
+
     # Descriptor output (subprocesses, C libraries) reaches ipykernel through a pipe read by a
     # thread of its own. A process started by one cell and still running writes into that pipe
     # during later cells, and nothing in the bytes says whose they are. So a cell gets a fresh
@@ -234,17 +277,17 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:
             old_readers[id(stream)] = old_reader
             swapped[id(stream)].clear()  # until the thread hands SWAP on, its output is the old pipe's
             generation[id(stream)] += 1
-            token = f"{SWAP}{generation[id(stream)]}\x00".encode()
+            token = f"{SWAP}{generation[id(stream)]}"
             os.dup2(writer, fd)  # the kernel and the processes it starts from now on write here
             os.dup2(reader, stream._fid)  # ipykernel's thread reads here from its next read on
             os.close(writer)
             os.close(reader)
-            # The same token into both pipes: blocked on the old one, the thread wakes with it; busy
-            # when the pipes were replaced, it finds it first thing in the new one. Either way it
-            # then reads only the new pipe, and ours() ignores it until then. No waiting here.
-            os.write(old_writer, token)
+            # A token into each pipe: blocked on the old one, the thread wakes with its token; busy
+            # when the pipes were replaced, it finds the new one's first thing in the new pipe.
+            # Either way it then reads only the new pipe, and ours() ignores it until then.
+            os.write(old_writer, f"{token}-old\x00".encode())
             os.close(old_writer)
-            os.write(fd, token)
+            os.write(fd, f"{token}-new\x00".encode())
 
     def let_go(stream) -> None:
         """ipykernel's reader of ``stream`` has left its old pipe: from now on a thread of ours

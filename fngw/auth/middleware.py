@@ -20,6 +20,7 @@ from fngw.manifest import Access
 
 
 def presented_token(req: falcon.Request) -> str | None:
+    """The token of Authorization: Bearer/token X, or of ?token=X; None without one."""
     header = req.get_header("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -46,6 +47,7 @@ class TokenAuth:
         return found
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        """Authorize the request against the resource's access rule (preflights pass)."""
         access_for = getattr(resource, "access_for", None)
         if access_for is None or is_preflight(req):
             return

@@ -46,6 +46,7 @@ def _security(access: Access) -> list[dict[str, list[str]]]:
 
 
 def openapi_document(manifest: Manifest, plan: RoutePlan) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every endpoint of the plan (/_fngw/openapi.json)."""
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -150,7 +151,9 @@ class DocumentResource:
         self.access = access
 
     def access_for(self, method: str) -> Access:
+        """Who may read the document."""
         return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The document as JSON."""
         resp.media = self.document

@@ -33,6 +33,8 @@ class ExecutionPlan:
 
     @classmethod
     def for_endpoint(cls, endpoint: Endpoint, language: str) -> ExecutionPlan:
+        """Fused (cell and ResponseInfo in one execution) when the language can print a marker and the
+        cell's last statement produces no result."""
         fused = endpoint.response_info is not None and language == "python" and _cannot_produce_result(endpoint.source)
         return cls(endpoint, language, fused)
 

@@ -18,9 +18,11 @@ class SourceResource:
         self.access = access
 
     def access_for(self, method: str) -> Access:
+        """Who may download the notebook."""
         return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The notebook file, as an attachment."""
         resp.content_type = "application/x-ipynb+json"
         resp.downloadable_as = self.path.name
         resp.data = self.path.read_bytes()
@@ -34,9 +36,11 @@ class StaticResource:
         self.access = access
 
     def access_for(self, method: str) -> Access:
+        """Who may read the static files."""
         return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
+        """One file below the folder, with its guessed Content-Type; 404 for anything else."""
         if not filepath or "\0" in filepath:  # a NUL cannot name a file (and os.stat would raise)
             raise falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
         target = (self.folder / filepath).resolve()

@@ -30,6 +30,7 @@ MAX_PART_HEADERS = 8192  # bytes of headers one form part may carry (falcon's de
 
 
 def bad_request(message: str) -> RequestInvalid:
+    """RequestInvalid with message (a 400)."""
     return RequestInvalid(message)
 
 
@@ -111,6 +112,8 @@ def _multipart(req: falcon.Request, data: bytes, max_body: int) -> dict[str, lis
 
 
 def query_args(req: falcon.Request) -> dict[str, list[str]]:
+    """The query string as Kernel Gateway's args: each name to a list of strings. RequestInvalid when
+    it is not UTF-8."""
     try:
         return parse_qs(req.query_string, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:

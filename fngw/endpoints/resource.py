@@ -50,6 +50,7 @@ class EndpointHandler:
 
     @property
     def access(self) -> Access:
+        """Who may call this endpoint."""
         return self.settings.auth
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
@@ -93,5 +94,6 @@ class EndpointResource:
             self.on_head = handlers["GET"]  # Falcon sends no body for HEAD
 
     def access_for(self, method: str) -> Access | None:
+        """The access rule of method (HEAD as GET); None for methods not served."""
         handler = self.handlers.get("GET" if method == "HEAD" else method)
         return handler.access if handler else None

@@ -27,6 +27,7 @@ class BodyLimit:
         self.max_body = max_body
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """413 when the declared Content-Length is over max_body."""
         length = req.content_length
         if length is not None and length > self.max_body:
             raise GatewayError(

@@ -34,6 +34,7 @@ class GatewayError(falcon.HTTPError):
 
     @property
     def message(self) -> str:
+        """The message for the client (the error's description)."""
         return self.description or ""
 
 
@@ -48,6 +49,7 @@ def error_body(error: falcon.HTTPError) -> dict[str, Any]:
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Falcon's error serializer: the one JSON shape, whatever the Accept header says."""
     # JSON whatever the client's Accept says: one shape is easier for every client than negotiation.
     resp.content_type = falcon.MEDIA_JSON
     body = error_body(error)
@@ -58,6 +60,7 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    """Any exception no other handler took: logged with its traceback, answered 500 without one."""
     if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):
         raise ex  # falcon's own handlers deal with these
     log.exception("unhandled error on %s %s", req.method, req.path)

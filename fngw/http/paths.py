@@ -52,6 +52,7 @@ class RawPathRouting:
     not decode to the path the server gave (a ``SCRIPT_NAME`` was stripped), routing is unchanged."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Route on the raw path; 400 when it is not UTF-8."""
         raw = req.env.get("RAW_URI") or req.env.get("REQUEST_URI")
         if not raw:
             return
@@ -63,6 +64,7 @@ class RawPathRouting:
             req.path = path
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
+        """Decode each path parameter; 404 for an empty one."""
         for name, value in params.items():
             if value == "":  # /files/ does not name a file: Kernel Gateway's routes need a character
                 raise GatewayError(404, message=f"no route matches {req.path} (the {name} segment is empty)")

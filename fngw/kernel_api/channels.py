@@ -64,6 +64,8 @@ class ChannelHub:
         entry.status_listeners.append(self._status)
 
     def attach(self, ws: WebSocket) -> None:
+        """Serve ws: a second connection of the same session replaces the first, and what the session
+        missed while away is replayed."""
         old = self.connections.get(ws.session_id)
         if old is not None:
             old.close(1000, "replaced by a newer connection of the same session")
@@ -76,6 +78,7 @@ class ChannelHub:
             ws.send(channel, msg)
 
     def detach(self, ws: WebSocket) -> None:
+        """ws is gone: its session's messages are kept for a replay from now on (bounded)."""
         if self.connections.get(ws.session_id) is ws:
             del self.connections[ws.session_id]
             buffered = self.offline[ws.session_id] = ReplayBuffer(self.max_queue)
@@ -96,6 +99,7 @@ class ChannelHub:
             del self.offline[session_id]
 
     def from_client(self, ws: WebSocket, msg: dict[str, Any]) -> None:
+        """Send a client's message to the kernel on its channel, remembering which session asked (for the reply)."""
         channel = msg.pop("channel", None) or "shell"
         if channel not in ("shell", "control", "stdin"):
             log.warning("dropping a client message for channel %r", channel)
@@ -248,9 +252,11 @@ class WebSocket:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def error(self, text: str) -> None:
+        """Log a dropped client message (the client is told nothing: the connection stays open)."""
         log.warning("websocket %s: %s", self.session_id, text)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        """Queue a close frame with code and reason (once)."""
         if not self.closed:
             self.outbox.put(CloseConnection(code=code, reason=reason))
 

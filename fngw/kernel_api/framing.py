@@ -39,6 +39,7 @@ def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
 
 
 def decode_legacy(data: bytes | str) -> dict[str, Any]:
+    """A message from the legacy framing (a JSON text frame, or a binary frame with buffers)."""
     if isinstance(data, str):
         msg = json.loads(data)
         if not isinstance(msg, dict):
@@ -56,6 +57,7 @@ def decode_legacy(data: bytes | str) -> dict[str, Any]:
 
 
 def encode_v1(msg: dict[str, Any], channel: str) -> bytes:
+    """A message in the v1.kernel.websocket.jupyter.org framing."""
     parts = [_dumps(msg.get(k, {})) for k in ("header", "parent_header", "metadata", "content")]
     parts += [bytes(b) for b in msg.get("buffers") or ()]
     name = channel.encode()
@@ -68,6 +70,7 @@ def encode_v1(msg: dict[str, Any], channel: str) -> bytes:
 
 
 def decode_v1(data: bytes) -> dict[str, Any]:
+    """A message (with its channel) from the v1 framing."""
     count = int.from_bytes(data[:8], "little")
     offsets = [int.from_bytes(data[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
     channel = data[offsets[0] : offsets[1]].decode()

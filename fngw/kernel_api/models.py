@@ -41,6 +41,7 @@ class ApiKernel:
 
     @property
     def id(self) -> str:
+        """The kernel's id (also its id in the REST API)."""
         return self.kernel.id
 
     def model(self) -> KernelModel:
@@ -54,6 +55,7 @@ class ApiKernel:
         }
 
     def touch(self) -> None:
+        """Record activity now (for last_activity and culling)."""
         self.last_activity = iso_now()
         self.last_activity_monotonic = time.monotonic()
 

@@ -57,6 +57,10 @@ RESTART_LIMIT = 5  # automatic restarts of a dying kernel before it is declared 
 
 
 class KernelRegistry:
+    """The kernels one worker runs for the kernel API, and its view of the instance's others (through
+    the shared records): start, get, list, interrupt, restart, delete, cull; max_kernels held across
+    workers. Raises the errors of fngw.kernel_api.errors."""
+
     def __init__(
         self,
         settings: KernelApiSettings,
@@ -107,6 +111,8 @@ class KernelRegistry:
         return found
 
     def spec(self, name: str) -> ResolvedSpec:
+        """The kernelspec a client's name means (any case), ready to launch. NotFound when it is not
+        allowed or installed."""
         name = self.kernel_name(name)
         try:
             return resolve_kernelspec(name)
@@ -116,6 +122,7 @@ class KernelRegistry:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start_background(self) -> None:
+        """Start the prewarmed kernels and the cull loop; returns at once."""
         for _ in range(self.settings.prewarm):
             self._tasks.spawn(self._warm_one)
         if self.settings.cull.idle is not None:
@@ -156,6 +163,11 @@ class KernelRegistry:
     def start_kernel(
         self, name: str | None = None, env: Any = None, path: str | None = None, kernel_id: str | None = None
     ) -> ApiKernel:
+        """Start a kernel (a prewarmed one when it fits): name (default kernel_api.default_kernel), env
+        (KERNEL_* and whitelisted strings), path (its working folder, as Kernel Gateway), kernel_id
+        (the client's own). Raises NotFound, Invalid, ResourceLimit, LaunchTimeout, StartFailed (and
+        whatever interrupts the start: ClientGone, ShuttingDown); nothing is left running when it
+        raises."""
         name = self.kernel_name(name or self.settings.default_kernel)  # 404 before anything else
         asked_env = start_options.client_env(env, self.settings.env_whitelist)
         start_options.check_request(kernel_id, path)
@@ -301,6 +313,7 @@ class KernelRegistry:
             self._warming -= 1
 
     def get(self, kernel_id: str) -> ApiKernel:
+        """The kernel kernel_id of the instance (adopting another worker's on the way). NotFound."""
         entry = self.kernels.get(kernel_id)
         if entry is not None and self.shared is not None and self.shared.read(kernel_id) is None:
             # Deleted through another worker; its process is going away: forget it here too.
@@ -316,6 +329,7 @@ class KernelRegistry:
         return entry
 
     def delete(self, kernel_id: str) -> None:
+        """Shut kernel_id down and forget it everywhere. NotFound."""
         entry = self.get(kernel_id)
         del self.kernels[kernel_id]
         if self.shared is not None:
@@ -325,9 +339,11 @@ class KernelRegistry:
         log.info("kernel API: kernel %s deleted", kernel_id)
 
     def interrupt(self, kernel_id: str) -> None:
+        """Interrupt kernel_id's running cell. NotFound."""
         self.get(kernel_id).kernel.interrupt()
 
     def restart(self, kernel_id: str) -> ApiKernel:
+        """Restart kernel_id (this worker then owns the new process) and re-seed it. NotFound, StartFailed."""
         entry = self.get(kernel_id)
         entry.announce("restarting")
         if self.shared is not None:  # this worker becomes the owner of the new process
@@ -386,6 +402,7 @@ class KernelRegistry:
             gevent.kill(waiting, ShuttingDown("the gateway is shutting down; start the kernel again"))
 
     def shutdown(self) -> None:
+        """Stop the background tasks and every kernel of this worker (at most about 15 s)."""
         self._closed = True
         self._tasks.kill(block=True, timeout=5)
         group = gevent.pool.Group()

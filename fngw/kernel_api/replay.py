@@ -37,6 +37,7 @@ class ReplayBuffer:
         self.dropped = 0
 
     def append(self, channel: str, msg: dict[str, Any]) -> None:
+        """Keep msg for channel, evicting older output past the bounds."""
         size = message_size(msg)
         self.messages.append((channel, msg, size))
         self.size += size

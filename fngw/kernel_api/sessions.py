@@ -13,6 +13,8 @@ from .registry import Invalid, KernelApiError, KernelRegistry, NotFound
 
 
 class SessionStore:
+    """Jupyter Server's sessions (a path bound to a kernel), kept as records every worker of the instance shares."""
+
     def __init__(self, registry: KernelRegistry):
         self.registry = registry
         self.records = registry.shared.sessions if registry.shared is not None else None
@@ -81,9 +83,11 @@ class SessionStore:
         return live
 
     def list(self) -> list[dict[str, Any]]:
+        """Every live session's model (sessions whose kernel is gone are dropped)."""
         return [self._model(s) for s in self._live()]
 
     def get(self, session_id: str) -> dict[str, Any]:
+        """The model of session_id. NotFound."""
         session = self._read(session_id)
         if session is not None and session["kernel_id"] is None:
             session = None  # still being created
@@ -117,6 +121,8 @@ class SessionStore:
         return self.registry.start_kernel(kernel.get("name"), kernel.get("env")).id
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST: the session for body's path, starting or reusing its kernel; one session per path even
+        across workers. Invalid, NotFound, and the start's errors."""
         path, name, kind = self._fields(body)
         if path is None:
             raise Invalid("Missing field in JSON data: path")

@@ -30,6 +30,7 @@ class Records:
         return self.folder / f"{kernel_id}.json"
 
     def write(self, record: dict[str, Any]) -> None:
+        """Write record (a JSON object with an id) atomically (a temporary file, then rename)."""
         path = self._path(record["id"])
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -38,6 +39,7 @@ class Records:
         os.replace(tmp, path)
 
     def read(self, kernel_id: str) -> dict[str, Any] | None:
+        """The record named record_id, or None (absent, unreadable, or an id that names no file here)."""
         if "/" in kernel_id or kernel_id.startswith("."):
             return None
         try:
@@ -46,13 +48,16 @@ class Records:
             return None
 
     def remove(self, kernel_id: str) -> None:
+        """Forget record_id (no error if it is gone)."""
         with contextlib.suppress(OSError):
             self._path(kernel_id).unlink()
 
     def ids(self) -> list[str]:
+        """The ids of every record."""
         return [p.stem for p in self.folder.glob("*.json")]
 
     def all(self) -> list[dict[str, Any]]:
+        """Every readable record."""
         return [r for r in (self.read(i) for i in self.ids()) if r is not None]
 
     @contextlib.contextmanager

@@ -60,11 +60,13 @@ class KernelChannels:
             route(channel, msg)
 
     def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
+        """Send a new message of msg_type on channel, signed with the kernel's key; returns its msg_id."""
         msg = self.session.msg(msg_type, content)
         self.session.send(self.sockets[channel], msg)
         return msg["header"]["msg_id"]
 
     def close(self) -> None:
+        """Stop the readers and close the sockets."""
         current = gevent.getcurrent()
         gevent.killall([g for g in self.readers if g is not current], block=False)
         for sock in self.sockets.values():

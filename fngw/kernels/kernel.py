@@ -116,6 +116,7 @@ class Kernel:
 
     @property
     def attached(self) -> bool:
+        """True when another process of the instance owns the kernel process."""
         return isinstance(self._proc, AttachedProcess)
 
     def detach(self) -> None:
@@ -125,10 +126,12 @@ class Kernel:
 
     @property
     def pid(self) -> int | None:
+        """The kernel process's id (None before its first start)."""
         return self._proc.pid if self._proc else None
 
     @property
     def alive(self) -> bool:
+        """The process runs and the kernel is neither dead nor stopping."""
         return (
             self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopping", "stopped")
         )

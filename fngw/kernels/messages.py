@@ -60,6 +60,7 @@ class ExecutionResult:
 
     @property
     def ok(self) -> bool:
+        """The execution finished without error."""
         return self.status == "ok"
 
 
@@ -73,10 +74,12 @@ class PendingRequest:
         self.done = gevent.event.AsyncResult()
 
     def on_reply(self, msg: dict[str, Any]) -> None:
+        """The shell or control reply arrived."""
         self.reply = msg
         self._maybe_done()
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
+        """An iopub message for this request arrived (its idle status completes it)."""
         if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
             self.idle = True
             self._maybe_done()
@@ -86,6 +89,7 @@ class PendingRequest:
             self.done.set(self.reply)
 
     def fail(self, error: KernelError) -> None:
+        """End the wait with error (the kernel died, restarted or was stopped)."""
         if not self.done.ready():
             self.done.set_exception(error)
 
@@ -96,6 +100,9 @@ def output_size(data: Mapping[str, Any]) -> int:
 
 
 class PendingExecution(PendingRequest):
+    """Gathers what one execute_request produced: streams, display data, the result and errors, up to
+    max_output characters."""
+
     def __init__(self, msg_id: str, max_output: int | None = None):
         super().__init__(msg_id)
         self.result = ExecutionResult()

@@ -62,6 +62,8 @@ class PoolClosed(PoolError):
 
 @dataclass(frozen=True)
 class PoolStats:
+    """One pool's figures at one moment, for metrics and readiness: kernels by state and counters since start."""
+
     name: str
     size: int
     idle: int
@@ -200,6 +202,8 @@ class KernelPool:
 
     @contextmanager
     def lease(self, queue_timeout: float | None = None) -> Iterator[Kernel]:
+        """A kernel for the body of the with (acquire, then release), waiting at most queue_timeout
+        seconds; acquire's errors."""
         kernel = self.acquire(queue_timeout)
         try:
             yield kernel
@@ -238,6 +242,7 @@ class KernelPool:
             raise
 
     def stats(self) -> PoolStats:
+        """The pool's figures now."""
         states = [k.state for k in self._kernels]
         return PoolStats(
             name=self.name,
@@ -257,6 +262,7 @@ class KernelPool:
 
     @property
     def kernels(self) -> tuple[Kernel, ...]:
+        """Every kernel of the pool, whatever its state."""
         return tuple(self._kernels)
 
     # --- internals -------------------------------------------------------------------------------

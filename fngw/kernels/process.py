@@ -94,6 +94,7 @@ class AttachedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
+        """None while the process runs; -1 once it is gone or a zombie."""
         if self.returncode is None:
             try:
                 with open(f"/proc/{self.pid}/stat") as f:

@@ -31,6 +31,7 @@ class ResolvedSpec:
     resource_dir: Path | None = None
 
     def command(self, connection_file: str) -> list[str]:
+        """The kernel's argv with the connection file (and resource dir) filled in."""
         values = {"connection_file": connection_file, "resource_dir": str(self.resource_dir or "")}
         return [arg.format(**values) if "{" in arg else arg for arg in self.argv]
 

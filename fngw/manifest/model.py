@@ -25,6 +25,7 @@ class Access:
     tokens: tuple[str, ...] = ()
 
     def describe(self) -> str:
+        """public, or token:name,name (for logs and documents)."""
         return "public" if self.public else "token:" + ",".join(self.tokens)
 
 
@@ -33,6 +34,8 @@ PUBLIC = Access(public=True)
 
 @dataclass(frozen=True)
 class PoolSettings:
+    """A pool's size (kernels), max_queue (requests that may wait) and queue_timeout (seconds)."""
+
     size: int = 1
     max_queue: int = 10
     queue_timeout: float = 10.0
@@ -40,6 +43,8 @@ class PoolSettings:
 
 @dataclass(frozen=True)
 class CorsSettings:
+    """server.cors: allowed origins, methods, headers, exposed headers, credentials, max_age (seconds)."""
+
     allow_origin: tuple[str, ...] = ("*",)
     allow_methods: tuple[str, ...] = ()
     allow_headers: tuple[str, ...] = ()
@@ -50,6 +55,8 @@ class CorsSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """server: base_url, max_body/max_response/max_websocket_queue (bytes), cors, log_format, metrics."""
+
     base_url: str = "/"
     max_body: int = 10 * 1000**2
     max_response: int = 64 * 1024**2
@@ -68,17 +75,22 @@ class TokenSource:
     file: Path | None = None
 
     def describe(self) -> str:
+        """Where the secret is read from, for messages (never the secret)."""
         return f"environment variable {self.env}" if self.env else f"file {self.file}"
 
 
 @dataclass(frozen=True)
 class AuthSettings:
+    """auth: the named token sources and the default access rule."""
+
     tokens: Mapping[str, TokenSource] = field(default_factory=lambda: EMPTY)
     default: Access = PUBLIC
 
 
 @dataclass(frozen=True)
 class DefaultSettings:
+    """defaults: kernel, timeout (seconds), pool and tracebacks inherited by every notebook."""
+
     kernel: str | None = None
     timeout: float = 60.0
     pool: PoolSettings = PoolSettings()
@@ -98,6 +110,9 @@ class EndpointSettings:
 
 @dataclass(frozen=True)
 class NotebookSettings:
+    """One notebook as served: path, mount, kernel, env, timeout (seconds), pool, auth, download,
+    static, tracebacks, and its endpoint overrides."""
+
     name: str
     path: Path
     mount: str
@@ -121,6 +136,8 @@ class NotebookSettings:
 
 @dataclass(frozen=True)
 class CullSettings:
+    """kernel_api.cull: idle and interval (seconds), and whether connected or busy kernels are culled too."""
+
     idle: float | None = None
     interval: float = 300.0
     connected: bool = False
@@ -129,6 +146,9 @@ class CullSettings:
 
 @dataclass(frozen=True)
 class KernelApiSettings:
+    """kernel_api: auth, list_kernels, max_kernels, default and allowed kernels, prewarm,
+    launch_timeout (seconds), seed, env_whitelist, cull."""
+
     auth: Access = PUBLIC
     list_kernels: bool = False
     max_kernels: int | None = None
@@ -143,6 +163,8 @@ class KernelApiSettings:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A valid manifest: every setting typed and resolved, with where each came from (source)."""
+
     path: Path
     version: int = 1
     server: ServerSettings = ServerSettings()

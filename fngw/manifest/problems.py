@@ -20,10 +20,13 @@ class Problem:
     severity: str = "error"  # "error" or "warning"
 
     def format_text(self) -> str:
+        """file:line:col: severity: json.path: message [rule]."""
         return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.path}: {self.message} [{self.rule}]"
 
     def format_github(self) -> str:
+        """The problem as a GitHub Actions annotation (::error file=...,line=...::message)."""
         # GitHub workflow commands: ',' ':' and newlines must be escaped inside properties/messages.
+
         def esc(value: str, prop: bool = False) -> str:
             value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
             if prop:
@@ -51,6 +54,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def summary_line(results: Sequence[tuple[str, Sequence[Problem]]]) -> str:
+    """One line counting errors and warnings."""
     errors = warnings = 0
     for _, problems in results:
         e, w = count(problems)

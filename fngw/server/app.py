@@ -135,6 +135,7 @@ class TelemetrySampler:
         self.registry = registry
 
     def sample(self) -> None:
+        """Copy the pools' and kernel API's figures into the metrics now."""
         if self.pools is not None:
             self.metrics.sample_pools(pool.stats() for pool in self.pools.pools.values())
         if self.registry is not None:

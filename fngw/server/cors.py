@@ -9,6 +9,9 @@ from fngw.manifest import CorsSettings
 
 
 class Cors:
+    """Falcon middleware: CORS headers from server.cors on every response (errors included), and
+    answers to preflights."""
+
     def __init__(self, settings: CorsSettings):
         self.settings = settings
         self.any_origin = settings.allow_origin == ("*",)
@@ -21,6 +24,7 @@ class Cors:
         return None
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer a preflight (204 with the allowed methods, headers, max age) before routing and auth."""
         if not is_preflight(req):
             return
         # Answer here, before routing and authentication: a preflight carries no credentials.
@@ -36,6 +40,7 @@ class Cors:
         resp.complete = True
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+        """Add Access-Control-Allow-Origin (and the rest) when the request's origin is allowed."""
         origin = self._origin_header(req.get_header("Origin"))
         if origin is None:
             return

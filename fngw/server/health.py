@@ -18,6 +18,7 @@ class Lifecycle:
         self.draining = False
 
     def begin_draining(self) -> None:
+        """SIGTERM: readiness answers 503 from now on."""
         self.draining = True
 
 
@@ -25,6 +26,7 @@ class HealthResource:
     """Liveness: answers without touching any kernel or lock."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """GET /_fngw/health: 200 {status: ok} while the worker answers at all (liveness)."""
         resp.media = {"status": "ok"}
         resp.cache_control = ["no-store"]
 
@@ -38,6 +40,7 @@ class ReadyResource:
         self.lifecycle = lifecycle
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """GET /_fngw/ready: 200 once every pool is up, 503 with what is missing (or draining) otherwise."""
         resp.cache_control = ["no-store"]
         if self.lifecycle.draining:
             resp.status = falcon.HTTP_503
@@ -61,9 +64,11 @@ class MetricsResource:
         self.access = access
 
     def access_for(self, method: str) -> Access:
+        """The access rule of the metrics (auth.default)."""
         return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """GET /_fngw/metrics: the instance's Prometheus metrics, summed across workers."""
         self.sample()
         body, content_type = self.render()
         resp.data = body

@@ -20,6 +20,9 @@ PRELUDE_CELL = -1  # the index a failing output prelude is reported with (no not
 
 @dataclass(frozen=True)
 class PoolOptions:
+    """What every pool kernel of a worker shares: its runtime folder, start timeout (seconds), the
+    gateway's environment and the names of secret variables never passed on."""
+
     runtime_dir: Path
     start_timeout: float = 60.0
     environ: Mapping[str, str] | None = None  # the gateway's environment; os.environ when None
@@ -89,6 +92,7 @@ class GatewayPools:
         return reasons
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every kernel of every pool in parallel, waiting at most timeout seconds."""
         count = sum(len(pool.kernels) for pool in self.pools.values())
         log.info("stopping %d pool kernel(s)", count)
         group = gevent.pool.Group()

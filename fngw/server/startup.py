@@ -55,5 +55,6 @@ def load_deployment(environ: Mapping[str, str] = os.environ) -> Deployment:
 
 
 def exit_with(error: StartupError) -> None:
+    """Print error and exit with gunicorn's application-load-error code."""
     print(str(error), file=sys.stderr, flush=True)
     raise SystemExit(EXIT_APP_LOAD_ERROR)

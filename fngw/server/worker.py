@@ -67,7 +67,10 @@ class _TranslatedBody:
 
 
 class GeventWorker(_GeventWorker):
+    """gunicorn's gevent worker with fngw's additions (module docstring)."""
+
     def load_wsgi(self) -> None:
+        """Wrap the application: raw headers, hang-up watcher, body errors and socket take-over in environ."""
         super().load_wsgi()
         app: Any = getattr(self, "wsgi")  # noqa: B009 - set by gunicorn's load_wsgi: no type to infer
         self.fngw_application = app  # gunicorn_hooks.worker_exit closes it
@@ -97,6 +100,7 @@ class GeventWorker(_GeventWorker):
         self._busy: set[int] = set()  # ids of the sockets whose request is being handled
 
     def handle(self, listener, client, addr):
+        """Track the connection, so SIGTERM can end idle keep-alive ones."""
         self._open.add(client)
         try:
             super().handle(listener, client, addr)
@@ -104,6 +108,7 @@ class GeventWorker(_GeventWorker):
             self._open.discard(client)
 
     def handle_exit(self, sig, frame) -> None:
+        """SIGTERM: begin the application's shutdown and end idle keep-alive connections."""
         super().handle_exit(sig, frame)
         begin = getattr(self, "_begin_shutdown", None)
         if begin is not None:
@@ -120,6 +125,7 @@ class GeventWorker(_GeventWorker):
                     raw.shutdown(socket.SHUT_RDWR)
 
     def handle_request(self, listener_name, req, sock, addr):
+        """One request; a taken-over connection, or one served during shutdown, is closed after it."""
         # One request at a time per connection, so the socket identifies the request.
         key = id(sock)
         self._headers_by_socket[key] = req.headers

@@ -24,7 +24,10 @@ def _time(record: logging.LogRecord) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the record's fields."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
         line: dict[str, Any] = {
             "time": _time(record),
             "level": record.levelname.lower(),
@@ -56,6 +59,7 @@ class TextFormatter(logging.Formatter):
     control characters escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of text."""
         fields = getattr(record, "fields", None) or {}
         extra = " ".join(f"{k}={_printable(str(v))}" for k, v in fields.items() if v is not None)
         text = f"{_time(record)} {record.levelname:<7} {record.name}: {_printable(record.getMessage())}"

@@ -80,12 +80,14 @@ class GatewayMetrics:
     def observe_request(
         self, route: str, method: str, status: int, seconds: float, kernel_seconds: float | None
     ) -> None:
+        """Count one request (route template, method, status) and its duration and gateway overhead (seconds)."""
         self.requests.labels(route, method, str(status)).inc()
         self.duration.labels(route, method).observe(seconds)
         if kernel_seconds is not None:
             self.overhead.labels(route, method).observe(max(0.0, seconds - kernel_seconds))
 
     def observe_pool_wait(self, pool: str, seconds: float) -> None:
+        """Observe how long (seconds) a request waited for a kernel of pool."""
         self.pool_wait.labels(pool).observe(seconds)
 
     # --- sampled --------------------------------------------------------------------------------
@@ -105,6 +107,7 @@ class GatewayMetrics:
             self._advance(self.kernel_deaths.labels(s.name), s.name, "deaths", s.deaths)
 
     def sample_kernel_api(self, kernels: int, websockets: int) -> None:
+        """Set the kernel API gauges: kernels this worker owns and its websocket connections."""
         self.api_kernels.set(kernels)
         self.api_websockets.set(websockets)
 

@@ -33,10 +33,13 @@ def request_id_from(value: str | None) -> str:
 
 
 class RequestTelemetry:
+    """Falcon middleware: a request id for every request, and on the way out its log line and metrics."""
+
     def __init__(self, metrics: GatewayMetrics | None):
         self.metrics = metrics
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Take the client's X-Request-Id when it looks like one, else make one."""
         ctx = req.context
         ctx.started = time.perf_counter()
         ctx.request_id = request_id_from(req.get_header(REQUEST_ID_HEADER))
@@ -44,6 +47,7 @@ class RequestTelemetry:
         resp.set_header(REQUEST_ID_HEADER, ctx.request_id)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        """Return X-Request-Id, log the request and count it."""
         ctx = req.context
         started = getattr(ctx, "started", None)
         if started is None:  # process_request did not run (an earlier middleware failed)

@@ -144,7 +144,7 @@ class KernelSpecFile(RegistryResource):
         resp.data = target.read_bytes()
 
 
-class Kernels(RegistryResource):
+class KernelCollection(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.process(req)
         if not self.registry.settings.list_kernels:
@@ -168,7 +168,7 @@ class Kernels(RegistryResource):
         resp.media = entry.model()
 
 
-class Kernel(RegistryResource):
+class KernelItem(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
         self.process(req)
         resp.media = self.registry.get(kernel_id).model()

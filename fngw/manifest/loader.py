@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from fngw.resources import schema_path
+from fngw.package_data import schema_path
 
 from .model import (
     PUBLIC,

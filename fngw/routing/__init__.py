@@ -20,7 +20,7 @@ from fngw.notebook import Endpoint, NotebookError, ParsedNotebook, parse_noteboo
 from fngw.notebook.parser import path_shape, route_sort_key
 
 # URL prefixes (below base_url) that belong to the gateway itself.
-GATEWAY_PREFIX = "/_fngw"
+GATEWAY_URL_PREFIX = "/_fngw"
 KERNEL_API_PREFIXES = ("/api", "/kernelspecs")
 
 
@@ -156,7 +156,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
 
 def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
     base = manifest.server.base_url
-    reserved = [join_url(base, GATEWAY_PREFIX)]
+    reserved = [join_url(base, GATEWAY_URL_PREFIX)]
     if manifest.kernel_api is not None:
         reserved += [join_url(base, p) for p in KERNEL_API_PREFIXES]
     for nb in manifest.notebooks.values():

@@ -11,7 +11,7 @@ from fngw.http.body import BodyLimit
 from fngw.http.paths import RawPathRouting
 from fngw.kernel_api import KernelApi, KernelRegistry
 from fngw.manifest import Manifest, join_url
-from fngw.routing import GATEWAY_PREFIX, RoutePlan, plan_routes
+from fngw.routing import GATEWAY_URL_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
 
@@ -66,12 +66,12 @@ def create_app(
     install_error_map(app)
     base = manifest.server.base_url
 
-    app.add_route(join_url(base, GATEWAY_PREFIX, "health"), HealthResource())
-    app.add_route(join_url(base, GATEWAY_PREFIX, "ready"), ReadyResource(pools, lifecycle))
+    app.add_route(join_url(base, GATEWAY_URL_PREFIX, "health"), HealthResource())
+    app.add_route(join_url(base, GATEWAY_URL_PREFIX, "ready"), ReadyResource(pools, lifecycle))
     if manifest.server.metrics:
         sampler = TelemetrySampler(metrics, pools, kernel_registry)
         app.add_route(
-            join_url(base, GATEWAY_PREFIX, "metrics"),
+            join_url(base, GATEWAY_URL_PREFIX, "metrics"),
             MetricsResource(metrics.render, sampler.sample, manifest.auth.default),
         )
     document = openapi_document(manifest, plan)
@@ -79,7 +79,7 @@ def create_app(
         from fngw.kernel_api.openapi import SCHEMAS, kernel_api_paths
 
         add_operations(document, kernel_api_paths(base), SCHEMAS, manifest.kernel_api.auth)
-    app.add_route(join_url(base, GATEWAY_PREFIX, "openapi.json"), DocumentResource(document, manifest.auth.default))
+    app.add_route(join_url(base, GATEWAY_URL_PREFIX, "openapi.json"), DocumentResource(document, manifest.auth.default))
 
     stats: dict[str, int] = {}
     if pools is not None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fngw.resources import default_manifest_path
+from fngw.package_data import default_manifest_path
 
 if TYPE_CHECKING:
     from fngw.deployment import Deployment

@@ -36,8 +36,8 @@ class KernelApi:
         self.base_url = base_url
         self.hubs = ChannelHubs(registry, max_websocket_queue)
 
-    def routes(self) -> list[tuple[str, Any]]:
-        """``(URL template, Falcon resource)`` for every route of the kernel API."""
+    def routes(self) -> list[tuple[Any, ...]]:
+        """``(URL template, Falcon resource[, responder suffix])`` for every route of the kernel API."""
         access, cors, registry, base = self.settings.auth, self.cors, self.registry, self.base_url
         specs = resources.KernelSpecs(access, cors, registry, base)
         sessions = resources.Sessions(access, cors, self.sessions, base)
@@ -51,7 +51,7 @@ class KernelApi:
             (join_url(base, "api/kernels/{kernel_id}/channels"), resources.Channels(access, cors, registry, self.hubs)),
             (join_url(base, "api/kernels/{kernel_id}/{action}"), resources.KernelAction(access, cors, registry)),
             (join_url(base, "api/sessions"), sessions),
-            (join_url(base, "api/sessions/{session_id}"), sessions),
+            (join_url(base, "api/sessions/{session_id}"), sessions, "item"),
         ]
 
     def close_websockets(self) -> None:

@@ -197,35 +197,38 @@ class Sessions(ApiResource):
         self.store = store
         self.base_url = base_url.rstrip("/")
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
-        self.process(req)
-        if session_id is None:
-            if not self.store.registry.settings.list_kernels:
-                raise GatewayError(falcon.HTTP_403, "Forbidden", "listing sessions is off (kernel_api.list_kernels)")
-            resp.media = self.store.list()
-            return
-        resp.media = self.store.get(session_id)
+    # The collection (/api/sessions) and an item (/api/sessions/{id}, Falcon's suffix="item"):
+    # Falcon answers 405 with Allow for the methods each does not have.
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """GET /api/sessions: every session's model; 403 unless kernel_api.list_kernels."""
         self.process(req)
-        if session_id is not None:
-            raise falcon.HTTPMethodNotAllowed(["GET", "PATCH", "DELETE"])
+        if not self.store.registry.settings.list_kernels:
+            raise GatewayError(falcon.HTTP_403, "Forbidden", "listing sessions is off (kernel_api.list_kernels)")
+        resp.media = self.store.list()
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """POST /api/sessions: 201 with the session for the body's path (its kernel started)."""
+        self.process(req)
         body = json_body(req)
         model = while_client_waits(req, lambda: self.store.create(body))
         resp.status = falcon.HTTP_201
         resp.location = f"{self.base_url}/api/sessions/{model['id']}"
         resp.media = model
 
-    def on_patch(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
+        """GET /api/sessions/{id}: the session's model."""
         self.process(req)
-        if session_id is None:
-            raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
+        resp.media = self.store.get(session_id)
+
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
+        """PATCH /api/sessions/{id}: change its path, name, type or kernel."""
+        self.process(req)
         resp.media = self.store.update(session_id, json_body(req))
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, session_id: str | None = None) -> None:
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
+        """DELETE /api/sessions/{id}: 204; its kernel is deleted with it."""
         self.process(req)
-        if session_id is None:
-            raise falcon.HTTPMethodNotAllowed(["GET", "POST"])
         self.store.delete(session_id)
         resp.status = falcon.HTTP_204
 

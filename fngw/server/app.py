@@ -114,8 +114,8 @@ def create_app(
         api = KernelApi(
             manifest.kernel_api, kernel_registry, manifest.server.cors, base, manifest.server.max_websocket_queue
         )
-        for template, resource in api.routes():
-            app.add_route(template, resource)
+        for template, resource, *suffix in api.routes():
+            app.add_route(template, resource, suffix=suffix[0] if suffix else None)
 
         def begin_shutdown() -> None:
             lifecycle.begin_draining()

@@ -286,6 +286,21 @@ def test_input_fails_fast_as_500(gw):
     assert status == 500 and json.loads(body)["ename"] == "StdinNotImplementedError"
 
 
+def wait_for_queue(gw, pool: str, queued: int, busy: int | None = None, timeout: float = 15.0) -> None:
+    """Until the pool's metrics show ``queued`` waiting requests (and ``busy`` kernels): a polled
+    condition, bounded, instead of a sleep that hopes the requests got there (the metrics are
+    sampled every second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = gw.request("GET", "/_fngw/metrics")[2].decode()
+        queue_ok = f'fngw_pool_queue_depth{{pool="{pool}"}} {float(queued)}' in metrics
+        busy_ok = busy is None or f'fngw_pool_kernels{{pool="{pool}",state="busy"}} {float(busy)}' in metrics
+        if queue_ok and busy_ok:
+            return
+        time.sleep(0.05)  # polling a condition, not synchronising
+    raise AssertionError(f"pool {pool} did not reach queue {queued} (busy {busy}) in {timeout}s")
+
+
 def test_flood_past_max_queue_is_503_fast_while_accepted_requests_complete(gw):
     # pool 1 + queue 2: three are accepted; the rest must be refused at once
     results = {}
@@ -296,7 +311,7 @@ def test_flood_past_max_queue_is_503_fast_while_accepted_requests_complete(gw):
     accepted = [threading.Thread(target=occupy, args=(i,)) for i in range(3)]
     for t in accepted:
         t.start()
-        time.sleep(0.1)  # stagger so the three are in before the flood; they then wait for the kernel
+    wait_for_queue(gw, "flood", 2)  # one runs, two wait: the queue is full before the flood
     refused = []
     for _ in range(5):
         started = time.monotonic()
@@ -316,10 +331,10 @@ def test_client_that_leaves_the_queue_does_not_run(gw):
     before = int(text(gw, "/flood/served-count")[1])
     blocker = threading.Thread(target=gw.request, args=("GET", "/flood/sleep/1"), kwargs={"timeout": 30})
     blocker.start()
-    time.sleep(0.2)  # the kernel is now busy with the blocker
+    wait_for_queue(gw, "flood", 0, busy=1)  # the kernel is now busy with the blocker
     sock = socket.create_connection(("127.0.0.1", gw.port))
     sock.sendall(b"GET /flood/served HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.2)  # queued behind the blocker
+    wait_for_queue(gw, "flood", 1)  # queued behind the blocker
     sock.close()
     blocker.join()
     assert int(text(gw, "/flood/served-count")[1]) == before

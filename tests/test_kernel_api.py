@@ -247,7 +247,10 @@ def test_reconnecting_session_receives_what_it_missed(gw, kernel):
     msg_id, msg = execute_request("import time; time.sleep(0.5); print('while you were away')", "flaky")
     with connect(ws_url(gw, kernel, "flaky")) as ws:
         ws.send(json.dumps(msg))
-    time.sleep(1.0)  # the output is produced while no connection of the session is open
+    states, deadline = [], time.monotonic() + 30
+    while not ("busy" in states and states[-1] == "idle") and time.monotonic() < deadline:
+        states.append(call(gw, "GET", f"/api/kernels/{kernel}")[2]["execution_state"])  # polled, bounded
+    assert states[-1] == "idle"  # the output was produced while no connection of the session was open
     with connect(ws_url(gw, kernel, "flaky")) as again:
         kinds, idle = [], False
         # Shell and iopub are separate streams: the reply may come before the output, so wait

@@ -141,7 +141,10 @@ def test_death_fails_every_pending_execution_at_once(runtime_dir):
     k.start()
     try:
         pending = [gevent.spawn(k.execute, "import time; time.sleep(30)", 60) for _ in range(3)]
-        gevent.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while k.pending < 3 and time.monotonic() < deadline:
+            gevent.sleep(0.01)  # until the three are sent (polling a condition, bounded)
+        assert k.pending == 3
         started = time.monotonic()
         os.kill(k.pid, signal.SIGKILL)
         for greenlet in pending:

@@ -63,7 +63,7 @@ def test_queue_is_bounded_and_waiting_is_timed(make_pool):
     pool = make_pool(size=1, max_queue=1)
     kernel = pool.acquire(1)
     waiter = gevent.spawn(pool.acquire, 0.3)
-    gevent.sleep(0.01)
+    wait_until(lambda: pool.stats().queued == 1)  # the waiter is in the queue
     with pytest.raises(QueueFull):
         pool.acquire(1)
     with pytest.raises(QueueTimeout):
@@ -76,7 +76,7 @@ def test_waiter_gets_the_kernel_released_to_it(make_pool):
     pool = make_pool(size=1)
     kernel = pool.acquire(1)
     waiter = gevent.spawn(pool.acquire, 5)
-    gevent.sleep(0.01)
+    wait_until(lambda: pool.stats().queued == 1)  # the waiter is in the queue
     assert pool.stats().queued == 1
     pool.release(kernel)
     assert waiter.get(timeout=5) is kernel
@@ -86,7 +86,7 @@ def test_a_waiter_that_goes_away_leaves_the_queue(make_pool):
     pool = make_pool(size=1)
     kernel = pool.acquire(1)
     waiter = gevent.spawn(pool.acquire, 30)
-    gevent.sleep(0.01)
+    wait_until(lambda: pool.stats().queued == 1)  # the waiter is in the queue
     waiter.kill()  # what happens to a request greenlet when its client disconnects
     assert pool.stats().queued == 0
     pool.release(kernel)

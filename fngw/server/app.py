@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from fngw.auth import read_token
 from fngw.auth.middleware import TokenAuth
+from fngw.endpoints.documents import DocumentResource, add_operations, openapi_document, swagger_document
+from fngw.endpoints.files import SourceResource, StaticResource
+from fngw.endpoints.resource import EndpointHandler, EndpointResource
 from fngw.http import errors
 from fngw.http.body import BodyLimit
 from fngw.http.paths import RawPathRouting
 from fngw.kernel_api import KernelApi, KernelRegistry
+from fngw.kernel_api.openapi import SCHEMAS, kernel_api_paths
 from fngw.manifest import Manifest, join_url
 from fngw.routing import GATEWAY_URL_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
@@ -42,65 +48,112 @@ def create_app(
     Returns the WSGI application (the Falcon app, wrapped for websocket upgrades when the kernel API
     is on); its ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
     worker calls it on SIGTERM)."""
-    from fngw.endpoints.documents import DocumentResource, add_operations, openapi_document, swagger_document
-    from fngw.endpoints.files import SourceResource, StaticResource
-    from fngw.endpoints.resource import EndpointHandler, EndpointResource
-
-    if plan is None:
-        planned = plan_routes(manifest)
-        errors_found = [problem for problem in planned.problems if problem.severity == "error"]
-        if planned.plan is None or errors_found:
-            listing = "\n".join(problem.format_text() for problem in errors_found) or "no route plan"
-            raise ValueError(f"the manifest's routes cannot be served:\n{listing}")
-        plan = planned.plan
-    secrets = {name: read_token(source) for name, source in manifest.auth.tokens.items()}
+    plan = _checked_plan(manifest, plan)
     if metrics is None:
         metrics = GatewayMetrics()
     lifecycle = Lifecycle()
-    middleware: list = [RequestTelemetry(metrics)]
-    if manifest.server.cors is not None:
-        middleware.append(Cors(manifest.server.cors))
-    middleware += [BodyLimit(manifest.server.max_body), TokenAuth(secrets), RawPathRouting()]
-    app = falcon.App(middleware=middleware)
+    app = falcon.App(middleware=_middleware(manifest, metrics))
     errors.install(app)
     install_error_map(app)
-    base = manifest.server.base_url
+    _gateway_routes(app, manifest, plan, pools, kernel_registry, metrics, lifecycle)
+    if pools is not None:
+        _endpoint_routes(app, manifest, plan, pools, metrics)
+    _notebook_routes(app, manifest, plan)
+    app.add_sink(_not_found)  # unknown paths get the gateway's JSON 404, not falcon's default
+    if manifest.kernel_api is not None and kernel_registry is not None:
+        api = KernelApi(
+            manifest.kernel_api,
+            kernel_registry,
+            manifest.server.cors,
+            manifest.server.base_url,
+            manifest.server.max_websocket_queue,
+        )
+        for template, resource, *suffix in api.routes():
+            app.add_route(template, resource, suffix=suffix[0] if suffix else None)
+        registry = kernel_registry
 
+        def begin_shutdown() -> None:
+            lifecycle.begin_draining()
+            api.close_websockets()
+            registry.abandon_starts()
+
+        return GatewayApplication(app, app, begin_shutdown, pools, kernel_registry)
+    return GatewayApplication(app, app, lifecycle.begin_draining, pools, kernel_registry)
+
+
+def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
+    """``plan``, or the manifest's routes planned now; ``ValueError`` listing the problems when
+    they cannot be served (routes that collide, notebooks that do not parse)."""
+    if plan is not None:
+        return plan
+    planned = plan_routes(manifest)
+    errors_found = [problem for problem in planned.problems if problem.severity == "error"]
+    if planned.plan is None or errors_found:
+        listing = "\n".join(problem.format_text() for problem in errors_found) or "no route plan"
+        raise ValueError(f"the manifest's routes cannot be served:\n{listing}")
+    return planned.plan
+
+
+def _middleware(manifest: Manifest, metrics: GatewayMetrics) -> list[Any]:
+    """In order: telemetry, CORS, body limit, token auth, raw-path routing (last: it sets the path
+    Falcon routes on)."""
+    secrets = {name: read_token(source) for name, source in manifest.auth.tokens.items()}
+    middleware: list[Any] = [RequestTelemetry(metrics)]
+    if manifest.server.cors is not None:
+        middleware.append(Cors(manifest.server.cors))
+    return [*middleware, BodyLimit(manifest.server.max_body), TokenAuth(secrets), RawPathRouting()]
+
+
+def _gateway_routes(
+    app: falcon.App,
+    manifest: Manifest,
+    plan: RoutePlan,
+    pools: GatewayPools | None,
+    registry: KernelRegistry | None,
+    metrics: GatewayMetrics,
+    lifecycle: Lifecycle,
+) -> None:
+    """The gateway's own routes under /_fngw: health, readiness, metrics, the OpenAPI document."""
+    base = manifest.server.base_url
     app.add_route(join_url(base, GATEWAY_URL_PREFIX, "health"), HealthResource())
     app.add_route(join_url(base, GATEWAY_URL_PREFIX, "ready"), ReadyResource(pools, lifecycle))
     if manifest.server.metrics:
-        sampler = TelemetrySampler(metrics, pools, kernel_registry)
+        sampler = TelemetrySampler(metrics, pools, registry)
         app.add_route(
             join_url(base, GATEWAY_URL_PREFIX, "metrics"),
             MetricsResource(metrics.render, sampler.sample, manifest.auth.default),
         )
     document = openapi_document(manifest, plan)
-    if manifest.kernel_api is not None and kernel_registry is not None:
-        from fngw.kernel_api.openapi import SCHEMAS, kernel_api_paths
-
+    if manifest.kernel_api is not None and registry is not None:
         add_operations(document, kernel_api_paths(base), SCHEMAS, manifest.kernel_api.auth)
     app.add_route(join_url(base, GATEWAY_URL_PREFIX, "openapi.json"), DocumentResource(document, manifest.auth.default))
 
-    stats: dict[str, int] = {}
-    if pools is not None:
-        by_path: dict[str, dict[str, EndpointHandler]] = {}
-        for route in plan.routes:
-            language = plan.notebooks[route.notebook].language
-            handler = EndpointHandler(
-                route,
-                pools[route.pool_id],
-                language,
-                manifest.server.max_body,
-                stats,
-                metrics.observe_pool_wait,
-                manifest.server.max_response,
-            )
-            by_path.setdefault(route.path, {})[route.method] = handler
-        for path, handlers in by_path.items():
-            app.add_route(falcon_template(path), EndpointResource(handlers))
 
+def _endpoint_routes(
+    app: falcon.App, manifest: Manifest, plan: RoutePlan, pools: GatewayPools, metrics: GatewayMetrics
+) -> None:
+    """One resource per URL path, with a handler per annotated method."""
+    stats: dict[str, int] = {}
+    by_path: dict[str, dict[str, EndpointHandler]] = {}
+    for route in plan.routes:
+        handler = EndpointHandler(
+            route,
+            pools[route.pool_id],
+            plan.notebooks[route.notebook].language,
+            manifest.server.max_body,
+            stats,
+            metrics.observe_pool_wait,
+            manifest.server.max_response,
+        )
+        by_path.setdefault(route.path, {})[route.method] = handler
+    for path, handlers in by_path.items():
+        app.add_route(falcon_template(path), EndpointResource(handlers))
+
+
+def _notebook_routes(app: falcon.App, manifest: Manifest, plan: RoutePlan) -> None:
+    """Per notebook: its Swagger document, and its source and static files when enabled."""
     for name, nb in manifest.notebooks.items():
-        mount = join_url(base, nb.mount)
+        mount = join_url(manifest.server.base_url, nb.mount)
         routes = [r for r in plan.routes if r.notebook == name]
         app.add_route(
             join_url(mount, "_api/spec/swagger.json"), DocumentResource(swagger_document(nb.path, routes), nb.auth)
@@ -109,21 +162,6 @@ def create_app(
             app.add_route(join_url(mount, "_api/source"), SourceResource(nb.path, nb.auth))
         if nb.static is not None:
             app.add_route(join_url(mount, "public/{filepath:path}"), StaticResource(nb.static, nb.auth))
-    app.add_sink(_not_found)  # unknown paths get the gateway's JSON 404, not falcon's default
-    if manifest.kernel_api is not None and kernel_registry is not None:
-        api = KernelApi(
-            manifest.kernel_api, kernel_registry, manifest.server.cors, base, manifest.server.max_websocket_queue
-        )
-        for template, resource, *suffix in api.routes():
-            app.add_route(template, resource, suffix=suffix[0] if suffix else None)
-
-        def begin_shutdown() -> None:
-            lifecycle.begin_draining()
-            api.close_websockets()
-            kernel_registry.abandon_starts()
-
-        return GatewayApplication(app, app, begin_shutdown, pools, kernel_registry)
-    return GatewayApplication(app, app, lifecycle.begin_draining, pools, kernel_registry)
 
 
 class TelemetrySampler:

@@ -86,7 +86,8 @@ SCHEMAS: dict[str, Any] = {
 
 
 def kernel_api_paths(base_url: str) -> dict[str, Any]:
-    """OpenAPI path items of the kernel API under ``base_url``."""
+    """OpenAPI path items of the kernel API under ``base_url``. Long because it is a table: one
+    entry per route and method, read top to bottom like the API itself."""
     kernel = {"$ref": "#/components/schemas/Kernel"}
     session = {"$ref": "#/components/schemas/Session"}
     kernel_id = [{"name": "kernel_id", "in": "path", "required": True, "schema": {"type": "string"}}]

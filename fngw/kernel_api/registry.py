@@ -135,7 +135,7 @@ class KernelRegistry:
         for_this = self.seed_kernel is None or self.seed_kernel.casefold() == name.casefold()
         seed = self.seed if self.seed and for_this else ()
         prelude = output_prelude(spec.language, isolate=False)
-        return seed if prelude is None else (SeedCell(-1, prelude), *seed)
+        return seed if prelude is None else (SeedCell(-1, prelude, silent=True), *seed)
 
     def _new_kernel(self, name: str, env: dict[str, str], cwd: str | None, kernel_id: str | None) -> Kernel:
         spec = self.spec(name)
@@ -290,7 +290,9 @@ class KernelRegistry:
 
     def _observe(self, entry: ApiKernel, msg: dict[str, Any]) -> None:
         entry.touch()
-        if msg.get("msg_type") == "status":
+        if msg.get("msg_type") == "status" and entry.execution_state not in ("restarting", "dead"):
+            # While a restart seeds the new process, its cells' idle is not the kernel's: clients
+            # told "idle" would run code before the seed has.
             state = msg.get("content", {}).get("execution_state")
             if state in ("busy", "idle", "starting"):
                 entry.execution_state = state

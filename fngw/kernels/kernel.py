@@ -294,7 +294,7 @@ class Kernel:
     def _run_seed(self) -> None:
         for cell in self.seed:
             try:
-                result = self.execute(cell.source, self.start_timeout)
+                result = self.execute(cell.source, self.start_timeout, silent=cell.silent)
             except ExecutionTimeout:
                 raise KernelSeedError(
                     self.label, cell.index, "Timeout", f"the cell ran longer than {self.start_timeout:g}s"

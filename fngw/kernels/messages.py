@@ -22,10 +22,12 @@ from .errors import ExecutionTimeout, KernelError, OutputLimitExceeded
 
 @dataclass(frozen=True)
 class SeedCell:
-    """A code cell run on every start and restart; ``index`` is its position in the notebook."""
+    """A code cell run on every start and restart; ``index`` is its position in the notebook.
+    ``silent`` cells (fngw's own preludes) are not announced to clients (no ``execute_input``)."""
 
     index: int
     source: str
+    silent: bool = False
 
 
 @dataclass

@@ -52,7 +52,7 @@ class GatewayPools:
         seed = [SeedCell(i, src) for i, src in zip(spec.seed_cell_indices, spec.seed_cells, strict=True)]
         prelude = output_prelude(kernelspec.language, isolate=True)
         if prelude is not None:  # before the notebook's own cells, whose threads it must already see
-            seed.insert(0, SeedCell(PRELUDE_CELL, prelude))
+            seed.insert(0, SeedCell(PRELUDE_CELL, prelude, silent=True))
         label = f"notebook {spec.notebook!r}"
         runtime_dir = self.options.runtime_dir
         start_timeout = self.options.start_timeout

@@ -81,69 +81,70 @@ def _kernel_api_seed(manifest: Manifest) -> KernelApiSeed:
     return KernelApiSeed(cells, (nb.metadata.get("kernelspec") or {}).get("name"))
 
 
+class _Report:
+    """Collects located problems about one manifest."""
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+        self.problems: list[Problem] = []
+
+    def add(self, path: JsonPath, message: str, rule: str, severity: str, *, key: bool = False) -> None:
+        source = self.manifest.source
+        loc = source.key(path) if key else source.value(path)
+        self.problems.append(
+            Problem(str(self.manifest.path), loc.line, loc.col, json_path(path), message, rule, severity)
+        )
+
+
 def _machine_problems(
     manifest: Manifest, plan: RoutePlan | None, *, offline: bool, strict: bool, environ: Mapping[str, str]
 ) -> list[Problem]:
-    display = str(manifest.path)
-    out: list[Problem] = []
-
-    def problem(path: JsonPath, message: str, rule: str, severity: str, *, key: bool = False) -> None:
-        loc = manifest.source.key(path) if key else manifest.source.value(path)
-        out.append(Problem(display, loc.line, loc.col, json_path(path), message, rule, severity))
-
-    installed = installed_kernelspecs()
-    kernel_severity = "warning" if offline else "error"
-
-    def need_kernel(name: str, path: JsonPath, *, key: bool = False) -> None:
-        if match_kernelspec(name, installed) is None:
-            listing = ", ".join(sorted(installed)) or "none"
-            problem(
-                path,
-                f"kernelspec {name!r} is not installed (installed: {listing})",
-                "kernelspec-missing",
-                kernel_severity,
-                key=key,
-            )
-
-    if manifest.defaults.kernel is not None:
-        need_kernel(manifest.defaults.kernel, ("defaults", "kernel"))
-    if plan is not None:
-        checked = set()
-        for spec in plan.pools.values():
-            if spec.notebook in checked:
-                continue
-            checked.add(spec.notebook)
-            raw = manifest.source.values
-            where: JsonPath = ("notebooks", spec.notebook)
-            at = (*where, "kernel") if (*where, "kernel") in raw else where
-            need_kernel(spec.kernel, at, key=at == where)
+    """What this machine lacks for the manifest: kernelspecs (warnings when ``offline``), static
+    folders, the kernel API's seed notebook, token secrets (errors when ``strict``)."""
+    report = _Report(manifest)
+    _kernelspec_problems(report, plan, "warning" if offline else "error")
     for name, nb in manifest.notebooks.items():
         if nb.static is not None and not nb.static.is_dir():
-            problem(
-                ("notebooks", name, "static"),
-                f"{display_path(nb.static, manifest)} is not a directory",
-                "static-missing",
-                "error",
-            )
-
+            where: JsonPath = ("notebooks", name, "static")
+            report.add(where, f"{display_path(nb.static, manifest)} is not a directory", "static-missing", "error")
     api = manifest.kernel_api
-    if api is not None:
-        where = ("kernel_api",)
-        names = api.allowed_kernels if api.allowed_kernels is not None else ()
-        for i, name in enumerate(names):
-            need_kernel(name, (*where, "allowed_kernels", i))
-        if (*where, "default_kernel") in manifest.source.values:
-            need_kernel(api.default_kernel, (*where, "default_kernel"))
-        if api.seed is not None:
-            try:
-                read_notebook(api.seed)
-            except NotebookError as exc:
-                problem((*where, "seed"), f"{display_path(api.seed, manifest)}: {exc}", "notebook-unreadable", "error")
-
+    if api is not None and api.seed is not None:
+        try:
+            read_notebook(api.seed)
+        except NotebookError as exc:
+            where = ("kernel_api", "seed")
+            report.add(where, f"{display_path(api.seed, manifest)}: {exc}", "notebook-unreadable", "error")
     token_severity = "error" if strict else "warning"
     for name, source in manifest.auth.tokens.items():
         try:
             read_token(source, environ)
         except TokenUnavailable as exc:
-            problem(("auth", "tokens", name), f"token {name!r}: {exc}", "token-unavailable", token_severity, key=True)
-    return out
+            where = ("auth", "tokens", name)
+            report.add(where, f"token {name!r}: {exc}", "token-unavailable", token_severity, key=True)
+    return report.problems
+
+
+def _kernelspec_problems(report: _Report, plan: RoutePlan | None, severity: str) -> None:
+    """Every kernelspec the manifest and its notebooks name must be installed (any case)."""
+    manifest = report.manifest
+    installed = installed_kernelspecs()
+
+    def need_kernel(name: str, path: JsonPath, *, key: bool = False) -> None:
+        if match_kernelspec(name, installed) is None:
+            listing = ", ".join(sorted(installed)) or "none"
+            message = f"kernelspec {name!r} is not installed (installed: {listing})"
+            report.add(path, message, "kernelspec-missing", severity, key=key)
+
+    if manifest.defaults.kernel is not None:
+        need_kernel(manifest.defaults.kernel, ("defaults", "kernel"))
+    kernels = {spec.notebook: spec.kernel for spec in (plan.pools.values() if plan else ())}  # one per notebook
+    for name, kernel in sorted(kernels.items()):
+        where: JsonPath = ("notebooks", name)
+        at = (*where, "kernel") if (*where, "kernel") in manifest.source.values else where
+        need_kernel(kernel, at, key=at == where)
+    api = manifest.kernel_api
+    if api is not None:
+        for i, allowed in enumerate(api.allowed_kernels or ()):
+            need_kernel(allowed, ("kernel_api", "allowed_kernels", i))
+        if ("kernel_api", "default_kernel") in manifest.source.values:
+            need_kernel(api.default_kernel, ("kernel_api", "default_kernel"))

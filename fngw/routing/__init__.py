@@ -10,12 +10,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from fngw.manifest import EndpointSettings, JsonPath, Manifest, PoolSettings, Problem, join_url, json_path
+from fngw.manifest import (
+    EndpointSettings,
+    JsonPath,
+    Manifest,
+    NotebookSettings,
+    PoolSettings,
+    Problem,
+    join_url,
+    json_path,
+)
 from fngw.notebook import Endpoint, NotebookError, ParsedNotebook, parse_notebook
 from fngw.notebook.parser import path_shape, route_sort_key
 
@@ -92,40 +101,9 @@ def plan_routes(manifest: Manifest) -> PlanResult:
             problem((*where, "path"), f"{display_path(nb.path, manifest)}: {exc}", "notebook-unreadable")
             continue
         parsed[name] = notebook
-        for p in notebook.problems:
-            problem((*where, "path"), f"cell {p.cell_index}: {p.message}", p.rule)
-        for annotation in notebook.orphan_response_infos:
-            problem(
-                (*where, "path"),
-                f"ResponseInfo {annotation} has no endpoint cell",
-                "response-info-orphan",
-                severity="warning",
-            )
-        if not notebook.endpoints and not notebook.problems:
-            problem(
-                (*where, "path"),
-                "the notebook has no annotated endpoint cells ('# GET /path')",
-                "notebook-no-endpoints",
-                severity="warning",
-            )
-        kernel = nb.kernel or notebook.kernelspec
+        kernel = _notebook_problems(problem, where, nb, notebook)
         if kernel is None:
-            problem(
-                where,
-                "no kernel: the notebook has no kernelspec metadata and the manifest names none "
-                "(set kernel here or in defaults)",
-                "kernel-unknown",
-                key=True,
-            )
             continue
-        known = {e.annotation for e in notebook.endpoints}
-        for annotation in nb.overrides:
-            if annotation not in known:
-                hint = difflib.get_close_matches(annotation, sorted(known), n=1)
-                message = f"no cell is annotated {annotation!r}"
-                listing = ", ".join(sorted(known)) or "none"
-                message += f"; did you mean {hint[0]!r}?" if hint else f" (annotated: {listing})"
-                problem((*where, "endpoints", annotation), message, "endpoint-unknown", key=True)
 
         shared = PoolSpec(
             id=pool_id(name),
@@ -152,6 +130,48 @@ def plan_routes(manifest: Manifest) -> PlanResult:
     ordered = sorted(routes, key=lambda r: route_sort_key(r.path))
     plan = RoutePlan(tuple(ordered), MappingProxyType(pools), MappingProxyType(parsed))
     return PlanResult(plan, problems)
+
+
+def _notebook_problems(
+    problem: Callable[..., None], where: JsonPath, nb: NotebookSettings, notebook: ParsedNotebook
+) -> str | None:
+    """Report what is wrong with one parsed notebook (its cells, orphan ResponseInfo cells, no
+    endpoints, overrides naming no cell); return its kernelspec, None when it has none."""
+    for p in notebook.problems:
+        problem((*where, "path"), f"cell {p.cell_index}: {p.message}", p.rule)
+    for annotation in notebook.orphan_response_infos:
+        problem(
+            (*where, "path"),
+            f"ResponseInfo {annotation} has no endpoint cell",
+            "response-info-orphan",
+            severity="warning",
+        )
+    if not notebook.endpoints and not notebook.problems:
+        problem(
+            (*where, "path"),
+            "the notebook has no annotated endpoint cells ('# GET /path')",
+            "notebook-no-endpoints",
+            severity="warning",
+        )
+    kernel = nb.kernel or notebook.kernelspec
+    if kernel is None:
+        problem(
+            where,
+            "no kernel: the notebook has no kernelspec metadata and the manifest names none "
+            "(set kernel here or in defaults)",
+            "kernel-unknown",
+            key=True,
+        )
+        return None
+    known = {e.annotation for e in notebook.endpoints}
+    for annotation in nb.overrides:
+        if annotation not in known:
+            hint = difflib.get_close_matches(annotation, sorted(known), n=1)
+            message = f"no cell is annotated {annotation!r}"
+            listing = ", ".join(sorted(known)) or "none"
+            message += f"; did you mean {hint[0]!r}?" if hint else f" (annotated: {listing})"
+            problem((*where, "endpoints", annotation), message, "endpoint-unknown", key=True)
+    return kernel
 
 
 def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:

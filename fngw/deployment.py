@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fngw.auth import TokenUnavailable, read_token
 from fngw.kernels import SeedCell, installed_kernelspecs, match_kernelspec
-from fngw.manifest import JsonPath, Manifest, Problem, json_path, load_manifest
+from fngw.manifest import JsonPath, Manifest, Problem, ProblemReport, load_manifest
 from fngw.notebook import NotebookError, read_notebook
 from fngw.routing import RoutePlan, display_path, plan_routes
 
@@ -81,27 +81,12 @@ def _kernel_api_seed(manifest: Manifest) -> KernelApiSeed:
     return KernelApiSeed(cells, (nb.metadata.get("kernelspec") or {}).get("name"))
 
 
-class _Report:
-    """Collects located problems about one manifest."""
-
-    def __init__(self, manifest: Manifest):
-        self.manifest = manifest
-        self.problems: list[Problem] = []
-
-    def add(self, path: JsonPath, message: str, rule: str, severity: str, *, key: bool = False) -> None:
-        source = self.manifest.source
-        loc = source.key(path) if key else source.value(path)
-        self.problems.append(
-            Problem(str(self.manifest.path), loc.line, loc.col, json_path(path), message, rule, severity)
-        )
-
-
 def _machine_problems(
     manifest: Manifest, plan: RoutePlan | None, *, offline: bool, strict: bool, environ: Mapping[str, str]
 ) -> list[Problem]:
     """What this machine lacks for the manifest: kernelspecs (warnings when ``offline``), static
     folders, the kernel API's seed notebook, token secrets (errors when ``strict``)."""
-    report = _Report(manifest)
+    report = ProblemReport(manifest)
     _kernelspec_problems(report, plan, "warning" if offline else "error")
     for name, nb in manifest.notebooks.items():
         if nb.static is not None and not nb.static.is_dir():
@@ -124,7 +109,7 @@ def _machine_problems(
     return report.problems
 
 
-def _kernelspec_problems(report: _Report, plan: RoutePlan | None, severity: str) -> None:
+def _kernelspec_problems(report: ProblemReport, plan: RoutePlan | None, severity: str) -> None:
     """Every kernelspec the manifest and its notebooks name must be installed (any case)."""
     manifest = report.manifest
     installed = installed_kernelspecs()

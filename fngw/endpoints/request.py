@@ -10,6 +10,7 @@ with base64 ``data`` instead of being dropped.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 from typing import Any
@@ -48,6 +49,7 @@ def form_part_limit(max_body: int) -> int:
     return max(MIN_FORM_PARTS, max_body // BYTES_PER_FORM_PART)
 
 
+@functools.lru_cache(maxsize=8)  # one per max_body in use: not rebuilt on every request
 def _form_handler(max_body: int) -> MultipartFormHandler:
     options = MultipartParseOptions()
     options.max_body_part_buffer_size = max_body  # one part may be the whole body

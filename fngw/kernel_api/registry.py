@@ -85,7 +85,10 @@ class KernelRegistry:
         self._warm: deque[Kernel] = deque()
         self._warming = 0
         self._tasks = gevent.pool.Group()
-        self._starting: set[gevent.Greenlet] = set()  # requests whose kernel is starting
+        self._starting: set[gevent.Greenlet] = set()
+        self._allowed: list[str] | None = (
+            None  # allowed_names(), read on first use  # requests whose kernel is starting
+        )
         self._closed = False
         # Other workers of this instance see our kernels through these files, and we theirs.
         self.shared = shared
@@ -95,11 +98,14 @@ class KernelRegistry:
     def allowed_names(self) -> list[str]:
         """Installed kernelspecs clients may start, by their installed names (``allowed_kernels``
         may spell them in any case)."""
-        installed = installed_kernelspecs()
-        allowed = self.settings.allowed_kernels
-        if allowed is None:
-            return sorted(installed)
-        return sorted({found for n in allowed if (found := match_kernelspec(n, installed)) is not None})
+        if self._allowed is None:  # read once: the deployment checked them before any worker started
+            installed = installed_kernelspecs()
+            allowed = self.settings.allowed_kernels
+            if allowed is None:
+                self._allowed = sorted(installed)
+            else:
+                self._allowed = sorted({f for n in allowed if (f := match_kernelspec(n, installed)) is not None})
+        return self._allowed
 
     def kernel_name(self, name: str) -> str:
         """The installed name a client's ``name`` means, ignoring case; ``NotFound`` listing the

@@ -52,13 +52,12 @@ def match_kernelspec(name: str, names: Iterable[str]) -> str | None:
 def resolve_kernelspec(name: str) -> ResolvedSpec:
     """The kernelspec ``name`` with ``python``/``python3`` in argv[0] bound to this interpreter, so
     kernels run with the gateway's own environment rather than whatever ``python`` is on PATH."""
-    installed = installed_kernelspecs()
-    name = match_kernelspec(name, installed) or name
     try:
-        spec = KernelSpecManager().get_kernel_spec(name)
+        spec = KernelSpecManager().get_kernel_spec(name)  # folds case itself: Python3 is python3
     except NoSuchKernel:
-        listing = ", ".join(sorted(installed)) or "none"
+        listing = ", ".join(sorted(installed_kernelspecs())) or "none"
         raise KernelSpecNotFound(f"kernelspec {name!r} is not installed (installed: {listing})") from None
+    name = name.lower()  # the installed name, as jupyter_client lists it
     argv = list(spec.argv)
     if argv and os.path.basename(argv[0]) in ("python", "python3", f"python{sys.version_info[0]}"):
         argv[0] = sys.executable

@@ -20,6 +20,7 @@ from .model import (
     TokenSource,
 )
 from .problems import Problem, render, summary_line
+from .report import ProblemReport
 from .units import parse_duration, parse_size
 from .yamlsource import JsonPath, Location, SourceMap, json_path
 
@@ -39,6 +40,7 @@ __all__ = [
     "NotebookSettings",
     "PoolSettings",
     "Problem",
+    "ProblemReport",
     "ServerSettings",
     "SourceMap",
     "TokenSource",

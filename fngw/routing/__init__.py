@@ -22,8 +22,8 @@ from fngw.manifest import (
     NotebookSettings,
     PoolSettings,
     Problem,
+    ProblemReport,
     join_url,
-    json_path,
 )
 from fngw.notebook import Endpoint, NotebookError, ParsedNotebook, parse_notebook
 from fngw.notebook.parser import path_shape, route_sort_key
@@ -83,12 +83,8 @@ def pool_id(notebook: str, endpoint: Endpoint | None = None) -> str:
 
 def plan_routes(manifest: Manifest) -> PlanResult:
     """Parse the manifest's notebooks and lay out routes and pools."""
-    display = str(manifest.path)
-    problems: list[Problem] = []
-
-    def problem(path: JsonPath, message: str, rule: str, *, key: bool = False, severity: str = "error") -> None:
-        loc = manifest.source.key(path) if key else manifest.source.value(path)
-        problems.append(Problem(display, loc.line, loc.col, json_path(path), message, rule, severity))
+    report = ProblemReport(manifest)
+    problem = report.add
 
     parsed: dict[str, ParsedNotebook] = {}
     routes: list[Route] = []
@@ -129,7 +125,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
     _check_collisions(manifest, routes, problem)
     ordered = sorted(routes, key=lambda r: route_sort_key(r.path))
     plan = RoutePlan(tuple(ordered), MappingProxyType(pools), MappingProxyType(parsed))
-    return PlanResult(plan, problems)
+    return PlanResult(plan, report.problems)
 
 
 def _notebook_problems(

@@ -55,7 +55,6 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:  # noqa: C901 - o
     old_readers: dict = {}  # id(stream) -> read end of its replaced pipe, until its reader lets go
     discarders = [0]  # discard threads started
     generation: dict = {}  # id(stream) -> how many times its pipe was replaced
-    watchers = {getattr(s, "watch_fd_thread", None) for s in (sys.stdout, sys.stderr)} - {None}
 
     def current_task():
         try:
@@ -306,7 +305,7 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:  # noqa: C901 - o
     # proves everything before it was handed on. Only cells during which a reader ran pay for it:
     # each reader's CPU clock shows whether it woke up.
     clocks = []
-    for thread in watchers:
+    for thread in readers:
         try:
             clocks.append(time.pthread_getcpuclockid(thread.ident))
         except (AttributeError, OSError, TypeError):

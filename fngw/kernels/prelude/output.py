@@ -79,10 +79,19 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:  # noqa: C901 - o
             method = method._fngw_inner
         return method
 
+    # The check and the write happen under one lock that closing the window also takes: ipykernel
+    # picks the parent header inside write(), so a reader thread that passed ours() just before a
+    # cell ended, and wrote after the next cell had begun, would file the old cell's bytes under the
+    # new cell's header. Threads that cannot be ours never take the lock (ipykernel's IO thread must
+    # never wait on it: a write that flushes waits for that thread while holding the lock).
+    gate = threading.RLock()
+
     def guard(method, dropped=None):
         def guarded(*args, **kwargs):
             if ours():
-                return method(*args, **kwargs)
+                with gate:
+                    if ours():
+                        return method(*args, **kwargs)
             return dropped(*args) if dropped is not None else None
 
         guarded._fngw_inner = method
@@ -371,7 +380,8 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:  # noqa: C901 - o
         except Exception:
             traceback.print_exc(file=sys.__stderr__)
         finally:
-            window["thread"] = None
+            with gate:  # after any write that passed ours() has reached ipykernel's buffer
+                window["thread"] = None
 
     shell.events.register("pre_run_cell", opened)
     shell.events.register("post_run_cell", closed)

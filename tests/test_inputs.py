@@ -148,10 +148,10 @@ def registry(tmp_path: Path, **settings) -> KernelRegistry:
 
 def test_the_kernel_api_resolves_names_ignoring_case_and_lists_them_when_unknown(tmp_path):
     api = registry(tmp_path, allowed_kernels=("Python3",))
-    assert api.allowed_names() == ["python3"]
-    assert api.kernel_name("PYTHON3") == "python3"
+    assert api.kernelspecs.names() == ["python3"]
+    assert api.kernelspecs.installed_name("PYTHON3") == "python3"
     with pytest.raises(Exception, match=r"available: python3"):
-        api.kernel_name("julia")
+        api.kernelspecs.installed_name("julia")
 
 
 # --- launch timeouts ------------------------------------------------------------------------------

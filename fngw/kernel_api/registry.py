@@ -21,22 +21,21 @@ import gevent.pool
 from fngw.kernels import (
     Kernel,
     KernelError,
-    KernelSpecNotFound,
     ResolvedSpec,
     SeedCell,
-    installed_kernelspecs,
     kernel_environment,
-    match_kernelspec,
     output_prelude,
-    resolve_kernelspec,
+    pid_alive,
 )
 from fngw.manifest import KernelApiSettings
 
 from . import start_options
 from .culling import cull_idle_kernels
 from .errors import Invalid, KernelApiError, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
+from .kernelspecs import AllowedKernelspecs
 from .models import ApiKernel, iso_now
 from .shared import SharedKernels
+from .supervision import restart_after_death
 
 __all__ = [
     "ApiKernel",
@@ -52,8 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("fngw.kernel_api")
-
-RESTART_LIMIT = 5  # automatic restarts of a dying kernel before it is declared dead
 
 
 class KernelRegistry:
@@ -85,45 +82,11 @@ class KernelRegistry:
         self._warm: deque[Kernel] = deque()
         self._warming = 0
         self._tasks = gevent.pool.Group()
-        self._starting: set[gevent.Greenlet] = set()
-        self._allowed: list[str] | None = (
-            None  # allowed_names(), read on first use  # requests whose kernel is starting
-        )
+        self._starting: set[gevent.Greenlet] = set()  # requests whose kernel is starting
+        self.kernelspecs = AllowedKernelspecs(settings.allowed_kernels)
         self._closed = False
         # Other workers of this instance see our kernels through these files, and we theirs.
         self.shared = shared
-
-    # --- kernelspecs -----------------------------------------------------------------------------
-
-    def allowed_names(self) -> list[str]:
-        """Installed kernelspecs clients may start, by their installed names (``allowed_kernels``
-        may spell them in any case)."""
-        if self._allowed is None:  # read once: the deployment checked them before any worker started
-            installed = installed_kernelspecs()
-            allowed = self.settings.allowed_kernels
-            if allowed is None:
-                self._allowed = sorted(installed)
-            else:
-                self._allowed = sorted({f for n in allowed if (f := match_kernelspec(n, installed)) is not None})
-        return self._allowed
-
-    def kernel_name(self, name: str) -> str:
-        """The installed name a client's ``name`` means, ignoring case; ``NotFound`` listing the
-        available names when there is none."""
-        available = self.allowed_names()
-        found = match_kernelspec(name, available)
-        if found is None:
-            raise NotFound(f"kernelspec {name!r} is not available here (available: {', '.join(available) or 'none'})")
-        return found
-
-    def spec(self, name: str) -> ResolvedSpec:
-        """The kernelspec a client's name means (any case), ready to launch. NotFound when it is not
-        allowed or installed."""
-        name = self.kernel_name(name)
-        try:
-            return resolve_kernelspec(name)
-        except KernelSpecNotFound as exc:
-            raise NotFound(str(exc)) from None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -144,7 +107,7 @@ class KernelRegistry:
         return seed if prelude is None else (SeedCell(-1, prelude, silent=True), *seed)
 
     def _new_kernel(self, name: str, env: dict[str, str], cwd: str | None, kernel_id: str | None) -> Kernel:
-        spec = self.spec(name)
+        spec = self.kernelspecs.resolve(name)
         return Kernel(
             spec,
             env=env,
@@ -174,7 +137,7 @@ class KernelRegistry:
         (the client's own). Raises NotFound, Invalid, ResourceLimit, LaunchTimeout, StartFailed (and
         whatever interrupts the start: ClientGone, ShuttingDown); nothing is left running when it
         raises."""
-        name = self.kernel_name(name or self.settings.default_kernel)  # 404 before anything else
+        name = self.kernelspecs.installed_name(name or self.settings.default_kernel)  # 404 before anything else
         asked_env = start_options.client_env(env, self.settings.env_whitelist)
         start_options.check_request(kernel_id, path)
         if kernel_id is not None and kernel_id in self.kernels:
@@ -182,7 +145,7 @@ class KernelRegistry:
         if kernel_id is not None and self.shared is not None and self.shared.read(kernel_id) is not None:
             return self.get(kernel_id)
         plain = not asked_env and path is None and kernel_id is None  # a prewarmed kernel fits as it is
-        if plain and name == self.kernel_name(self.settings.default_kernel) and self._warm:
+        if plain and name == self.kernelspecs.installed_name(self.settings.default_kernel) and self._warm:
             entry = self._register(self._warm.popleft(), name)
             self._tasks.spawn(self._warm_one)
             return entry
@@ -228,17 +191,18 @@ class KernelRegistry:
     def _register(self, kernel: Kernel, name: str, publish: bool = True) -> ApiKernel:
         entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")
         self.kernels[kernel.id] = entry
-        kernel.on_death(lambda k: self._tasks.spawn(self._auto_restart, entry))
+        kernel.on_death(lambda k: self._tasks.spawn(restart_after_death, self, entry))
         kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
         if publish:
-            self._publish(entry)
+            self.publish(entry)
         if publish:
             log.info("kernel API: kernel %s (%s) started (pid %s)", kernel.id, name, kernel.pid)
         else:
             log.info("kernel API: attached to kernel %s (pid %s) of another worker", kernel.id, kernel.pid)
         return entry
 
-    def _publish(self, entry: ApiKernel) -> None:
+    def publish(self, entry: ApiKernel) -> None:
+        """Write entry's record (this worker owns its process) for the instance's other workers."""
         if self.shared is not None:
             self.shared.write(
                 {
@@ -260,10 +224,10 @@ class KernelRegistry:
         if not isinstance(pid, int) or not isinstance(name, str) or not isinstance(connection, dict):
             shared.remove(kernel_id)  # unreadable: nobody can reach that kernel through it
             return None
-        if not Path(f"/proc/{pid}").exists():
+        if not pid_alive(pid):
             shared.remove(kernel_id)  # its worker died and the master reaped it
             return None
-        spec = self.spec(name)
+        spec = self.kernelspecs.resolve(name)
         kernel = Kernel.attach(
             spec,
             connection,
@@ -306,7 +270,7 @@ class KernelRegistry:
     def _warm_one(self) -> None:
         if self._closed:
             return
-        name = self.kernel_name(self.settings.default_kernel)
+        name = self.kernelspecs.installed_name(self.settings.default_kernel)
         self._warming += 1
         try:
             kernel = self._new_kernel(name, {**self._base_env(), "KERNEL_GATEWAY": "1"}, None, None)
@@ -364,39 +328,11 @@ class KernelRegistry:
                 self.shared.remove(kernel_id)
             entry.announce("dead")
             raise StartFailed(f"the kernel failed to restart: {exc}", exc) from None
-        self._publish(entry)
+        self.publish(entry)
         entry.execution_state = "idle"
         entry.touch()
         log.info("kernel API: kernel %s restarted (pid %s)", kernel_id, entry.kernel.pid)
         return entry
-
-    def _auto_restart(self, entry: ApiKernel) -> None:
-        if self._closed or self.kernels.get(entry.id) is not entry:
-            return
-        if self.shared is not None:
-            record = self.shared.read(entry.id)
-            if record is None or record.get("owner") != os.getpid():
-                # Deleted, or restarted, by another worker: let go; clients reconnect to adopt it anew.
-                self.kernels.pop(entry.id, None)
-                entry.announce("dead" if record is None else "restarting")
-                for listener in list(entry.status_listeners):
-                    listener("detached")
-                return
-        while entry.auto_restarts < RESTART_LIMIT:
-            entry.auto_restarts += 1
-            entry.announce("restarting")
-            try:
-                entry.kernel.restart()
-                self._publish(entry)
-                entry.execution_state = "idle"
-                return
-            except KernelError as exc:
-                log.error("kernel API: restarting kernel %s failed: %s", entry.id, exc)
-                gevent.sleep(min(2**entry.auto_restarts, 10))
-        self.kernels.pop(entry.id, None)
-        if self.shared is not None:
-            self.shared.remove(entry.id)
-        entry.announce("dead")
 
     @property
     def closed(self) -> bool:

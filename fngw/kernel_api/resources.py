@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import mimetypes
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import falcon
-from jupyter_client.kernelspec import KernelSpecManager
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
@@ -24,6 +22,7 @@ from fngw.kernels import match_kernelspec
 from fngw.manifest import Access, CorsSettings
 
 from .channels import ChannelHubs
+from .errors import NotFound
 from .framing import V1_PROTOCOL
 from .registry import KernelRegistry
 from .sessions import SessionStore
@@ -99,46 +98,24 @@ class ApiRoot(ApiResource):
 
 
 class KernelSpecs(RegistryResource):
-    def model(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        resources = {}
-        folder = Path(spec["resource_dir"])
-        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if entry.name in ("kernel.js", "kernel.css") or entry.name.startswith("logo-"):
-                resources[entry.stem if entry.name.startswith("logo-") else entry.name] = (
-                    f"{self.base_url}/kernelspecs/{name}/{entry.name}"
-                )
-        return {"name": name, "spec": spec["spec"], "resources": resources}
-
-    def all_specs(self) -> dict[str, dict[str, Any]]:
-        specs = KernelSpecManager().get_all_specs()
-        return {name: self.model(name, specs[name]) for name in self.registry.allowed_names() if name in specs}
-
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str | None = None) -> None:
         self.process(req)
-        specs = self.all_specs()
+        kernelspecs = self.registry.kernelspecs
+        models = kernelspecs.models(self.base_url)
         if name is None:
-            default = match_kernelspec(self.registry.settings.default_kernel, specs)
-            resp.media = {"default": default or self.registry.settings.default_kernel, "kernelspecs": specs}
+            default = match_kernelspec(self.registry.settings.default_kernel, models)
+            resp.media = {"default": default or self.registry.settings.default_kernel, "kernelspecs": models}
             return
-        found = match_kernelspec(name, specs)
-        if found is None:
-            available = ", ".join(sorted(specs)) or "none"
-            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found (available: {available})")
-        resp.media = specs[found]
+        found = kernelspecs.installed_name(name)
+        if found not in models:  # allowed and installed, yet jupyter_client could not read it
+            raise NotFound(f"kernelspec {found!r} could not be read")
+        resp.media = models[found]
 
 
 class KernelSpecFile(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, filename: str) -> None:
         self.process(req)
-        found = match_kernelspec(name, self.registry.allowed_names())
-        if found is None:
-            available = ", ".join(self.registry.allowed_names()) or "none"
-            raise GatewayError(falcon.HTTP_404, "Not Found", f"Kernel spec {name} not found (available: {available})")
-        name = found
-        folder = Path(KernelSpecManager().get_kernel_spec(name).resource_dir).resolve()
-        target = (folder / filename).resolve()
-        if not target.is_relative_to(folder) or not target.is_file():
-            raise GatewayError(falcon.HTTP_404, "Not Found", f"no file {filename!r} in kernel spec {name}")
+        target = self.registry.kernelspecs.resource_file(name, filename)
         resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         resp.cache_control = ["max-age=3600"]
         resp.data = target.read_bytes()

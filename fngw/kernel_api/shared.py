@@ -18,6 +18,8 @@ from typing import Any
 
 import gevent
 
+from fngw.kernels import pid_alive
+
 
 class Records:
     """A folder of JSON records keyed by id, safe to update from several processes."""
@@ -92,5 +94,5 @@ class SharedKernels(Records):
             if record is None:
                 continue
             pid = record.get("owner") if record.get("pending") else record.get("pid")
-            if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
+            if not isinstance(pid, int) or not pid_alive(pid):
                 self.remove(kernel_id)

@@ -22,6 +22,8 @@ from .kernel import Kernel
 from .messages import ExecutionError, ExecutionResult, SeedCell
 from .pool import KernelPool, PoolClosed, PoolError, PoolStats, PoolUnavailable, QueueFull, QueueTimeout
 from .prelude import output_prelude
+from .process import pid_alive
+from .restart import KERNEL_API_KERNEL, POOL_SLOT, RestartPolicy
 from .specs import KernelSpecNotFound, ResolvedSpec, installed_kernelspecs, match_kernelspec, resolve_kernelspec
 
 __all__ = [
@@ -43,12 +45,16 @@ __all__ = [
     "PoolStats",
     "PoolUnavailable",
     "QueueFull",
+    "KERNEL_API_KERNEL",
+    "POOL_SLOT",
     "QueueTimeout",
     "ResolvedSpec",
+    "RestartPolicy",
     "SeedCell",
     "installed_kernelspecs",
     "kernel_environment",
     "match_kernelspec",
     "output_prelude",
+    "pid_alive",
     "resolve_kernelspec",
 ]

@@ -25,11 +25,11 @@ import gevent.pool
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelLost, KernelSeedError
 from .kernel import Kernel
 from .messages import ExecutionResult
+from .restart import POOL_SLOT, RestartPolicy
 
 log = logging.getLogger("fngw.kernels")
 
 INTERRUPT_GRACE = 2.0  # seconds a timed-out kernel gets to become idle after an interrupt
-RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # between failed (re)starts of one kernel slot
 
 
 class PoolError(KernelError):
@@ -90,11 +90,13 @@ class KernelPool:
         size: int = 1,
         max_queue: int = 10,
         interrupt_grace: float = INTERRUPT_GRACE,
+        restart_policy: RestartPolicy = POOL_SLOT,
     ):
         self.name = name
         self.size = size
         self.max_queue = max_queue
         self.interrupt_grace = interrupt_grace
+        self.restart_policy = restart_policy
         self._make_kernel = make_kernel
         self._kernels: list[Kernel] = []
         self._idle: deque[Kernel] = deque()
@@ -310,24 +312,20 @@ class KernelPool:
             self._recovering.discard(kernel)
 
     def _bring_up(self, kernel: Kernel, first: bool) -> None:
-        """(Re)start ``kernel`` until it works, backing off between failures; then make it available."""
-        attempt = 0
-        while not self._closed:
+        """(Re)start ``kernel`` until it works, backing off between failures (``restart_policy``);
+        then make it available."""
+        for attempt in self.restart_policy.attempts(lambda: self._closed):
+            starting = first and attempt == 0
             try:
-                if first and attempt == 0:
+                if starting:
                     kernel.start()
                 else:
                     self._restarts += 1
                     kernel.restart()
                 self.last_error = None
                 self._starts += 1
-                log.info(
-                    "pool %s: kernel %s %s (pid %s)",
-                    self.name,
-                    kernel.id,
-                    "started" if first and attempt == 0 else "restarted",
-                    kernel.pid,
-                )
+                how = "started" if starting else "restarted"
+                log.info("pool %s: kernel %s %s (pid %s)", self.name, kernel.id, how, kernel.pid)
                 self._make_available(kernel)
                 return
             except KernelError as exc:
@@ -338,11 +336,9 @@ class KernelPool:
                     log.error("pool %s: kernel failed to start: %s", self.name, exc)
                 self._fail_waiters_if_hopeless()
             finally:
-                if first and attempt == 0:
+                if starting:
                     self._first_attempts += 1
                     self._started.set()
-            gevent.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
-            attempt += 1
 
     def _fail_waiters_if_hopeless(self) -> None:
         """With no kernel up, waiting cannot succeed soon: tell waiters why at once."""

@@ -85,6 +85,16 @@ def output_tail(folder: Path, limit: int = 2000) -> str:
         return ""
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and is not a zombie (read from /proc, so it works
+    for processes that are not our children and for any user's)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 class AttachedProcess:
     """A kernel process started by another process of this instance: the same ``pid``/``poll``
     surface as ``Popen``, read from /proc (it is not our child, so we never reap it)."""
@@ -95,11 +105,6 @@ class AttachedProcess:
 
     def poll(self) -> int | None:
         """None while the process runs; -1 once it is gone or a zombie."""
-        if self.returncode is None:
-            try:
-                with open(f"/proc/{self.pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
-                        self.returncode = -1
-            except (FileNotFoundError, ProcessLookupError):
-                self.returncode = -1
+        if self.returncode is None and not pid_alive(self.pid):
+            self.returncode = -1
         return self.returncode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,49 +50,9 @@ def openapi_document(manifest: Manifest, plan: RoutePlan) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every endpoint of the plan (/_fngw/openapi.json)."""
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
-    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for route in plan.routes:
         template = _PARAM.sub(r"{\1}", route.path)
-        endpoint = route.endpoint
-        statuses = dict(ERRORS)
-        if route.settings.auth.public:
-            statuses.pop("401")
-            statuses.pop("403")
-        responses: dict[str, Any] = {
-            "200": {
-                "description": "What the cell printed, or its rich output",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
-        }
-        for code, text in statuses.items():
-            responses[code] = {"description": text, "content": error_ref}
-        operation_id = f"{route.notebook}_{route.method.lower()}_{_slug(endpoint.path)}"
-        while operation_id in operation_ids:
-            operation_id += "_"
-        operation_ids.add(operation_id)
-        operation: dict[str, Any] = {
-            "operationId": operation_id,
-            "summary": f"{route.method} {endpoint.path} of notebook {route.notebook}",
-            "tags": [route.notebook],
-            "parameters": [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in endpoint.params
-            ],
-            "responses": responses,
-            "security": _security(route.settings.auth),
-        }
-        if endpoint.description:
-            operation["description"] = endpoint.description
-        if route.method in ("POST", "PUT", "PATCH", "DELETE"):
-            operation["requestBody"] = {
-                "required": False,
-                "content": {
-                    "application/json": {"schema": {}},
-                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                    "multipart/form-data": {"schema": {"type": "object"}},
-                    "text/plain": {"schema": {"type": "string"}},
-                },
-            }
-        paths.setdefault(template, {})[route.method.lower()] = operation
+        paths.setdefault(template, {})[route.method.lower()] = _operation(route, operation_ids)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -100,30 +61,81 @@ def openapi_document(manifest: Manifest, plan: RoutePlan) -> dict[str, Any]:
             "description": f"Notebook endpoints served by fngw from {manifest.path.name}",
         },
         "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "Authorization: Bearer <token> (or: token <token>)",
-                },
-                "token_query": {"type": "apiKey", "in": "query", "name": "token"},
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["reason", "message"],
-                    "properties": {
-                        "reason": {"type": "string"},
-                        "message": {"type": "string"},
-                        "ename": {"type": "string"},
-                        "evalue": {"type": "string"},
-                        "traceback": {"type": "array", "items": {"type": "string"}},
-                    },
-                }
-            },
-        },
+        "components": copy.deepcopy(_COMPONENTS),  # add_operations adds to it
     }
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+_REQUEST_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {"schema": {}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        "multipart/form-data": {"schema": {"type": "object"}},
+        "text/plain": {"schema": {"type": "string"}},
+    },
+}
+
+_COMPONENTS = {
+    "securitySchemes": {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Authorization: Bearer <token> (or: token <token>)",
+        },
+        "token_query": {"type": "apiKey", "in": "query", "name": "token"},
+    },
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "required": ["reason", "message"],
+            "properties": {
+                "reason": {"type": "string"},
+                "message": {"type": "string"},
+                "ename": {"type": "string"},
+                "evalue": {"type": "string"},
+                "traceback": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+def _operation(route: Route, operation_ids: set[str]) -> dict[str, Any]:
+    """One route's OpenAPI operation; its operationId is made unique among ``operation_ids``."""
+    endpoint = route.endpoint
+    statuses = dict(ERRORS)
+    if route.settings.auth.public:
+        statuses.pop("401")
+        statuses.pop("403")
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "What the cell printed, or its rich output",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+    for code, text in statuses.items():
+        responses[code] = {"description": text, "content": _ERROR_CONTENT}
+    operation_id = f"{route.notebook}_{route.method.lower()}_{_slug(endpoint.path)}"
+    while operation_id in operation_ids:
+        operation_id += "_"
+    operation_ids.add(operation_id)
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": f"{route.method} {endpoint.path} of notebook {route.notebook}",
+        "tags": [route.notebook],
+        "parameters": [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in endpoint.params
+        ],
+        "responses": responses,
+        "security": _security(route.settings.auth),
+    }
+    if endpoint.description:
+        operation["description"] = endpoint.description
+    if route.method in ("POST", "PUT", "PATCH", "DELETE"):
+        operation["requestBody"] = _REQUEST_BODY
+    return operation
 
 
 def add_operations(

@@ -134,7 +134,8 @@ def parse_notebook(
     nb: nbformat.NotebookNode | str | Path,
     comment_prefixes: Mapping[str, str] = DEFAULT_COMMENT_PREFIXES,
 ) -> ParsedNotebook:
-    """Parse a notebook (node or path) into endpoints in route order and seed cells."""
+    """Parse a notebook (node or path) into endpoints in route order and seed cells. Raises what
+    ``read_notebook`` raises for a path; problems in annotations are reported in ``problems``."""
     path = None
     if not isinstance(nb, nbformat.NotebookNode):
         path = Path(nb)
@@ -143,83 +144,89 @@ def parse_notebook(
     language = str((metadata.get("language_info") or {}).get("name") or "").lower()
     kernelspec = (metadata.get("kernelspec") or {}).get("name") or None
     prefix = comment_prefixes.get(language, "#")
-    verbs = "|".join(VERBS)
-    api = re.compile(rf"^{re.escape(prefix)}\s+({verbs})\s+(\S+)")
-    response = re.compile(rf"^{re.escape(prefix)}\s+ResponseInfo\s+({verbs})\s+(\S+)")
-
-    sources: dict[str, list[str]] = {}
-    cells: dict[str, list[int]] = {}
-    descriptions: dict[str, str] = {}
-    info_sources: dict[str, list[str]] = {}
-    info_cells: dict[str, list[int]] = {}
-    seeds: list[str] = []
-    seed_indices: list[int] = []
-    problems: list[ParseProblem] = []
-    previous_markdown: str | None = None
-
+    found = _Cells(prefix)
     for index, cell in enumerate(nb.cells):
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        if cell.cell_type != "code":
-            previous_markdown = source.strip() if cell.cell_type == "markdown" else None
-            continue
-        first_line = source.split("\n", 1)[0]
-        info = response.match(first_line)
-        match = None if info else api.match(first_line)
-        hit = info or match
-        if hit is None:
-            seeds.append(source)
-            seed_indices.append(index)
-            previous_markdown = None
-            continue
-        method, path_text = hit.group(1), hit.group(2)
-        problem = check_path(path_text)
-        if problem:
-            problems.append(ParseProblem(index, f"{method} {path_text}: {problem}", "annotation-path"))
-            previous_markdown = None
-            continue
-        annotation = f"{method} {path_text}"
-        if info:
-            info_sources.setdefault(annotation, []).append(source)
-            info_cells.setdefault(annotation, []).append(index)
-        else:
-            sources.setdefault(annotation, []).append(source)
-            cells.setdefault(annotation, []).append(index)
-            if previous_markdown and annotation not in descriptions:
-                descriptions[annotation] = previous_markdown
-        previous_markdown = None
-
-    endpoints = []
-    for annotation, parts in sources.items():
-        method, path_text = annotation.split(" ", 1)
-        infos = info_sources.get(annotation)
-        endpoints.append(
-            Endpoint(
-                method=method,
-                path=path_text,
-                source=join_cells(parts),
-                cell_indices=tuple(cells[annotation]),
-                params=tuple(seg[1:] for seg in path_text.split("/") if seg.startswith(":")),
-                response_info=join_cells(infos) if infos else None,
-                response_info_cells=tuple(info_cells.get(annotation, ())),
-                description=descriptions.get(annotation),
-            )
-        )
-    ordered = order_endpoints(endpoints)
-    orphans = tuple(a for a in info_sources if a not in sources)
+        found.add(index, cell)
+    ordered = order_endpoints(found.endpoints())
     return ParsedNotebook(
         path=path,
         language=language or "python",
         kernelspec=kernelspec,
         comment_prefix=prefix,
         endpoints=tuple(ordered),
-        seed_cells=tuple(seeds),
-        seed_cell_indices=tuple(seed_indices),
-        problems=tuple(problems),
-        orphan_response_infos=orphans,
+        seed_cells=tuple(found.seeds),
+        seed_cell_indices=tuple(found.seed_indices),
+        problems=tuple(found.problems),
+        orphan_response_infos=tuple(a for a in found.info_sources if a not in found.sources),
         source_endpoints=MappingProxyType({e.annotation: e for e in ordered}),
     )
+
+
+class _Cells:
+    """The cells of one notebook, sorted by their annotation (``GET /x``) as they come."""
+
+    def __init__(self, prefix: str):
+        verbs = "|".join(VERBS)
+        self.api = re.compile(rf"^{re.escape(prefix)}\s+({verbs})\s+(\S+)")
+        self.response = re.compile(rf"^{re.escape(prefix)}\s+ResponseInfo\s+({verbs})\s+(\S+)")
+        self.sources: dict[str, list[str]] = {}
+        self.cells: dict[str, list[int]] = {}
+        self.descriptions: dict[str, str] = {}
+        self.info_sources: dict[str, list[str]] = {}
+        self.info_cells: dict[str, list[int]] = {}
+        self.seeds: list[str] = []
+        self.seed_indices: list[int] = []
+        self.problems: list[ParseProblem] = []
+        self.previous_markdown: str | None = None  # an endpoint's description: the markdown cell before it
+
+    def add(self, index: int, cell: Mapping[str, Any]) -> None:
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        markdown, self.previous_markdown = self.previous_markdown, None
+        if cell.get("cell_type") != "code":
+            self.previous_markdown = source.strip() if cell.get("cell_type") == "markdown" else None
+            return
+        first_line = source.split("\n", 1)[0]
+        info = self.response.match(first_line)
+        hit = info or self.api.match(first_line)
+        if hit is None:
+            self.seeds.append(source)
+            self.seed_indices.append(index)
+            return
+        method, path_text = hit.group(1), hit.group(2)
+        problem = check_path(path_text)
+        if problem:
+            self.problems.append(ParseProblem(index, f"{method} {path_text}: {problem}", "annotation-path"))
+            return
+        annotation = f"{method} {path_text}"
+        if info:
+            self.info_sources.setdefault(annotation, []).append(source)
+            self.info_cells.setdefault(annotation, []).append(index)
+            return
+        self.sources.setdefault(annotation, []).append(source)
+        self.cells.setdefault(annotation, []).append(index)
+        if markdown and annotation not in self.descriptions:
+            self.descriptions[annotation] = markdown
+
+    def endpoints(self) -> list[Endpoint]:
+        found = []
+        for annotation, parts in self.sources.items():
+            method, path_text = annotation.split(" ", 1)
+            infos = self.info_sources.get(annotation)
+            found.append(
+                Endpoint(
+                    method=method,
+                    path=path_text,
+                    source=join_cells(parts),
+                    cell_indices=tuple(self.cells[annotation]),
+                    params=tuple(seg[1:] for seg in path_text.split("/") if seg.startswith(":")),
+                    response_info=join_cells(infos) if infos else None,
+                    response_info_cells=tuple(self.info_cells.get(annotation, ())),
+                    description=self.descriptions.get(annotation),
+                )
+            )
+        return found
 
 
 def join_cells(parts: list[str]) -> str:

@@ -133,25 +133,6 @@ def test_request_data_is_never_code(gw):
     assert json.loads(body)["body"] == {"v": nasty}
 
 
-def test_source_and_public_are_404_unless_enabled(gw):
-    assert get(gw, "/secured/_api/source")[0] == 404
-    assert get(gw, "/secured/public/index.html")[0] == 404
-
-
-def test_source_download_and_public_files_when_enabled(gw):
-    status, headers, body = get(gw, "/_api/source")
-    assert status == 200
-    assert {"cells", "metadata", "nbformat", "nbformat_minor"} <= set(json.loads(body))
-    status, headers, body = get(gw, "/public/index.html")
-    assert (status, headers["content-type"]) == (200, "text/html")
-
-
-@pytest.mark.parametrize("path", ["/public/../outside.txt", "/public/%2e%2e/outside.txt", "/public/", "/public/nope"])
-def test_public_files_never_escape_their_folder(gw, path):
-    status, _, body = get(gw, path)
-    assert status == 404 and b"secret" not in body
-
-
 def test_execute_result_is_the_mime_bundle(gw):
     assert text(gw, "/execute_result") == (200, '{"text/plain": "2"}')
 

@@ -136,3 +136,40 @@ def test_cors_on_success_errors_and_preflight(client):
         "/hello", headers={**origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "X"}
     )
     assert preflight.status_code == 204 and preflight.headers["access-control-max-age"] == "600"
+
+
+def test_source_and_public_are_404_unless_enabled(client):
+    assert client.simulate_get("/secured/_api/source").status_code == 404
+    assert client.simulate_get("/secured/public/index.html").status_code == 404
+
+
+def test_source_download_and_public_files_when_enabled(client):
+    source = client.simulate_get("/_api/source")
+    assert source.status_code == 200 and {"cells", "metadata", "nbformat", "nbformat_minor"} <= set(source.json)
+    page = client.simulate_get("/public/index.html")
+    assert (page.status_code, page.headers["content-type"]) == (200, "text/html")
+
+
+def test_public_files_are_cacheable_and_ranged(client):
+    page = client.simulate_get("/public/index.html")
+    again = client.simulate_get("/public/index.html", headers={"If-None-Match": page.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    part = client.simulate_get("/public/index.html", headers={"Range": "bytes=0-3"})
+    assert (part.status_code, part.content) == (206, page.content[:4])
+    assert client.simulate_head("/public/index.html").headers["content-length"] == str(len(page.content))
+
+
+@pytest.mark.parametrize("path", ["/public/../outside.txt", "/public/%2e%2e/outside.txt", "/public/", "/public/nope"])
+def test_public_files_never_escape_their_folder(client, path):
+    result = client.simulate_get(path)
+    assert result.status_code == 404 and b"secret" not in result.content
+    assert result.json["reason"] == "Not Found"
+
+
+def test_a_symbolic_link_out_of_the_public_folder_is_not_followed(client, tmp_path):
+    link = REPO / "tests" / "notebooks" / "public" / "escape.txt"
+    link.symlink_to(REPO / "tests" / "notebooks" / "outside.txt")
+    try:
+        assert client.simulate_get("/public/escape.txt").status_code == 404
+    finally:
+        link.unlink()

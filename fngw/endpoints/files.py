@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
 from pathlib import Path
 
 import falcon
+from falcon.routing import StaticRoute
 
 from fngw.manifest import Access
 
@@ -29,11 +29,15 @@ class SourceResource:
 
 
 class StaticResource:
-    """``GET {mount}/public/{file}``: files below one folder; no path ever leaves it."""
+    """``GET {mount}/public/{file}``: files below one folder, served by Falcon's ``StaticRoute``
+    (streamed, with ETag, Last-Modified, 304 and byte ranges); no path ever leaves the folder, not
+    even through a symbolic link. A resource of its own so that auth, CORS and the access log treat
+    it as every other route."""
 
-    def __init__(self, folder: Path, access: Access):
+    def __init__(self, prefix: str, folder: Path, access: Access):
         self.folder = folder.resolve()
         self.access = access
+        self._route = StaticRoute(prefix, str(self.folder))
 
     def access_for(self, method: str) -> Access:
         """Who may read the static files."""
@@ -41,12 +45,15 @@ class StaticResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
         """One file below the folder, with its guessed Content-Type; 404 for anything else."""
+        missing = falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
         if not filepath or "\0" in filepath:  # a NUL cannot name a file (and os.stat would raise)
-            raise falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
+            raise missing
         target = (self.folder / filepath).resolve()
         if not target.is_relative_to(self.folder) or not target.is_file():
-            raise falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
-        resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        resp.data = target.read_bytes()
+            raise missing
+        try:
+            self._route(req, resp)
+        except falcon.HTTPNotFound:
+            raise missing from None
 
     on_head = on_get

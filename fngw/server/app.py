@@ -161,7 +161,8 @@ def _notebook_routes(app: falcon.App, manifest: Manifest, plan: RoutePlan) -> No
         if nb.download:
             app.add_route(join_url(mount, "_api/source"), SourceResource(nb.path, nb.auth))
         if nb.static is not None:
-            app.add_route(join_url(mount, "public/{filepath:path}"), StaticResource(nb.static, nb.auth))
+            public = join_url(mount, "public")
+            app.add_route(f"{public}/{{filepath:path}}", StaticResource(public, nb.static, nb.auth))
 
 
 class TelemetrySampler:

@@ -32,6 +32,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from fngw.kernels import KernelError
+from fngw.kernels.protocol import Message
 
 from .framing import decode_legacy, decode_v1, encode_legacy, encode_v1
 from .registry import ApiKernel, KernelRegistry
@@ -98,7 +99,7 @@ class ChannelHub:
                 break
             del self.offline[session_id]
 
-    def from_client(self, ws: WebSocket, msg: dict[str, Any]) -> None:
+    def from_client(self, ws: WebSocket, msg: Message) -> None:
         """Send a client's message to the kernel on its channel, remembering which session asked (for the reply)."""
         channel = msg.pop("channel", None) or "shell"
         if channel not in ("shell", "control", "stdin"):
@@ -120,7 +121,7 @@ class ChannelHub:
         except KernelError as exc:
             ws.error(f"the kernel is not running: {exc}")
 
-    def _deliver(self, session_id: str, channel: str, msg: dict[str, Any]) -> None:
+    def _deliver(self, session_id: str, channel: str, msg: Message) -> None:
         ws = self.connections.get(session_id)
         if ws is not None and ws.closed:  # closing (dropped, or its client left): the replay keeps it
             self.detach(ws)
@@ -130,13 +131,13 @@ class ChannelHub:
         elif session_id in self.offline:
             self.offline[session_id].append(channel, msg)
 
-    def _reply(self, kernel, channel: str, msg: dict[str, Any]) -> None:
+    def _reply(self, kernel, channel: str, msg: Message) -> None:
         parent = (msg.get("parent_header") or {}).get("msg_id")
         session_id = self.routes.get(parent) if parent else None
         if session_id is not None:
             self._deliver(session_id, channel, msg)
 
-    def _iopub(self, kernel, msg: dict[str, Any]) -> None:
+    def _iopub(self, kernel, msg: Message) -> None:
         encoded: dict = {}
         for i, ws in enumerate(list(self.connections.values()), 1):
             if ws.closed:  # closing: from now on its session's messages go to the replay
@@ -157,7 +158,7 @@ class ChannelHub:
                 ws.close(1012, "the kernel was restarted; reconnect")
             return
         now = datetime.now(timezone.utc)
-        msg = {
+        msg: Message = {
             "header": {
                 "msg_id": str(uuid.uuid4()),
                 "msg_type": "status",
@@ -198,13 +199,13 @@ class WebSocket:
         # The wsproto connection that did the handshake (or a bare one for an already open socket).
         self.ws = connection if connection is not None else Connection(ConnectionType.SERVER)
         self.outbox: gevent.queue.Queue = gevent.queue.Queue()
-        self.replies: dict[int, tuple[str, dict[str, Any]]] = {}  # id(queued event) -> reply not yet sent
-        self.unsent_replies: list[tuple[str, dict[str, Any]]] = []  # replies of a dropped connection
+        self.replies: dict[int, tuple[str, Message]] = {}  # id(queued event) -> reply not yet sent
+        self.unsent_replies: list[tuple[str, Message]] = []  # replies of a dropped connection
         self.closed = False
         self.last_seen = time.monotonic()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
 
-    def send(self, channel: str, msg: dict[str, Any], encoded: dict | None = None) -> None:
+    def send(self, channel: str, msg: Message, encoded: dict | None = None) -> None:
         """Queue ``msg``; ``encoded`` caches the framed event across connections (a broadcast is
         encoded once per framing, not once per connection)."""
         if self.closed:

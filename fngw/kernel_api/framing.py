@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+from typing import Any, cast
 
 from jupyter_client.jsonutil import json_default
+
+from fngw.kernels.protocol import Message
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 
@@ -23,7 +25,7 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, default=json_default).encode()
 
 
-def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
+def encode_legacy(msg: Message, channel: str) -> tuple[bool, bytes]:
     """(is_binary, payload) in the legacy framing."""
     body = {key: msg.get(key, {}) for key in ("header", "parent_header", "metadata", "content")}
     body.update(channel=channel, msg_id=msg["header"].get("msg_id"), msg_type=msg["header"].get("msg_type"))
@@ -38,14 +40,14 @@ def encode_legacy(msg: dict[str, Any], channel: str) -> tuple[bool, bytes]:
     return True, struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets) + b"".join(parts)
 
 
-def decode_legacy(data: bytes | str) -> dict[str, Any]:
+def decode_legacy(data: bytes | str) -> Message:
     """A message from the legacy framing (a JSON text frame, or a binary frame with buffers)."""
     if isinstance(data, str):
         msg = json.loads(data)
         if not isinstance(msg, dict):
             raise ValueError("a message must be a JSON object")
         msg.setdefault("buffers", [])
-        return msg
+        return cast(Message, msg)
     (count,) = struct.unpack("!I", data[:4])
     offsets = list(struct.unpack("!" + "I" * count, data[4 : 4 * (count + 1)])) + [len(data)]
     parts = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
@@ -53,10 +55,10 @@ def decode_legacy(data: bytes | str) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise ValueError("a message must be a JSON object")
     msg["buffers"] = parts[1:]
-    return msg
+    return cast(Message, msg)
 
 
-def encode_v1(msg: dict[str, Any], channel: str) -> bytes:
+def encode_v1(msg: Message, channel: str) -> bytes:
     """A message in the v1.kernel.websocket.jupyter.org framing."""
     parts = [_dumps(msg.get(k, {})) for k in ("header", "parent_header", "metadata", "content")]
     parts += [bytes(b) for b in msg.get("buffers") or ()]
@@ -69,7 +71,7 @@ def encode_v1(msg: dict[str, Any], channel: str) -> bytes:
     return head + name + b"".join(parts)
 
 
-def decode_v1(data: bytes) -> dict[str, Any]:
+def decode_v1(data: bytes) -> Message:
     """A message (with its channel) from the v1 framing."""
     count = int.from_bytes(data[:8], "little")
     offsets = [int.from_bytes(data[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]

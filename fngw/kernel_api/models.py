@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:  # typing has it from Python 3.11; fngw runs on 3.10 too
+    from typing_extensions import NotRequired
 
 from fngw.kernels import Kernel
 
@@ -16,9 +19,46 @@ class KernelModel(TypedDict):
 
     id: str
     name: str
-    last_activity: str
+    last_activity: str | None  # None for a dead kernel a session still names
     execution_state: str
     connections: int
+
+
+class KernelRecord(TypedDict):
+    """A kernel's shared record (``{instance}/kernel-api/{id}.json``), for the instance's other
+    workers. While its start runs it is ``pending`` with only ``id`` and ``owner`` (the starting
+    worker's pid); then it has the kernelspec ``name``, the kernel's ``pid`` and its ``connection``
+    info (ports and key: a secret)."""
+
+    id: str
+    owner: int
+    pending: NotRequired[bool]
+    name: NotRequired[str]
+    pid: NotRequired[int]
+    connection: NotRequired[dict[str, Any]]
+
+
+class SessionRecord(TypedDict):
+    """A session as stored: ``kernel_id``/``kernel_name`` are None while its kernel starts."""
+
+    id: str
+    path: str
+    name: str
+    type: str
+    kernel_id: str | None
+    kernel_name: str | None
+
+
+class SessionModel(TypedDict):
+    """A session as ``GET /api/sessions/{id}`` answers it (Jupyter Server's session model, with the
+    legacy ``notebook`` object)."""
+
+    id: str
+    path: str
+    name: str
+    type: str
+    kernel: KernelModel
+    notebook: dict[str, str]
 
 
 def iso_now() -> str:

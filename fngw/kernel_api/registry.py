@@ -27,6 +27,7 @@ from fngw.kernels import (
     output_prelude,
     pid_alive,
 )
+from fngw.kernels.protocol import Message
 from fngw.manifest import KernelApiSettings
 
 from . import start_options
@@ -203,15 +204,11 @@ class KernelRegistry:
 
     def publish(self, entry: ApiKernel) -> None:
         """Write entry's record (this worker owns its process) for the instance's other workers."""
-        if self.shared is not None:
+        pid = entry.kernel.pid
+        if self.shared is not None and pid is not None:  # (None: not running, nothing to reach)
+            connection = entry.kernel.connection_info
             self.shared.write(
-                {
-                    "id": entry.id,
-                    "name": entry.name,
-                    "pid": entry.kernel.pid,
-                    "owner": os.getpid(),
-                    "connection": entry.kernel.connection_info,
-                }
+                {"id": entry.id, "name": entry.name, "pid": pid, "owner": os.getpid(), "connection": connection}
             )
 
     def _adopt(self, kernel_id: str) -> ApiKernel | None:
@@ -258,7 +255,7 @@ class KernelRegistry:
         owned = sum(1 for e in self.kernels.values() if not e.kernel.attached)
         return owned, sum(e.connections for e in self.kernels.values())
 
-    def _observe(self, entry: ApiKernel, msg: dict[str, Any]) -> None:
+    def _observe(self, entry: ApiKernel, msg: Message) -> None:
         entry.touch()
         if msg.get("msg_type") == "status" and entry.execution_state not in ("restarting", "dead"):
             # While a restart seeds the new process, its cells' idle is not the kernel's: clients

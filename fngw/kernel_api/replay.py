@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+
+from fngw.kernels.protocol import Message
 
 REPLAY_LIMIT = 10_000  # messages kept for a disconnected session
 
 
-def message_size(msg: dict[str, Any]) -> int:
+def message_size(msg: Message) -> int:
     """Roughly the bytes ``msg`` takes once framed: its output text and data, its buffers, and a
     kilobyte for the rest (headers). Cheap: a broadcast must not serialise a message to size it."""
     content = msg.get("content") or {}
@@ -32,11 +33,11 @@ class ReplayBuffer:
     def __init__(self, max_bytes: int):
         self.since = time.monotonic()
         self.max_bytes = max_bytes
-        self.messages: deque[tuple[str, dict[str, Any], int]] = deque()
+        self.messages: deque[tuple[str, Message, int]] = deque()
         self.size = 0
         self.dropped = 0
 
-    def append(self, channel: str, msg: dict[str, Any]) -> None:
+    def append(self, channel: str, msg: Message) -> None:
         """Keep msg for channel, evicting older output past the bounds."""
         size = message_size(msg)
         self.messages.append((channel, msg, size))
@@ -52,5 +53,5 @@ class ReplayBuffer:
         self.size -= size
         self.dropped += 1
 
-    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def __iter__(self) -> Iterator[tuple[str, Message]]:
         return ((channel, msg) for channel, msg, _ in self.messages)

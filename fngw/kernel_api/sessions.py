@@ -9,6 +9,7 @@ import contextlib
 import uuid
 from typing import Any
 
+from .models import ApiKernel, KernelModel, SessionModel, SessionRecord
 from .registry import Invalid, KernelApiError, KernelRegistry, NotFound
 
 
@@ -18,16 +19,16 @@ class SessionStore:
     def __init__(self, registry: KernelRegistry):
         self.registry = registry
         self.records = registry.shared.sessions if registry.shared is not None else None
-        self._memory: dict[str, dict[str, Any]] = {}
+        self._memory: dict[str, SessionRecord] = {}
 
     # storage: the shared records, or this process's memory
-    def _all(self) -> list[dict[str, Any]]:
+    def _all(self) -> list[SessionRecord]:
         return self.records.all() if self.records is not None else list(self._memory.values())
 
-    def _read(self, session_id: str) -> dict[str, Any] | None:
+    def _read(self, session_id: str) -> SessionRecord | None:
         return self.records.read(session_id) if self.records is not None else self._memory.get(session_id)
 
-    def _put(self, session: dict[str, Any]) -> None:
+    def _put(self, session: SessionRecord) -> None:
         if self.records is not None:
             self.records.write(session)
         else:
@@ -42,20 +43,22 @@ class SessionStore:
     def _exclusive(self):
         return self.records.locked() if self.records is not None else contextlib.nullcontext()
 
-    def _kernel(self, kernel_id: str):
+    def _kernel(self, kernel_id: str | None) -> ApiKernel | None:
+        if kernel_id is None:  # the session's kernel is still starting
+            return None
         try:
             return self.registry.get(kernel_id)
         except NotFound:
             return None
 
-    def _model(self, session: dict[str, Any]) -> dict[str, Any]:
+    def _model(self, session: SessionRecord) -> SessionModel:
         entry = self._kernel(session["kernel_id"])
-        kernel = (
+        kernel: KernelModel = (
             entry.model()
             if entry
             else {
-                "id": session["kernel_id"],
-                "name": session["kernel_name"],
+                "id": session["kernel_id"] or "",
+                "name": session["kernel_name"] or "",
                 "execution_state": "dead",
                 "connections": 0,
                 "last_activity": None,
@@ -70,7 +73,7 @@ class SessionStore:
             "notebook": {"path": session["path"], "name": session["name"]},
         }
 
-    def _live(self) -> list[dict[str, Any]]:
+    def _live(self) -> list[SessionRecord]:
         # A session whose kernel was deleted or died for good goes with it.
         live = []
         for session in self._all():
@@ -82,11 +85,11 @@ class SessionStore:
                 live.append(session)
         return live
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[SessionModel]:
         """Every live session's model (sessions whose kernel is gone are dropped)."""
         return [self._model(s) for s in self._live()]
 
-    def get(self, session_id: str) -> dict[str, Any]:
+    def get(self, session_id: str) -> SessionModel:
         """The model of session_id. NotFound."""
         session = self._read(session_id)
         if session is not None and session["kernel_id"] is None:
@@ -120,7 +123,7 @@ class SessionStore:
             return self.registry.get(kernel["id"]).id
         return self.registry.start_kernel(kernel.get("name"), kernel.get("env")).id
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create(self, body: dict[str, Any]) -> SessionModel:
         """POST: the session for body's path, starting or reusing its kernel; one session per path even
         across workers. Invalid, NotFound, and the start's errors."""
         path, name, kind = self._fields(body)
@@ -129,10 +132,10 @@ class SessionStore:
         if kind is None:
             raise Invalid("Missing field in JSON data: type")
         with self._exclusive():  # one session per path, even when two workers are asked at once
-            for session in self._live():
-                if session["path"] == path:
-                    return self._model(session)
-            session = {
+            for existing in self._live():
+                if existing["path"] == path:
+                    return self._model(existing)
+            session: SessionRecord = {
                 "id": str(uuid.uuid4()),
                 "path": path,
                 "name": name or "",
@@ -146,18 +149,18 @@ class SessionStore:
         except BaseException:
             self._drop(session["id"])
             raise
-        session.update(kernel_id=kernel_id, kernel_name=self.registry.get(kernel_id).name)
+        session["kernel_id"], session["kernel_name"] = kernel_id, self.registry.get(kernel_id).name
         self._put(session)
         return self._model(session)
 
-    def _existing(self, session_id: str) -> dict[str, Any]:
+    def _existing(self, session_id: str) -> SessionRecord:
         self.get(session_id)  # NotFound, and forgets a session whose kernel is gone
         session = self._read(session_id)
         if session is None:
             raise NotFound(f"Session not found: {session_id}")
         return session
 
-    def update(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def update(self, session_id: str, body: dict[str, Any]) -> SessionModel:
         """PATCH: change a session's path, name, type or kernel (a new kernel replaces the old one,
         which is deleted unless another session uses it). ``NotFound``, ``Invalid``."""
         session = self._existing(session_id)
@@ -170,10 +173,12 @@ class SessionStore:
             session["type"] = kind
         if body.get("kernel") is not None:
             old = session["kernel_id"]
-            session["kernel_id"] = self._kernel_for(body["kernel"])
-            session["kernel_name"] = self.registry.get(session["kernel_id"]).name
-            if old != session["kernel_id"] and not any(
-                s["kernel_id"] == old for s in self._all() if s["id"] != session_id
+            new = session["kernel_id"] = self._kernel_for(body["kernel"])
+            session["kernel_name"] = self.registry.get(new).name
+            if (
+                old is not None
+                and old != new
+                and not any(s["kernel_id"] == old for s in self._all() if s["id"] != session_id)
             ):
                 with contextlib.suppress(KernelApiError):
                     self.registry.delete(old)
@@ -184,5 +189,6 @@ class SessionStore:
         """DELETE: the session and its kernel. ``NotFound``."""
         session = self._existing(session_id)
         self._drop(session_id)
-        with contextlib.suppress(NotFound):
-            self.registry.delete(session["kernel_id"])
+        if session["kernel_id"] is not None:
+            with contextlib.suppress(NotFound):
+                self.registry.delete(session["kernel_id"])

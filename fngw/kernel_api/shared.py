@@ -14,15 +14,20 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar, cast
 
 import gevent
 
 from fngw.kernels import pid_alive
 
+from .models import KernelRecord, SessionRecord
 
-class Records:
-    """A folder of JSON records keyed by id, safe to update from several processes."""
+R = TypeVar("R", KernelRecord, SessionRecord)
+
+
+class Records(Generic[R]):
+    """A folder of JSON records (each a JSON object with an ``id``) keyed by id, safe to update from
+    several processes."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -31,7 +36,7 @@ class Records:
     def _path(self, kernel_id: str) -> Path:
         return self.folder / f"{kernel_id}.json"
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: R) -> None:
         """Write record (a JSON object with an id) atomically (a temporary file, then rename)."""
         path = self._path(record["id"])
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -40,14 +45,16 @@ class Records:
             json.dump(record, f)
         os.replace(tmp, path)
 
-    def read(self, kernel_id: str) -> dict[str, Any] | None:
+    def read(self, kernel_id: str) -> R | None:
         """The record named record_id, or None (absent, unreadable, or an id that names no file here)."""
         if "/" in kernel_id or kernel_id.startswith("."):
             return None
         try:
-            return json.loads(self._path(kernel_id).read_text())
+            record = json.loads(self._path(kernel_id).read_text())
         except (OSError, ValueError):
             return None
+        # Written by fngw's workers only (a private folder): trusted to have the shape, once an object.
+        return cast(R, record) if isinstance(record, dict) else None
 
     def remove(self, kernel_id: str) -> None:
         """Forget record_id (no error if it is gone)."""
@@ -58,7 +65,7 @@ class Records:
         """The ids of every record."""
         return [p.stem for p in self.folder.glob("*.json")]
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> list[R]:
         """Every readable record."""
         return [r for r in (self.read(i) for i in self.ids()) if r is not None]
 
@@ -79,12 +86,12 @@ class Records:
             os.close(fd)
 
 
-class SharedKernels(Records):
+class SharedKernels(Records[KernelRecord]):
     """The kernel records, and the session records beside them."""
 
     def __init__(self, folder: Path):
         super().__init__(folder)
-        self.sessions = Records(folder / "sessions")
+        self.sessions: Records[SessionRecord] = Records(folder / "sessions")
 
     def prune(self) -> None:
         """Forget kernels whose process is gone, and starts whose worker died (its master has

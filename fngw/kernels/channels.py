@@ -16,6 +16,7 @@ import zmq
 import zmq.green as zmq_green
 from jupyter_client.session import Session
 
+from .protocol import Message
 from .wire import deserialize_cooperatively
 
 log = logging.getLogger("fngw.kernels")
@@ -26,7 +27,7 @@ class KernelChannels:
 
     CHANNELS = ("shell", "control", "iopub", "stdin")
 
-    def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, dict], None]):
+    def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, Message], None]):
         context: Any = zmq_green.Context.instance()
         self.sockets: dict[str, zmq_green.Socket] = {}
         for channel in self.CHANNELS:
@@ -42,7 +43,7 @@ class KernelChannels:
         self.session = session
         self.readers = [gevent.spawn(self._read, channel, route) for channel in self.CHANNELS]
 
-    def _read(self, channel: str, route: Callable[[str, dict], None]) -> None:
+    def _read(self, channel: str, route: Callable[[str, Message], None]) -> None:
         sock = self.sockets[channel]
         session = self.session
         while True:

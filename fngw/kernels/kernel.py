@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import gevent.event
@@ -34,6 +34,7 @@ from .channels import KernelChannels
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
 from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExecution, PendingRequest, SeedCell
 from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
+from .protocol import Message
 from .specs import ResolvedSpec, resolve_kernelspec
 
 log = logging.getLogger("fngw.kernels")
@@ -82,8 +83,8 @@ class Kernel:
         self._generation = 0
         self._monitor: gevent.Greenlet | None = None
         self._death_callbacks: list[Callable[[Kernel], None]] = []
-        self._iopub_listeners: list[Callable[[Kernel, dict], None]] = []
-        self._message_listeners: list[Callable[[Kernel, str, dict], None]] = []
+        self._iopub_listeners: list[Callable[[Kernel, Message], None]] = []
+        self._message_listeners: list[Callable[[Kernel, str, Message], None]] = []
 
     # --- public surface ---------------------------------------------------------------------------
 
@@ -145,21 +146,23 @@ class Kernel:
         """Call ``callback(kernel)`` when the process dies unexpectedly."""
         self._death_callbacks.append(callback)
 
-    def on_iopub(self, listener: Callable[[Kernel, dict], None]) -> None:
+    def on_iopub(self, listener: Callable[[Kernel, Message], None]) -> None:
         """Call ``listener(kernel, msg)`` for every iopub message (for websocket clients)."""
         self._iopub_listeners.append(listener)
 
-    def on_message(self, listener: Callable[[Kernel, str, dict], None]) -> None:
+    def on_message(self, listener: Callable[[Kernel, str, Message], None]) -> None:
         """Call ``listener(kernel, channel, msg)`` for shell, control and stdin messages that answer
         requests sent with ``send_message`` (that is, not this object's own requests)."""
         self._message_listeners.append(listener)
 
-    def send_message(self, channel: str, msg: dict[str, Any]) -> None:
+    def send_message(self, channel: str, msg: Message) -> None:
         """Send a message built by a client (header, parent_header, metadata, content, buffers) on
         ``channel``, signed with this kernel's key; its replies go to ``on_message`` listeners."""
         if self._conn is None or not self.alive:
             raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
-        self._conn.session.send(self._conn.sockets[channel], msg, buffers=msg.get("buffers") or None)
+        # jupyter_client types the message as a plain dict and the buffers invariantly
+        buffers = cast("list[bytes | memoryview[bytes]]", msg.get("buffers")) or None
+        self._conn.session.send(self._conn.sockets[channel], cast("dict[str, Any]", msg), buffers=buffers)
 
     def start(self) -> None:
         """Launch, wait until ready, seed. Raises ``KernelStartError``/``KernelSeedError``; on failure
@@ -316,7 +319,7 @@ class Kernel:
             self.state = "busy"
         return request
 
-    def _route(self, channel: str, msg: dict[str, Any]) -> None:
+    def _route(self, channel: str, msg: Message) -> None:
         self.last_activity = time.time()
         parent = (msg.get("parent_header") or {}).get("msg_id")
         request = self._requests.get(parent) if parent else None

@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 
 from .errors import ExecutionTimeout, KernelError, OutputLimitExceeded
+from .protocol import Message
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,16 @@ class PendingRequest:
 
     def __init__(self, msg_id: str, reply_only: bool = False):
         self.msg_id = msg_id
-        self.reply: dict[str, Any] | None = None
+        self.reply: Message | None = None
         self.idle = reply_only
         self.done = gevent.event.AsyncResult()
 
-    def on_reply(self, msg: dict[str, Any]) -> None:
+    def on_reply(self, msg: Message) -> None:
         """The shell or control reply arrived."""
         self.reply = msg
         self._maybe_done()
 
-    def on_iopub(self, msg: dict[str, Any]) -> None:
+    def on_iopub(self, msg: Message) -> None:
         """An iopub message for this request arrived (its idle status completes it)."""
         if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
             self.idle = True
@@ -130,7 +131,7 @@ class PendingExecution(PendingRequest):
             return False
         return True
 
-    def on_iopub(self, msg: dict[str, Any]) -> None:
+    def on_iopub(self, msg: Message) -> None:
         kind = msg["msg_type"]
         content = msg["content"]
         if kind in ("stream", "display_data", "execute_result") and not self._keep(

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from jupyter_client.session import Session
+
+from .protocol import Message
 
 LARGE = 512 * 1024  # content frames below this are parsed in one go
 LONG_STRING = 64 * 1024  # string literals above this are lifted out and decoded in slices
@@ -112,14 +114,14 @@ def _substitute(value: Any, decoded: dict[str, str]) -> Any:
     return value
 
 
-def deserialize_cooperatively(session: Session, frames: list[bytes]) -> dict[str, Any]:
+def deserialize_cooperatively(session: Session, frames: list[bytes]) -> Message:
     """``session.deserialize(frames)`` for a message whose frames follow ``feed_identities``.
 
     Large messages are checked and decoded without holding the hub: the signature is computed in
     gevent's thread pool (hashlib releases the GIL on large inputs) and the content is decoded
     with ``loads_cooperatively``."""
     if len(frames) < 5 or len(frames[4]) < LARGE:
-        return session.deserialize(frames, content=True, copy=True)
+        return cast(Message, session.deserialize(frames, content=True, copy=True))
     if session.auth is not None:
         signature = frames[0]
         check = gevent.get_hub().threadpool.apply(session.sign, (frames[1:5],))

@@ -11,9 +11,19 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 
+from fngw.contracts import (
+    ContractError,
+    RequestValidator,
+    ResponseBroken,
+    ResponseValidator,
+    UnsupportedMediaType,
+    check_media_type,
+    media_type,
+)
 from fngw.http.body import read_body
 from fngw.http.disconnect import abandon_if_client_leaves
 from fngw.kernels import KernelPool
@@ -24,6 +34,8 @@ from . import execution, response
 from .request import request_document
 
 log = logging.getLogger("fngw.endpoints")
+
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class EndpointHandler:
@@ -38,8 +50,14 @@ class EndpointHandler:
         stats: dict[str, int],
         observe_pool_wait: Callable[[str, float], None] | None = None,
         max_response: int | None = None,
+        observe_rejection: Callable[[str, str, str], None] | None = None,
     ):
         self.route = route
+        self.observe_rejection = observe_rejection
+        contract = route.settings.contract
+        self.requests = RequestValidator(contract) if contract is not None and contract.checks_requests else None
+        checks_responses = contract is not None and route.settings.validate_responses
+        self.responses = ResponseValidator(contract) if contract is not None and checks_responses else None
         self.observe_pool_wait = observe_pool_wait
         self.pool = pool
         self.settings = route.settings
@@ -55,7 +73,10 @@ class EndpointHandler:
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         body = read_body(req, self.max_body)
-        request_json = json.dumps(request_document(req, body, params, self.max_body))
+        document = request_document(req, body, params, self.max_body)
+        if self.requests is not None:
+            document["params"] = self._validated(req, document, body)
+        request_json = json.dumps(document)
         ctx = req.context
         ctx.pool = self.pool.name
         waited = time.perf_counter()
@@ -78,6 +99,33 @@ class EndpointHandler:
             ctx.kernel_seconds = time.perf_counter() - started
             self.pool.release(kernel)
         response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
+        if self.responses is not None:
+            self._check_response(resp)
+
+    def _validated(self, req: falcon.Request, document: dict[str, Any], body: bytes) -> dict[str, Any]:
+        """REQUEST["params"]; raises UnsupportedMediaType or RequestRejected before any kernel is used."""
+        assert self.requests is not None
+        try:
+            check_media_type(self.requests.contract, req.content_type, body)
+            given = media_type(req.content_type)
+            return self.requests.validate(
+                document["path"], document["args"], document["headers"], document["body"], bool(body), given in FORMS
+            )
+        except ContractError as exc:
+            if self.observe_rejection is not None:
+                reason = "media_type" if isinstance(exc, UnsupportedMediaType) else "schema"
+                self.observe_rejection(self.route.path, self.route.method, reason)
+            raise
+
+    def _check_response(self, resp: falcon.Response) -> None:
+        assert self.responses is not None
+        status = falcon.http_status_to_code(resp.status)
+        problems = self.responses.problems(status, resp.content_type, resp.data or b"")
+        if problems:
+            log.error(
+                "%s %s: the response breaks its declared responses: %s", self.route.method, self.route.path, problems
+            )
+            raise ResponseBroken("the response breaks the endpoint's declared responses: " + "; ".join(problems))
 
     def _client_left(self) -> None:
         self.stats["disconnects"] = self.stats.get("disconnects", 0) + 1

@@ -19,6 +19,7 @@ import jsonschema
 
 from fngw.package_data import schema_path
 
+from .contracts import build_contract
 from .model import (
     PUBLIC,
     Access,
@@ -35,6 +36,7 @@ from .model import (
     TokenSource,
 )
 from .problems import Problem
+from .schemas import ManifestSchemas
 from .units import parse_duration, parse_size
 from .yamlsource import JsonPath, SourceMap, json_path, load_yaml
 
@@ -195,6 +197,7 @@ class _ManifestBuilder:
         self.display = display
         self.problems: list[Problem] = []
         self.token_names: set[str] = set()
+        self.schemas = ManifestSchemas(path, display, source, self.problems.append)
 
     def error(self, path: JsonPath, message: str, rule: str, *, key: bool = False) -> None:
         loc = self.source.key(path) if key else self.source.value(path)
@@ -257,6 +260,7 @@ class _ManifestBuilder:
             cors=cors,
             log_format=raw.get("log_format", ServerSettings.log_format),
             metrics=raw.get("metrics", ServerSettings.metrics),
+            docs=raw.get("docs", ServerSettings.docs),
         )
 
     def auth(self, raw: dict[str, Any]) -> AuthSettings:
@@ -299,6 +303,7 @@ class _ManifestBuilder:
             timeout=parse_duration(raw["timeout"]) if "timeout" in raw else builtin.timeout,
             pool=self.pool(raw.get("pool"), builtin.pool),
             tracebacks=bool(raw.get("tracebacks", builtin.tracebacks)),
+            validate_responses=bool(raw.get("validate_responses", builtin.validate_responses)),
         )
 
     def notebook(
@@ -309,6 +314,7 @@ class _ManifestBuilder:
         pool = self.pool(raw.get("pool"), defaults.pool)
         auth = self.access(raw["auth"], (*where, "auth")) if "auth" in raw else default_auth
         tracebacks = bool(raw.get("tracebacks", defaults.tracebacks))
+        validate_responses = bool(raw.get("validate_responses", defaults.validate_responses))
         overrides = {}
         for annotation, ep in (raw.get("endpoints") or {}).items():
             ep = ep or {}
@@ -319,6 +325,8 @@ class _ManifestBuilder:
                 auth=self.access(ep["auth"], (*ep_where, "auth")) if "auth" in ep else auth,
                 own_pool="pool" in ep,
                 tracebacks=tracebacks,
+                validate_responses=bool(ep.get("validate_responses", validate_responses)),
+                contract=build_contract(ep, annotation, ep_where, self.schemas, self.source, self.display, self.error),
             )
         mount = raw.get("mount", "/")
         return NotebookSettings(
@@ -334,6 +342,8 @@ class _ManifestBuilder:
             static=self.local_path(raw["static"]) if "static" in raw else None,
             tracebacks=tracebacks,
             overrides=_frozen(overrides),
+            validate_responses=validate_responses,
+            api=raw.get("api", "annotations"),
         )
 
     def kernel_api(self, raw: dict[str, Any], default_auth: Access) -> KernelApiSettings:

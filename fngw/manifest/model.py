@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from fngw.contracts import Contract
+
 from .yamlsource import SourceMap
 
 EMPTY: Mapping = MappingProxyType({})
@@ -55,7 +57,8 @@ class CorsSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """server: base_url, max_body/max_response/max_websocket_queue (bytes), cors, log_format, metrics."""
+    """server: base_url, max_body/max_response/max_websocket_queue (bytes), cors, log_format, metrics,
+    docs (the interactive API page)."""
 
     base_url: str = "/"
     max_body: int = 10 * 1000**2
@@ -64,6 +67,7 @@ class ServerSettings:
     cors: CorsSettings | None = None
     log_format: str = "json"
     metrics: bool = True
+    docs: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,29 +93,34 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class DefaultSettings:
-    """defaults: kernel, timeout (seconds), pool and tracebacks inherited by every notebook."""
+    """defaults: kernel, timeout (seconds), pool, tracebacks and validate_responses inherited by every notebook."""
 
     kernel: str | None = None
     timeout: float = 60.0
     pool: PoolSettings = PoolSettings()
     tracebacks: bool = False
+    validate_responses: bool = False
 
 
 @dataclass(frozen=True)
 class EndpointSettings:
-    """What one endpoint runs with. ``own_pool`` means it gets seeded kernels of its own."""
+    """What one endpoint runs with. ``own_pool`` means it gets seeded kernels of its own;
+    ``contract`` is what it declares about requests and responses (None: nothing)."""
 
     timeout: float
     pool: PoolSettings
     auth: Access
     own_pool: bool = False
     tracebacks: bool = False
+    validate_responses: bool = False
+    contract: Contract | None = None
 
 
 @dataclass(frozen=True)
 class NotebookSettings:
     """One notebook as served: path, mount, kernel, env, timeout (seconds), pool, auth, download,
-    static, tracebacks, and its endpoint overrides."""
+    static, tracebacks, its endpoint overrides, validate_responses, and how its cells name
+    endpoints (``api``)."""
 
     name: str
     path: Path
@@ -125,13 +134,21 @@ class NotebookSettings:
     static: Path | None
     tracebacks: bool = False
     overrides: Mapping[str, EndpointSettings] = field(default_factory=lambda: EMPTY)
+    validate_responses: bool = False
+    api: str = "annotations"  # or "openapi": the notebook carries its API document
 
     def endpoint(self, annotation: str) -> EndpointSettings:
         """Settings of the endpoint annotated ``annotation`` ("GET /path"): its override or ours."""
         found = self.overrides.get(annotation)
         if found is not None:
             return found
-        return EndpointSettings(timeout=self.timeout, pool=self.pool, auth=self.auth, tracebacks=self.tracebacks)
+        return EndpointSettings(
+            timeout=self.timeout,
+            pool=self.pool,
+            auth=self.auth,
+            tracebacks=self.tracebacks,
+            validate_responses=self.validate_responses,
+        )
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,7 @@ def _endpoint_routes(
             stats,
             metrics.observe_pool_wait,
             manifest.server.max_response,
+            metrics.observe_rejection,
         )
         by_path.setdefault(route.path, {})[route.method] = handler
     for path, handlers in by_path.items():

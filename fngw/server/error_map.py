@@ -14,6 +14,7 @@ from typing import Any
 
 import falcon
 
+from fngw.contracts import RequestRejected, ResponseBroken, UnsupportedMediaType
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http.disconnect import ClientGone
 from fngw.http.errors import GatewayError
@@ -81,6 +82,9 @@ def _plain(status: int | str, message: str | None = None) -> Callable[[Exception
 ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (RequestInvalid, _plain(400)),
     (RequestTooLarge, _plain(413)),
+    (RequestRejected, lambda ex: GatewayError(422, message=str(ex), errors=ex.errors)),
+    (UnsupportedMediaType, lambda ex: GatewayError(415, message=str(ex), accepted=list(ex.accepted))),
+    (ResponseBroken, _plain(500)),
     (ResponseInfoInvalid, _plain(500)),
     (CellFailed, _cell_failed),
     (QueueFull, _pool_busy),

@@ -61,6 +61,11 @@ class GatewayMetrics:
             "fngw_pool_rejections", "Requests answered 503 because the pool's queue was full or the wait ran out.",
             ["pool", "reason"], registry=r,
         )  # fmt: skip
+        self.request_rejections = Counter(
+            "fngw_request_rejections",
+            "Requests refused before any kernel was used: by their schemas (422) or media type (415).",
+            ["route", "method", "reason"], registry=r,
+        )  # fmt: skip
         self.timeouts = Counter(
             "fngw_pool_timeouts", "Executions that ran past their timeout (answered 504).", ["pool"], registry=r
         )
@@ -85,6 +90,10 @@ class GatewayMetrics:
         self.duration.labels(route, method).observe(seconds)
         if kernel_seconds is not None:
             self.overhead.labels(route, method).observe(max(0.0, seconds - kernel_seconds))
+
+    def observe_rejection(self, route: str, method: str, reason: str) -> None:
+        """Count a request refused by its contract: reason ``schema`` (422) or ``media_type`` (415)."""
+        self.request_rejections.labels(route, method, reason).inc()
 
     def observe_pool_wait(self, pool: str, seconds: float) -> None:
         """Observe how long (seconds) a request waited for a kernel of pool."""

@@ -1,0 +1,132 @@
+"""Typed endpoints through Falcon's TestClient and in-memory kernels: coercion, every 422
+location, 415, defaults, REQUEST["params"], response checking, and what `fngw validate` says."""
+
+from __future__ import annotations
+
+import falcon.testing
+import pytest
+from conftest import REPO
+from fakes import FakePools
+
+from fngw.deployment import check_deployment
+from fngw.server.app import create_app
+
+TYPED = REPO / "tests" / "typed" / "fngw.yaml"
+ORDER = {"sku": "W-1", "qty": 2}
+CLIENT = {"X-Client": "ci"}
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    checked = check_deployment(TYPED, offline=True)
+    assert checked.deployment is not None, checked.problems
+    return checked.deployment
+
+
+@pytest.fixture(scope="module")
+def pools(deployment):
+    return FakePools(deployment.plan)
+
+
+@pytest.fixture(scope="module")
+def client(deployment, pools):
+    return falcon.testing.TestClient(create_app(deployment.manifest, deployment.plan, pools))
+
+
+def executions(pools) -> int:
+    return sum(pool.executions for pool in pools.pools.values())
+
+
+def test_a_valid_request_reaches_the_cell_with_typed_params(client):
+    result = client.simulate_post("/orders/eu", params={"dry_run": "yes", "tag": ["a", "b"]}, json=ORDER, headers=CLIENT)
+    assert result.status_code == 201, result.text
+    assert result.json == {"sku": "W-1", "qty": 2, "region": "eu", "dry_run": True}
+
+
+def test_query_values_are_converted_and_defaults_filled(client):
+    result = client.simulate_get("/orders/us", query_string="ratio=2.5&tag=x&tag=y&since=2026-12-01")
+    assert result.status_code == 200, result.text
+    assert result.json == {
+        "path": {"region": "us"},
+        "query": {"limit": 10, "ratio": 2.5, "tag": ["x", "y"], "since": "2026-12-01"},
+        "headers": {},
+        "body": None,
+    }
+
+
+def test_every_error_is_listed_with_its_location_and_no_kernel_runs(client, pools):
+    before = executions(pools)
+    result = client.simulate_post(
+        "/orders/asia",
+        query_string="dry_run=maybe",
+        json={"sku": "w1", "qty": 0, "extra": 1},
+        headers={"X-Client": "c"},
+    )
+    assert result.status_code == 422
+    assert result.json["reason"] == "Unprocessable Entity"  # Falcon's phrase (RFC 9110 says "Content")
+    where = {(e["in"], e["pointer"]) for e in result.json["errors"]}
+    assert where == {
+        ("path", "/region"),
+        ("query", "/dry_run"),
+        ("headers", "/X-Client"),
+        ("body", "/sku"),
+        ("body", "/qty"),
+        ("body", ""),  # additionalProperties: the object itself
+    }
+    assert all(e["message"] for e in result.json["errors"])
+    assert executions(pools) == before
+
+
+def test_missing_required_parts_are_422(client):
+    result = client.simulate_post("/orders/eu", json={"qty": 1})
+    assert result.status_code == 422
+    assert {(e["in"], e["pointer"]) for e in result.json["errors"]} == {("headers", "/X-Client"), ("body", "/sku")}
+    empty = client.simulate_post("/orders/eu", headers=CLIENT)
+    assert [(e["in"], e["message"]) for e in empty.json["errors"]] == [("body", "a request body is required")]
+
+
+def test_a_body_of_another_media_type_is_415(client, pools):
+    before = executions(pools)
+    result = client.simulate_post("/orders/eu", body="sku=W-1", headers={**CLIENT, "Content-Type": "text/plain"})
+    assert result.status_code == 415
+    assert result.json["accepted"] == ["application/json"]
+    assert "text/plain" in result.json["message"]
+    assert executions(pools) == before
+
+
+def test_header_names_are_case_insensitive(client):
+    result = client.simulate_post("/orders/eu", json=ORDER, headers={"x-client": "ci"})
+    assert result.status_code == 201, result.text
+
+
+def test_form_fields_are_converted_by_the_body_schema(client):
+    result = client.simulate_post(
+        "/form",
+        body="count=3&flags=true&flags=off",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert result.status_code == 200, result.text
+    assert result.json == {"count": 3, "flags": [True, False]}
+    bad = client.simulate_post("/form", body="count=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert bad.status_code == 422 and bad.json["errors"][0]["pointer"] == "/count"
+
+
+def test_a_response_that_breaks_its_schema_is_500_naming_it(client):
+    result = client.simulate_get("/broken")
+    assert result.status_code == 500
+    assert "'id' is a required property" in result.json["message"]
+
+
+def test_declared_statuses_pass_response_checks(client):
+    out_of_stock = client.simulate_post("/orders/us", json={"sku": "W-2", "qty": 1}, headers=CLIENT)
+    assert out_of_stock.status_code == 409, out_of_stock.text
+
+
+def test_untyped_endpoints_are_untouched(client):
+    assert client.simulate_get("/plain").text == "untyped\n"
+
+
+def test_rejections_are_counted(client):
+    client.simulate_post("/orders/asia", json=ORDER, headers=CLIENT)
+    metrics = client.simulate_get("/_fngw/metrics").text
+    assert 'fngw_request_rejections_total{method="POST",reason="schema",route="/orders/:region"}' in metrics

@@ -130,3 +130,46 @@ def test_rejections_are_counted(client):
     client.simulate_post("/orders/asia", json=ORDER, headers=CLIENT)
     metrics = client.simulate_get("/_fngw/metrics").text
     assert 'fngw_request_rejections_total{method="POST",reason="schema",route="/orders/:region"}' in metrics
+
+
+def test_the_openapi_document_carries_every_schema_and_validates(client):
+    from openapi_spec_validator import validate
+
+    doc = client.simulate_get("/_fngw/openapi.json").json
+    validate(doc)
+    post = doc["paths"]["/orders/{region}"]["post"]
+    parameters = {(p["in"], p["name"]): p for p in post["parameters"]}
+    assert parameters[("path", "region")]["schema"] == {"type": "string", "enum": ["eu", "us"]}
+    assert parameters[("query", "tag")]["explode"] is True
+    assert parameters[("header", "X-Client")]["required"] is True
+    body = post["requestBody"]["content"]["application/json"]
+    assert body["schema"]["required"] == ["sku", "qty"]
+    assert body["schema"]["properties"]["sku"] == {"type": "string", "pattern": "^[A-Z]-[0-9]+$"}  # $refs inlined
+    assert body["examples"]["two widgets"]["value"] == ORDER
+    created = post["responses"]["201"]["content"]["application/json"]
+    assert created["schema"]["properties"]["sku"]["pattern"] == "^[A-Z]-[0-9]+$"  # a YAML file's $ref into JSON
+    assert {"201", "409", "415", "422"} <= set(post["responses"])
+    assert "errors" in doc["components"]["schemas"]["Error"]["properties"]
+    untyped = doc["paths"]["/plain"]["get"]
+    assert "422" not in untyped["responses"] and "200" in untyped["responses"]
+
+
+def test_the_swagger_document_says_what_2_0_can(client):
+    # Its paths keep Kernel Gateway's ":name" form, which Swagger 2.0 validators refuse beside
+    # declared path parameters: tools should read /_fngw/openapi.json (docs/compatibility.md).
+    doc = client.simulate_get("/_api/spec/swagger.json").json
+    post = doc["paths"]["/orders/:region"]["post"]
+    by_name = {p["name"]: p for p in post["parameters"]}
+    assert by_name["region"] == {"name": "region", "in": "path", "required": True, "type": "string", "enum": ["eu", "us"]}
+    assert by_name["tag"]["collectionFormat"] == "multi"
+    assert by_name["body"]["schema"]["required"] == ["sku", "qty"]
+    assert doc["paths"]["/plain"] == {"get": {"responses": {"200": {"description": "Success"}}}}
+
+
+def test_the_docs_page_and_its_assets_are_served_from_the_package(client):
+    page = client.simulate_get("/_fngw/docs")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '"/_fngw/openapi.json"' in page.text and "/_fngw/docs/assets/swagger-ui-bundle.js" in page.text
+    script = client.simulate_get("/_fngw/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text[:2000]
+    assert client.simulate_get("/_fngw/docs/assets/index.html").status_code == 404  # only what the page loads

@@ -11,6 +11,12 @@ from typing import Any
 import falcon
 
 from fngw import __version__
+from fngw.contracts.documents import (
+    openapi_parameters,
+    openapi_request_body,
+    openapi_responses,
+    swagger_operation,
+)
 from fngw.manifest import Access, Manifest
 from fngw.routing import Route, RoutePlan
 
@@ -36,9 +42,14 @@ def swagger_document(title_source: Path, routes: Iterable[Route]) -> dict[str, A
     title = name.split(".", 1)[0] if name.find(".") > 0 else name
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.endpoint.path, {})[route.method.lower()] = {
-            "responses": {"200": {"description": "Success"}}
-        }
+        contract = route.settings.contract
+        # Untyped endpoints as Kernel Gateway describes them; typed ones with what 2.0 can say
+        operation = (
+            swagger_operation(contract, route.endpoint.params)
+            if contract is not None
+            else {"responses": {"200": {"description": "Success"}}}
+        )
+        paths.setdefault(route.endpoint.path, {})[route.method.lower()] = operation
     return {"swagger": "2.0", "info": {"title": title, "version": "0.0.0"}, "paths": paths}
 
 
@@ -96,6 +107,24 @@ _COMPONENTS = {
                 "ename": {"type": "string"},
                 "evalue": {"type": "string"},
                 "traceback": {"type": "array", "items": {"type": "string"}},
+                "errors": {
+                    "description": "422: every way the request breaks its schemas",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["in", "pointer", "message"],
+                        "properties": {
+                            "in": {"enum": ["path", "query", "headers", "body"]},
+                            "pointer": {"type": "string", "description": "JSON Pointer into that part"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+                "accepted": {
+                    "description": "415: the media types the endpoint accepts",
+                    "type": "array",
+                    "items": {"type": "string"},
+                },
             },
         }
     },
@@ -105,18 +134,25 @@ _COMPONENTS = {
 def _operation(route: Route, operation_ids: set[str]) -> dict[str, Any]:
     """One route's OpenAPI operation; its operationId is made unique among ``operation_ids``."""
     endpoint = route.endpoint
+    contract = route.settings.contract
     statuses = dict(ERRORS)
     if route.settings.auth.public:
         statuses.pop("401")
         statuses.pop("403")
+    if contract is not None and contract.checks_requests:
+        statuses["422"] = "The request breaks the endpoint's schemas (every error listed)"
+    if contract is not None and contract.content_types:
+        statuses["415"] = "The body is of a media type the endpoint does not accept"
     responses: dict[str, Any] = {
         "200": {
             "description": "What the cell printed, or its rich output",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     }
-    for code, text in statuses.items():
-        responses[code] = {"description": text, "content": _ERROR_CONTENT}
+    if contract is not None and contract.responses:
+        responses = openapi_responses(contract)
+    for code, text in sorted(statuses.items()):
+        responses.setdefault(code, {"description": text, "content": _ERROR_CONTENT})
     operation_id = f"{route.notebook}_{route.method.lower()}_{_slug(endpoint.path)}"
     while operation_id in operation_ids:
         operation_id += "_"
@@ -125,15 +161,16 @@ def _operation(route: Route, operation_ids: set[str]) -> dict[str, Any]:
         "operationId": operation_id,
         "summary": f"{route.method} {endpoint.path} of notebook {route.notebook}",
         "tags": [route.notebook],
-        "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in endpoint.params
-        ],
+        "parameters": openapi_parameters(contract, endpoint.params),
         "responses": responses,
         "security": _security(route.settings.auth),
     }
     if endpoint.description:
         operation["description"] = endpoint.description
-    if route.method in ("POST", "PUT", "PATCH", "DELETE"):
+    body = openapi_request_body(contract) if contract is not None else None
+    if body is not None:
+        operation["requestBody"] = body
+    elif route.method in ("POST", "PUT", "PATCH", "DELETE"):
         operation["requestBody"] = _REQUEST_BODY
     return operation
 

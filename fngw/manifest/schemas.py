@@ -69,7 +69,9 @@ class ManifestSchemas:
         found = []
         for error in _METASCHEMA.iter_errors(schema):
             at = (*where, *error.absolute_path)
-            found.append(document.locate(at, f"not a valid JSON Schema: {_metaschema_message(error)}", "schema-invalid"))
+            found.append(
+                document.locate(at, f"not a valid JSON Schema: {_metaschema_message(error)}", "schema-invalid")
+            )
         return found
 
     def _references(self, schema: Any, base: str, document: _Document, where: JsonPath, root: Any) -> list[Problem]:

@@ -8,6 +8,7 @@ import falcon
 
 from fngw.auth import read_token
 from fngw.auth.middleware import TokenAuth
+from fngw.endpoints.docs_page import DocsAssets, DocsPage, swagger_ui_folder
 from fngw.endpoints.documents import DocumentResource, add_operations, openapi_document, swagger_document
 from fngw.endpoints.files import SourceResource, StaticResource
 from fngw.endpoints.resource import EndpointHandler, EndpointResource
@@ -16,7 +17,7 @@ from fngw.http.body import BodyLimit
 from fngw.http.paths import RawPathRouting
 from fngw.kernel_api import KernelApi, KernelRegistry
 from fngw.kernel_api.openapi import SCHEMAS, kernel_api_paths
-from fngw.manifest import Manifest, join_url
+from fngw.manifest import PUBLIC, Manifest, join_url
 from fngw.routing import GATEWAY_URL_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
@@ -126,7 +127,13 @@ def _gateway_routes(
     document = openapi_document(manifest, plan)
     if manifest.kernel_api is not None and registry is not None:
         add_operations(document, kernel_api_paths(base), SCHEMAS, manifest.kernel_api.auth)
-    app.add_route(join_url(base, GATEWAY_URL_PREFIX, "openapi.json"), DocumentResource(document, manifest.auth.default))
+    spec_url = join_url(base, GATEWAY_URL_PREFIX, "openapi.json")
+    app.add_route(spec_url, DocumentResource(document, manifest.auth.default))
+    if manifest.server.docs:
+        page = join_url(base, GATEWAY_URL_PREFIX, "docs")
+        assets = join_url(page, "assets")
+        app.add_route(page, DocsPage(spec_url, assets, manifest.auth.default))
+        app.add_route(f"{assets}/{{filepath:path}}", DocsAssets(assets, swagger_ui_folder(), PUBLIC))
 
 
 def _endpoint_routes(

@@ -38,7 +38,9 @@ def executions(pools) -> int:
 
 
 def test_a_valid_request_reaches_the_cell_with_typed_params(client):
-    result = client.simulate_post("/orders/eu", params={"dry_run": "yes", "tag": ["a", "b"]}, json=ORDER, headers=CLIENT)
+    result = client.simulate_post(
+        "/orders/eu", params={"dry_run": "yes", "tag": ["a", "b"]}, json=ORDER, headers=CLIENT
+    )
     assert result.status_code == 201, result.text
     assert result.json == {"sku": "W-1", "qty": 2, "region": "eu", "dry_run": True}
 
@@ -160,7 +162,13 @@ def test_the_swagger_document_says_what_2_0_can(client):
     doc = client.simulate_get("/_api/spec/swagger.json").json
     post = doc["paths"]["/orders/:region"]["post"]
     by_name = {p["name"]: p for p in post["parameters"]}
-    assert by_name["region"] == {"name": "region", "in": "path", "required": True, "type": "string", "enum": ["eu", "us"]}
+    assert by_name["region"] == {
+        "name": "region",
+        "in": "path",
+        "required": True,
+        "type": "string",
+        "enum": ["eu", "us"],
+    }
     assert by_name["tag"]["collectionFormat"] == "multi"
     assert by_name["body"]["schema"]["required"] == ["sku", "qty"]
     assert doc["paths"]["/plain"] == {"get": {"responses": {"200": {"description": "Success"}}}}

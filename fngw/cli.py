@@ -1,5 +1,5 @@
-"""The `fngw` command: `validate` manifests in CI, print `routes`, write a starter manifest (`init`),
-serve one notebook without a manifest (`serve`)."""
+"""The `fngw` command: `validate` manifests in CI, run their endpoint examples (`test`), print
+`routes`, write a starter manifest (`init`), serve one notebook without a manifest (`serve`)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("folder", nargs="?", default=".", metavar="FOLDER")
     init.add_argument("--force", action="store_true", help="replace an existing fngw.yaml")
 
+    trial = sub.add_parser("test", help="run every endpoint example of a manifest against real kernels")
+    trial.add_argument(
+        "file", nargs="?", default=None, metavar="MANIFEST", help="default: $FNGW_MANIFEST, else fngw.yaml"
+    )
+    trial.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="ANNOTATION",
+        help='only this endpoint\'s examples, as the manifest names it ("POST /orders/:region"); repeatable',
+    )
+    trial.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report")
+    trial.add_argument(
+        "--format",
+        choices=("text", "github"),
+        default=None,
+        help="output format (default: github under GitHub Actions, else text)",
+    )
+
     serve = sub.add_parser("serve", help="serve one notebook's annotated cells, without writing a manifest")
     serve.add_argument("notebook", metavar="NOTEBOOK.ipynb")
     serve.add_argument("--pool", type=int, default=1, help="warm kernels (default 1)")
@@ -72,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "test":
+            return _test(args)
         return _routes(args)
     except KeyboardInterrupt:
         return 130
@@ -146,6 +167,39 @@ def _routes(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _test(args: argparse.Namespace) -> int:
+    """Exit 0 when every example passes (or none is declared), 1 when one fails or the manifest is
+    invalid, 2 on bad usage (an unreadable manifest, an --endpoint that names no example)."""
+    import time
+    from pathlib import Path
+
+    from fngw.server.trial import run_examples, selected_routes
+    from fngw.server.trial_report import github_report, text_report, write_junit
+
+    file = args.file or os.environ.get("FNGW_MANIFEST") or "fngw.yaml"
+    result = _check(file, offline=False, strict=False)
+    if result is None:
+        return EXIT_USAGE
+    if result.deployment is None:
+        print(render([(file, result.problems)], "text"), file=sys.stderr)
+        return EXIT_INVALID
+    routes = selected_routes(result.deployment.plan, args.endpoint)
+    if not routes:
+        if args.endpoint:
+            print(f"fngw test: no examples for {', '.join(args.endpoint)} in {file}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"fngw test: {file} declares no examples")
+        return EXIT_VALID
+    started = time.perf_counter()
+    results = run_examples(result.deployment, routes)
+    seconds = time.perf_counter() - started
+    fmt = args.format or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
+    print(github_report(results, seconds) if fmt == "github" else text_report(results, seconds))
+    if args.junit_xml:
+        write_junit(results, seconds, Path(args.junit_xml))
+    return EXIT_VALID if all(r.passed for r in results) else EXIT_INVALID
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@ location, 415, defaults, REQUEST["params"], response checking, and what `fngw va
 
 from __future__ import annotations
 
+import json
+
 import falcon.testing
 import pytest
 from conftest import REPO
@@ -181,3 +183,75 @@ def test_the_docs_page_and_its_assets_are_served_from_the_package(client):
     script = client.simulate_get("/_fngw/docs/assets/swagger-ui-bundle.js")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.text[:2000]
     assert client.simulate_get("/_fngw/docs/assets/index.html").status_code == 404  # only what the page loads
+
+
+# --- api: openapi (a notebook that carries its OpenAPI 3 or Swagger 2.0 document) ----------------
+
+
+def test_openapi_notebooks_route_by_operation_id_with_lowercase_verbs(client):
+    found = client.simulate_get("/bar/scotches/lagavulin")
+    assert (found.status_code, found.json) == (200, {"region": "islay", "age": 16})
+    assert client.simulate_get("/bar/scotches/nope").status_code == 404  # ResponseInfo applies
+    stored = client.simulate_put("/bar/scotches/ardbeg", json={"region": "islay", "age": None})
+    assert (stored.status_code, stored.text) == (201, "stored\n")  # nullable (3.0) allows null
+
+
+def test_openapi_notebooks_enforce_the_document_schemas(client):
+    result = client.simulate_put("/bar/scotches/x", json={"age": 0}, query_string="")
+    assert result.status_code == 422
+    where = {(e["in"], e["pointer"]) for e in result.json["errors"]}
+    assert where == {("path", "/name"), ("body", "/region"), ("body", "/age")}  # exclusiveMinimum: true (3.0)
+    proof = client.simulate_get("/bar/scotches/lagavulin", query_string="proof=12")
+    assert proof.status_code == 422 and proof.json["errors"][0]["pointer"] == "/proof"
+
+
+def test_swagger_2_notebooks_in_kernel_gateways_form(client):
+    result = client.simulate_post("/legacy/greet", json={"who": "kg"}, query_string="loud=true")
+    assert (result.status_code, result.text) == (200, "HELLO KG\n")
+    assert client.simulate_post("/legacy/greet", json={"who": None}).status_code == 200  # x-nullable
+    missing = client.simulate_post("/legacy/greet", json={})
+    assert missing.status_code == 422 and missing.json["errors"][0]["pointer"] == "/who"
+    # Only path parameters are path segments (Kernel Gateway registered /legacy/greet/:body/:loud)
+    assert client.simulate_post("/legacy/greet/x/y", json={"who": "kg"}).status_code == 404
+
+
+def test_the_openapi_document_describes_openapi_notebooks(client):
+    doc = client.simulate_get("/_fngw/openapi.json").json
+    get = doc["paths"]["/bar/scotches/{name}"]["get"]
+    assert get["description"] == "One scotch"
+    schema = get["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["age"] == {"type": ["integer", "null"], "exclusiveMinimum": 0}
+
+
+def write_notebook(folder, cells):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    made = [new_markdown_cell(c[3:]) if c.startswith("md:") else new_code_cell(c) for c in cells]
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3"}, "language_info": {"name": "python"}}
+    nbformat.write(new_notebook(cells=made, metadata=meta), folder / "api.ipynb")
+    (folder / "fngw.yaml").write_text("version: 1\nnotebooks:\n  api: {path: api.ipynb, api: openapi}\n")
+    return folder / "fngw.yaml"
+
+
+def test_validate_reports_operations_without_cells_and_cells_without_operations(tmp_path):
+    paths = {
+        "/a": {"get": {"operationId": "getA", "responses": {}}},
+        "/b": {"post": {"operationId": "postB", "responses": {}}},
+        "/c": {"get": {"responses": {}}},
+    }
+    document = json.dumps({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": paths})
+    manifest = write_notebook(
+        tmp_path, [f"md:```json\n{document}\n```", "# getA\nprint(1)", "# operationId: nope\nprint(2)"]
+    )
+    problems = check_deployment(manifest, offline=True).problems
+    messages = {(p.rule, p.message) for p in problems}
+    assert ("operation-without-cell", "cell 0: operation 'postB' (POST /b) has no cell") in messages
+    assert ("operation-unknown", "cell 2: no operation 'nope' in the API document (it has: getA, postB)") in messages
+    assert ("operation-id-missing", "cell 0: GET /c has no operationId: no cell can be annotated for it") in messages
+
+
+def test_validate_reports_a_notebook_without_a_document(tmp_path):
+    manifest = write_notebook(tmp_path, ["# GET /a\nprint(1)"])
+    rules = {p.rule for p in check_deployment(manifest, offline=True).problems}
+    assert "api-document" in rules

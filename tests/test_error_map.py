@@ -6,6 +6,7 @@ import falcon
 import falcon.testing
 import pytest
 
+from fngw.contracts import RequestRejected, ResponseBroken, UnsupportedMediaType
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http import errors
 from fngw.http.disconnect import ClientGone
@@ -25,6 +26,13 @@ from fngw.server.error_map import ERROR_MAP, install_error_map
 CASES = [
     (RequestInvalid("the body is not valid JSON"), 400, {}),
     (RequestTooLarge("too many parts"), 413, {}),
+    (
+        RequestRejected([{"in": "query", "pointer": "/n", "message": "'x' is not of type 'integer'"}]),
+        422,
+        {"errors": [{"in": "query", "pointer": "/n", "message": "'x' is not of type 'integer'"}]},
+    ),
+    (UnsupportedMediaType("text/plain", ("application/json",)), 415, {"accepted": ["application/json"]}),
+    (ResponseBroken("body/id: 'id' is a required property"), 500, {}),
     (ResponseInfoInvalid("must print JSON"), 500, {}),
     (CellFailed("the cell raised ValueError: x", "ValueError", "x"), 500, {"ename": "ValueError", "evalue": "x"}),
     (QueueFull("pool p: all busy", "p"), 503, {"pool": "p"}),

@@ -85,6 +85,7 @@ class Endpoint:
     response_info: str | None = None
     response_info_cells: tuple[int, ...] = ()
     description: str | None = None
+    operation: tuple[str, str] | None = None  # (path key, method key) in the notebook's API document
 
     @property
     def annotation(self) -> str:
@@ -106,6 +107,7 @@ class ParsedNotebook:
     problems: tuple[ParseProblem, ...] = ()
     orphan_response_infos: tuple[str, ...] = ()
     source_endpoints: Mapping[str, Endpoint] = field(default_factory=lambda: MappingProxyType({}))
+    api_document: Mapping[str, Any] | None = None  # api: openapi: the OpenAPI/Swagger document a cell holds
 
     def endpoint(self, annotation: str) -> Endpoint | None:
         return self.source_endpoints.get(annotation)

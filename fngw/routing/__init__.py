@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from fngw.contracts.openapi_source import ApiDocument
 from fngw.manifest import (
     EndpointSettings,
     JsonPath,
@@ -26,6 +27,7 @@ from fngw.manifest import (
     join_url,
 )
 from fngw.notebook import Endpoint, NotebookError, ParsedNotebook, parse_notebook
+from fngw.notebook.openapi_cells import parse_openapi_notebook
 from fngw.notebook.parser import path_shape, route_sort_key
 
 # URL prefixes (below base_url) that belong to the gateway itself.
@@ -92,7 +94,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
     for name, nb in manifest.notebooks.items():
         where: JsonPath = ("notebooks", name)
         try:
-            notebook = parse_notebook(nb.path)
+            notebook = parse_openapi_notebook(nb.path) if nb.api == "openapi" else parse_notebook(nb.path)
         except NotebookError as exc:
             problem((*where, "path"), f"{display_path(nb.path, manifest)}: {exc}", "notebook-unreadable")
             continue
@@ -111,8 +113,15 @@ def plan_routes(manifest: Manifest) -> PlanResult:
             seed_cell_indices=notebook.seed_cell_indices,
             settings=nb.pool,
         )
+        document = ApiDocument(notebook.api_document, nb.path.as_uri()) if notebook.api_document else None
         for endpoint in notebook.endpoints:
             settings = nb.endpoint(endpoint.annotation)
+            if document is not None and endpoint.operation is not None:
+                if settings.contract is not None:
+                    at = (*where, "endpoints", endpoint.annotation)
+                    message = "with api: openapi, the notebook's API document declares requests and responses"
+                    problem(at, message, "contract-in-document", key=True)
+                settings = dataclasses.replace(settings, contract=document.contract(*endpoint.operation))
             if settings.own_pool:
                 pid = pool_id(name, endpoint)
                 pools[pid] = dataclasses.replace(shared, id=pid, settings=settings.pool)

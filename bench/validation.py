@@ -68,11 +68,9 @@ class StubPools(dict):
 
 
 def deployment(folder: Path):
-    nbformat.write(
-        new_notebook(cells=[new_code_cell("# POST /typed\nprint('ok')"), new_code_cell("# POST /untyped\nprint('ok')")],
-                     metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, "language_info": {"name": "python"}}),
-        folder / "bench.ipynb",
-    )  # fmt: skip
+    cells = [new_code_cell("# POST /typed\nprint('ok')"), new_code_cell("# POST /untyped\nprint('ok')")]
+    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3"}, "language_info": {"name": "python"}}
+    nbformat.write(new_notebook(cells=cells, metadata=metadata), folder / "bench.ipynb")
     manifest = {
         "version": 1,
         "notebooks": {"bench": {"path": "bench.ipynb", "endpoints": {"POST /typed": {"request": {"body": schema()}}}}},

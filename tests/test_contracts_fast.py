@@ -255,3 +255,28 @@ def test_validate_reports_a_notebook_without_a_document(tmp_path):
     manifest = write_notebook(tmp_path, ["# GET /a\nprint(1)"])
     rules = {p.rule for p in check_deployment(manifest, offline=True).problems}
     assert "api-document" in rules
+
+
+def app_for(folder, manifest_text, monkeypatch):
+    write_notebook(folder, ["# GET /a\nprint(1)"])
+    (folder / "fngw.yaml").write_text(manifest_text)
+    monkeypatch.setenv("FNGWTEST_DOCS_TOKEN", "s3cret")
+    checked = check_deployment(folder / "fngw.yaml", offline=True)
+    assert checked.deployment is not None, checked.problems
+    return falcon.testing.TestClient(
+        create_app(checked.deployment.manifest, checked.deployment.plan, FakePools(checked.deployment.plan))
+    )
+
+
+def test_the_docs_page_is_under_auth_default_and_can_be_switched_off(tmp_path, monkeypatch):
+    secured = app_for(
+        tmp_path,
+        "version: 1\nauth: {tokens: {docs: {env: FNGWTEST_DOCS_TOKEN}}, default: [docs]}\n"
+        "notebooks:\n  api: {path: api.ipynb}\n",
+        monkeypatch,
+    )
+    assert secured.simulate_get("/_fngw/docs").status_code == 401
+    assert secured.simulate_get("/_fngw/docs", query_string="token=s3cret").status_code == 200
+    assert secured.simulate_get("/_fngw/docs/assets/swagger-ui.css").status_code == 200  # Swagger UI's own files
+    off = app_for(tmp_path, "version: 1\nserver: {docs: false}\nnotebooks:\n  api: {path: api.ipynb}\n", monkeypatch)
+    assert off.simulate_get("/_fngw/docs").status_code == 404

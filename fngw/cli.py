@@ -165,10 +165,6 @@ def _routes(args: argparse.Namespace) -> int:
     return EXIT_VALID
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def _test(args: argparse.Namespace) -> int:
     """Exit 0 when every example passes (or none is declared), 1 when one fails or the manifest is
     invalid, 2 on bad usage (an unreadable manifest, an --endpoint that names no example)."""
@@ -278,3 +274,7 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
     return EXIT_USAGE  # not reached
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -66,7 +66,7 @@ def check_deployment(
     problems.extend(planned.problems)
     problems.extend(_machine_problems(manifest, planned.plan, offline=offline, strict=strict, environ=environ))
     problems.sort(key=lambda p: (p.file, p.line, p.col, p.rule))
-    if any(p.severity == "error" for p in problems) or planned.plan is None:
+    if any(p.severity == "error" for p in problems):
         return CheckResult(None, problems)
     return CheckResult(Deployment(manifest, planned.plan, _kernel_api_seed(manifest)), problems)
 

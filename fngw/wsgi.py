@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from fngw.server.startup import StartupError, exit_with, load_deployment
+
+if TYPE_CHECKING:
+    from fngw.server.application import GatewayApplication
 
 HOW_TO_RUN = (
     "fngw: the gateway runs on gevent workers: start it as `gunicorn fngw.wsgi` from the folder that "
@@ -30,7 +34,7 @@ def _require_gevent() -> None:
         raise SystemExit(4)
 
 
-def _build():
+def _build() -> GatewayApplication:
     _require_gevent()
     from fngw.master.runtime import InstancePaths
     from fngw.server.gateway import build_gateway

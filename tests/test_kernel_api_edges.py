@@ -82,7 +82,11 @@ def test_a_start_abandoned_by_its_client_is_stopped_and_frees_its_slot(gw):
     for _ in range(2):  # two clients that give up before the 3 s seed is done
         with socket.create_connection(("127.0.0.1", gw.port)) as sock:
             sock.sendall(b"POST /api/kernels HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-            time.sleep(1)  # the client waits a second, then hangs up
+            deadline = time.monotonic() + 10
+            while not kernel_processes(gw) and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the kernel's process exists: the start is under way
+            assert kernel_processes(gw), "the start never began"
+        # the client hangs up here, while the 3 s seed runs
     deadline = time.monotonic() + 10
     while (listed(gw) or kernel_processes(gw)) and time.monotonic() < deadline:
         time.sleep(0.1)  # the abandoned starts are being torn down

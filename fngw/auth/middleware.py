@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Any
 
 import falcon
 
@@ -46,7 +47,9 @@ class TokenAuth:
                 found = name
         return found
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
         """Authorize the request against the resource's access rule (preflights pass)."""
         access_for = getattr(resource, "access_for", None)
         if access_for is None or is_preflight(req):
@@ -61,12 +64,11 @@ class TokenAuth:
         name = self.identify(token) if token else None
         if name is None:
             raise GatewayError(
-                falcon.HTTP_401,
-                "Unauthorized",
-                "a valid token is required: Authorization: Bearer <token>"
+                401,
+                message="a valid token is required: Authorization: Bearer <token>"
                 if token is None
                 else "the token is not valid",
                 headers={"WWW-Authenticate": 'Bearer realm="fngw"'},
             )
         if name not in access.tokens:
-            raise GatewayError(falcon.HTTP_403, "Forbidden", "this token does not grant access to this route")
+            raise GatewayError(403, message="this token does not grant access to this route")

@@ -55,7 +55,7 @@ class DocsAssets(StaticResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
         """One of ``ASSETS``; 404 for anything else."""
         if filepath not in ASSETS:
-            raise falcon.HTTPNotFound(title="Not Found", description=f"no such asset {filepath!r}")
+            raise falcon.HTTPNotFound(description=f"no such asset {filepath!r}")
         super().on_get(req, resp, filepath)
         resp.cache_control = ["public", "max-age=86400"]
 

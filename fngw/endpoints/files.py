@@ -45,7 +45,7 @@ class StaticResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
         """One file below the folder, with its guessed Content-Type; 404 for anything else."""
-        missing = falcon.HTTPNotFound(title="Not Found", description=f"no public file {filepath!r}")
+        missing = falcon.HTTPNotFound(description=f"no public file {filepath!r}")
         if not filepath or "\0" in filepath:  # a NUL cannot name a file (and os.stat would raise)
             raise missing
         target = (self.folder / filepath).resolve()

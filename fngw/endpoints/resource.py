@@ -47,7 +47,6 @@ class EndpointHandler:
         pool: KernelPool,
         language: str,
         max_body: int,
-        stats: dict[str, int],
         observe_pool_wait: Callable[[str, float], None] | None = None,
         max_response: int | None = None,
         observe_rejection: Callable[[str, str, str], None] | None = None,
@@ -64,7 +63,6 @@ class EndpointHandler:
         self.plan = execution.ExecutionPlan.for_endpoint(route.endpoint, language)
         self.max_body = max_body
         self.max_response = max_response
-        self.stats = stats
 
     @property
     def access(self) -> Access:
@@ -83,7 +81,7 @@ class EndpointHandler:
         # Errors on the way (a full queue, a timeout, a dead kernel, a client that hung up) are
         # domain errors that fngw.server.error_map turns into their HTTP answers.
         try:
-            with abandon_if_client_leaves(req, self._client_left):
+            with abandon_if_client_leaves(req):  # counted as 499 in fngw_requests_total
                 kernel = self.pool.acquire(self.settings.pool.queue_timeout)
         finally:
             ctx.pool_wait = time.perf_counter() - waited
@@ -126,9 +124,6 @@ class EndpointHandler:
                 "%s %s: the response breaks its declared responses: %s", self.route.method, self.route.path, problems
             )
             raise ResponseBroken("the response breaks the endpoint's declared responses: " + "; ".join(problems))
-
-    def _client_left(self) -> None:
-        self.stats["disconnects"] = self.stats.get("disconnects", 0) + 1
 
 
 class EndpointResource:

@@ -19,17 +19,19 @@ log = logging.getLogger("fngw.http")
 class GatewayError(falcon.HTTPError):
     """An HTTP error rendered as ``{"reason", "message", **extra}`` (extra: ``ename``, ``evalue``,
     ``pool`` ...). ``status`` is a code (``503``) or a status line (``"499 Client Closed Request"``);
-    ``reason`` defaults to the status's own phrase, so the two cannot disagree."""
+    the reason is always the status's own phrase, so the two cannot disagree."""
 
     def __init__(
         self,
         status: str | int,
-        reason: str | None = None,
         message: str = "",
         headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
         **extra: Any,
     ):
-        super().__init__(status, title=reason, description=message, headers=headers)
+        if retry_after is not None:  # as Falcon's own errors take it: seconds, sent as Retry-After
+            headers = {**(headers or {}), "Retry-After": str(retry_after)}
+        super().__init__(status, description=message, headers=headers)
         self.extra = extra
 
     @property

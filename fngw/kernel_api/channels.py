@@ -31,7 +31,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from fngw.kernels import KernelError
+from fngw.kernels import Kernel, KernelError
 from fngw.kernels.protocol import Message
 
 from .framing import decode_legacy, decode_v1, encode_legacy, encode_v1
@@ -131,13 +131,13 @@ class ChannelHub:
         elif session_id in self.offline:
             self.offline[session_id].append(channel, msg)
 
-    def _reply(self, kernel, channel: str, msg: Message) -> None:
+    def _reply(self, kernel: Kernel, channel: str, msg: Message) -> None:
         parent = (msg.get("parent_header") or {}).get("msg_id")
         session_id = self.routes.get(parent) if parent else None
         if session_id is not None:
             self._deliver(session_id, channel, msg)
 
-    def _iopub(self, kernel, msg: Message) -> None:
+    def _iopub(self, kernel: Kernel | None, msg: Message) -> None:
         encoded: dict = {}
         for i, ws in enumerate(list(self.connections.values()), 1):
             if ws.closed:  # closing: from now on its session's messages go to the replay

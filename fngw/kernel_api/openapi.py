@@ -1,8 +1,8 @@
 """The kernel API's REST routes as OpenAPI 3.1 paths and schemas, for the gateway's one document.
 
 Written from what the resources answer (and tested against them by schemathesis), so that clients
-and fuzzers see the same contract. The websocket route is described for completeness; OpenAPI has no
-way to describe its frames (docs/kernel-api.md does).
+and fuzzers see the same contract. The websocket route (``/api/kernels/{kernel_id}/channels``) is
+not here: OpenAPI has no way to describe its frames (docs/kernel-api.md does).
 """
 
 from __future__ import annotations

@@ -196,7 +196,6 @@ class KernelRegistry:
         kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
         if publish:
             self.publish(entry)
-        if publish:
             log.info("kernel API: kernel %s (%s) started (pid %s)", kernel.id, name, kernel.pid)
         else:
             log.info("kernel API: attached to kernel %s (pid %s) of another worker", kernel.id, kernel.pid)

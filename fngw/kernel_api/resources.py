@@ -44,17 +44,15 @@ MAX_JSON_BODY = 1024 * 1024  # kernel API requests are small; a chunked body mus
 def json_body(req: falcon.Request) -> dict[str, Any]:
     data = body_stream(req).read(MAX_JSON_BODY + 1)
     if len(data) > MAX_JSON_BODY:
-        raise GatewayError(
-            falcon.HTTP_413, "Content Too Large", f"kernel API request bodies are limited to {MAX_JSON_BODY} bytes"
-        )
+        raise GatewayError(413, message=f"kernel API request bodies are limited to {MAX_JSON_BODY} bytes")
     if not data.strip():
         return {}
     try:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise GatewayError(falcon.HTTP_400, "Bad Request", "Invalid JSON in body of request") from None
+        raise GatewayError(400, message="Invalid JSON in body of request") from None
     if not isinstance(body, dict):
-        raise GatewayError(falcon.HTTP_400, "Bad Request", "the body must be a JSON object")
+        raise GatewayError(400, message="the body must be a JSON object")
     return body
 
 
@@ -76,10 +74,13 @@ class ApiResource:
             return
         if same_origin(req, origin) or origin_allowed(origin, self.cors.allow_origin if self.cors else None):
             return
-        raise GatewayError(falcon.HTTP_403, "Forbidden", f"cross-origin requests from {origin} are not allowed")
+        raise GatewayError(403, message=f"cross-origin requests from {origin} are not allowed")
 
-    def process(self, req: falcon.Request) -> None:
-        self.check_origin(req)
+
+def _origin_checked(req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+    """Falcon hook of every kernel API responder: the cross-origin check (``check_origin``)."""
+    assert isinstance(resource, ApiResource)
+    resource.check_origin(req)
 
 
 class RegistryResource(ApiResource):
@@ -91,15 +92,15 @@ class RegistryResource(ApiResource):
         self.base_url = base_url.rstrip("/")
 
 
+@falcon.before(_origin_checked)
 class ApiRoot(ApiResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.process(req)
         resp.media = {"version": __version__, "gateway": "fngw"}
 
 
+@falcon.before(_origin_checked)
 class KernelSpecs(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str | None = None) -> None:
-        self.process(req)
         kernelspecs = self.registry.kernelspecs
         models = kernelspecs.models(self.base_url)
         if name is None:
@@ -112,28 +113,27 @@ class KernelSpecs(RegistryResource):
         resp.media = models[found]
 
 
+@falcon.before(_origin_checked)
 class KernelSpecFile(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, filename: str) -> None:
-        self.process(req)
         target = self.registry.kernelspecs.resource_file(name, filename)
         resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         resp.cache_control = ["max-age=3600"]
-        resp.data = target.read_bytes()
+        resp.set_stream(target.open("rb"), target.stat().st_size)  # Falcon closes it after sending
 
 
+@falcon.before(_origin_checked)
 class KernelCollection(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.process(req)
         if not self.registry.settings.list_kernels:
-            raise GatewayError(falcon.HTTP_403, "Forbidden", "listing kernels is off (kernel_api.list_kernels)")
+            raise GatewayError(403, message="listing kernels is off (kernel_api.list_kernels)")
         resp.media = [entry.model() for entry in self.registry.entries()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.process(req)
         body = json_body(req)
         for key in ("name", "path", "kernel_id"):
             if body.get(key) is not None and not isinstance(body[key], str):
-                raise GatewayError(falcon.HTTP_400, "Bad Request", f"{key} must be a string")
+                raise GatewayError(400, message=f"{key} must be a string")
         entry = while_client_waits(
             req,
             lambda: self.registry.start_kernel(
@@ -145,29 +145,29 @@ class KernelCollection(RegistryResource):
         resp.media = entry.model()
 
 
+@falcon.before(_origin_checked)
 class KernelItem(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
-        self.process(req)
         resp.media = self.registry.get(kernel_id).model()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
-        self.process(req)
         self.registry.delete(kernel_id)
         resp.status = falcon.HTTP_204
 
 
+@falcon.before(_origin_checked)
 class KernelAction(RegistryResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, kernel_id: str, action: str) -> None:
-        self.process(req)
         if action == "interrupt":
             self.registry.interrupt(kernel_id)
             resp.status = falcon.HTTP_204
         elif action == "restart":
             resp.media = self.registry.restart(kernel_id).model()
         else:
-            raise GatewayError(falcon.HTTP_404, "Not Found", f"no kernel action {action!r}")
+            raise GatewayError(404, message=f"no kernel action {action!r}")
 
 
+@falcon.before(_origin_checked)
 class Sessions(ApiResource):
     def __init__(self, access: Access, cors: CorsSettings | None, store: SessionStore, base_url: str):
         super().__init__(access, cors)
@@ -179,14 +179,12 @@ class Sessions(ApiResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """GET /api/sessions: every session's model; 403 unless kernel_api.list_kernels."""
-        self.process(req)
         if not self.store.registry.settings.list_kernels:
-            raise GatewayError(falcon.HTTP_403, "Forbidden", "listing sessions is off (kernel_api.list_kernels)")
+            raise GatewayError(403, message="listing sessions is off (kernel_api.list_kernels)")
         resp.media = self.store.list()
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """POST /api/sessions: 201 with the session for the body's path (its kernel started)."""
-        self.process(req)
         body = json_body(req)
         model = while_client_waits(req, lambda: self.store.create(body))
         resp.status = falcon.HTTP_201
@@ -195,21 +193,19 @@ class Sessions(ApiResource):
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
         """GET /api/sessions/{id}: the session's model."""
-        self.process(req)
         resp.media = self.store.get(session_id)
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
         """PATCH /api/sessions/{id}: change its path, name, type or kernel."""
-        self.process(req)
         resp.media = self.store.update(session_id, json_body(req))
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
         """DELETE /api/sessions/{id}: 204; its kernel is deleted with it."""
-        self.process(req)
         self.store.delete(session_id)
         resp.status = falcon.HTTP_204
 
 
+@falcon.before(_origin_checked)
 class Channels(RegistryResource):
     """``GET /api/kernels/{kernel_id}/channels``: the websocket upgrade, checked like every other
     request (routing, token, origin, CORS, request id, access log, metrics), the handshake done by
@@ -220,7 +216,6 @@ class Channels(RegistryResource):
         self.hubs = hubs
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
-        self.process(req)
         api_kernel = self.registry.get(kernel_id)
         if (req.get_header("Upgrade") or "").lower() != "websocket" or not req.get_header("Sec-WebSocket-Key"):
             raise GatewayError(400, message='Can "Upgrade" only to "WebSocket".')  # Kernel Gateway's words
@@ -238,7 +233,11 @@ class Channels(RegistryResource):
             raise GatewayError(400, message=f"not a valid websocket handshake: {exc}") from None
         v1 = V1_PROTOCOL in handshake.subprotocols
         sock = take_over()
-        sock.sendall(ws.send(AcceptConnection(subprotocol=V1_PROTOCOL if v1 else None)))
+        # The 101 goes out on the socket itself, so the headers middleware set (X-Request-Id) go with it.
+        extra = [
+            (n.encode("latin-1"), v.encode("latin-1")) for n, v in resp.headers.items() if n.lower() == "x-request-id"
+        ]
+        sock.sendall(ws.send(AcceptConnection(subprotocol=V1_PROTOCOL if v1 else None, extra_headers=extra)))
         resp.status = falcon.HTTP_101  # for the access log: the server sends nothing more
         session_id = req.get_param("session_id") or f"anonymous-{id(sock)}"
         self.hubs.serve(sock, ws, api_kernel, session_id, v1)

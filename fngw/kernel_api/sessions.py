@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .models import ApiKernel, KernelModel, SessionModel, SessionRecord
@@ -40,7 +41,7 @@ class SessionStore:
         else:
             self._memory.pop(session_id, None)
 
-    def _exclusive(self):
+    def _exclusive(self) -> AbstractContextManager[None]:
         return self.records.locked() if self.records is not None else contextlib.nullcontext()
 
     def _kernel(self, kernel_id: str | None) -> ApiKernel | None:

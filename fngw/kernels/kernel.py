@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 import gevent.event
@@ -36,6 +36,9 @@ from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExe
 from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
 from .protocol import Message
 from .specs import ResolvedSpec, resolve_kernelspec
+
+if TYPE_CHECKING:
+    from .messages import KernelState
 
 log = logging.getLogger("fngw.kernels")
 
@@ -69,7 +72,7 @@ class Kernel:
         self.cwd = str(cwd) if cwd else None
         self.runtime_dir = Path(runtime_dir) if runtime_dir else Path(tempfile.gettempdir())
         self.start_timeout = start_timeout
-        self.state = "new"  # new, starting, idle, busy, restarting, dead, stopping, stopped
+        self.state: KernelState = "new"
         self.last_activity = time.time()
         self.restarts = 0
         self.deaths = 0  # unexpected exits of the process, however they were noticed
@@ -85,8 +88,6 @@ class Kernel:
         self._death_callbacks: list[Callable[[Kernel], None]] = []
         self._iopub_listeners: list[Callable[[Kernel, Message], None]] = []
         self._message_listeners: list[Callable[[Kernel, str, Message], None]] = []
-
-    # --- public surface ---------------------------------------------------------------------------
 
     @classmethod
     def attach(cls, spec: ResolvedSpec | str, connection_info: Mapping[str, Any], pid: int, **kwargs: Any) -> Kernel:
@@ -133,9 +134,8 @@ class Kernel:
     @property
     def alive(self) -> bool:
         """The process runs and the kernel is neither dead nor stopping."""
-        return (
-            self._proc is not None and self._proc.poll() is None and self.state not in ("dead", "stopping", "stopped")
-        )
+        running = self._proc is not None and self._proc.poll() is None
+        return running and self.state not in ("dead", "stopping", "stopped")
 
     @property
     def pending(self) -> int:
@@ -160,8 +160,7 @@ class Kernel:
         ``channel``, signed with this kernel's key; its replies go to ``on_message`` listeners."""
         if self._conn is None or not self.alive:
             raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
-        # jupyter_client types the message as a plain dict and the buffers invariantly
-        buffers = cast("list[bytes | memoryview[bytes]]", msg.get("buffers")) or None
+        buffers = cast("list[bytes | memoryview[bytes]]", msg.get("buffers")) or None  # (invariant in its stub)
         self._conn.session.send(self._conn.sockets[channel], cast("dict[str, Any]", msg), buffers=buffers)
 
     def start(self) -> None:
@@ -236,8 +235,6 @@ class Kernel:
                 pass
         self._terminate(KernelDied(f"{self.label}: kernel {self.id} was shut down"))
         self.state = "stopped"
-
-    # --- internals -------------------------------------------------------------------------------
 
     def _bring_up(self) -> None:
         """Launch, wait until ready, seed; on any failure (gevent.Timeout included, hence
@@ -344,7 +341,7 @@ class Kernel:
             if self.state == "busy" and not any(isinstance(r, PendingExecution) for r in self._requests.values()):
                 self.state = "idle"
 
-    def _watch(self, proc, generation: int) -> None:
+    def _watch(self, proc: Any, generation: int) -> None:
         while proc.poll() is None:
             gevent.sleep(DEATH_POLL)
         if generation != self._generation or self.state in ("stopping", "stopped", "restarting"):

@@ -12,13 +12,16 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import gevent
 import gevent.event
 
 from .errors import ExecutionTimeout, KernelError, OutputLimitExceeded
 from .protocol import Message
+
+KernelState = Literal["new", "starting", "idle", "busy", "restarting", "dead", "stopping", "stopped"]
+"""Where a ``Kernel`` is in its life: ``dead`` died unasked, ``stopped`` was shut down or let go."""
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,10 @@ class KernelPool:
     # --- leasing -----------------------------------------------------------------------------------
 
     def acquire(self, queue_timeout: float | None = None) -> Kernel:
-        """An idle kernel, for the caller's exclusive use until ``release``."""
+        """An idle kernel, for the caller's exclusive use until ``release``. Waits at most
+        ``queue_timeout`` seconds (None: the pool's own) behind at most ``max_queue`` others.
+        Raises PoolClosed (shutting down), PoolUnavailable (no kernel can start), QueueFull (the
+        queue is full) or QueueTimeout (no kernel became free in time)."""
         if self._closed:
             raise PoolClosed(f"pool {self.name} is shutting down", self.name)
         while self._idle:

@@ -99,7 +99,8 @@ def schema_problems(data: Any, source: SourceMap, file: str) -> list[Problem]:
 
 
 def _expectation(error: jsonschema.ValidationError) -> str | None:
-    """The ``x-expect`` hint of the failing schema, looking through ``$ref`` targets."""
+    """The ``x-expect`` hint of the failing schema (the subschema that failed, so a hint on a
+    ``$defs`` entry applies wherever that entry is referenced)."""
     schema = error.schema if isinstance(error.schema, dict) else {}
     return schema.get("x-expect")
 

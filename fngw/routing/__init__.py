@@ -70,7 +70,7 @@ class RoutePlan:
 
 @dataclass
 class PlanResult:
-    plan: RoutePlan | None
+    plan: RoutePlan
     problems: list[Problem]
 
 
@@ -179,7 +179,7 @@ def _notebook_problems(
     return kernel
 
 
-def _check_collisions(manifest: Manifest, routes: list[Route], problem) -> None:
+def _check_collisions(manifest: Manifest, routes: list[Route], problem: Callable[..., None]) -> None:
     base = manifest.server.base_url
     reserved = [join_url(base, GATEWAY_URL_PREFIX)]
     if manifest.kernel_api is not None:

@@ -40,14 +40,14 @@ def create_app(
     pools: GatewayPools | None = None,
     kernel_registry: KernelRegistry | None = None,
     metrics: GatewayMetrics | None = None,
-):
-    """Build the gateway for ``manifest``. ``plan`` saves re-reading notebooks when the caller
-    already checked the deployment; ``pools`` and ``kernel_registry`` are the worker's kernels (the
-    caller starts and stops them: they belong to the process, not to the application object).
-    Without pools, notebook endpoints are not served; without a registry, nor is the kernel API.
-    ``metrics`` defaults to metrics of this application alone.
-    Returns the WSGI application (the Falcon app, wrapped for websocket upgrades when the kernel API
-    is on); its ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
+) -> GatewayApplication:
+    """The application serving ``manifest``, for the composition root (``build_gateway``) and for
+    tests. ``plan`` saves re-reading notebooks when the caller already checked the deployment
+    (``ValueError`` listing the problems when the routes cannot be served); ``pools`` and
+    ``kernel_registry`` are the worker's kernels, which the returned application's ``start`` and
+    ``close`` run and stop. Without pools, notebook endpoints are not served; without a registry,
+    nor is the kernel API. ``metrics`` defaults to metrics of this application alone. The
+    application's ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
     worker calls it on SIGTERM)."""
     plan = _checked_plan(manifest, plan)
     if metrics is None:
@@ -78,8 +78,8 @@ def create_app(
             api.close_websockets()
             registry.abandon_starts()
 
-        return GatewayApplication(app, app, begin_shutdown, pools, kernel_registry)
-    return GatewayApplication(app, app, lifecycle.begin_draining, pools, kernel_registry)
+        return GatewayApplication(app, begin_shutdown, pools, kernel_registry)
+    return GatewayApplication(app, lifecycle.begin_draining, pools, kernel_registry)
 
 
 def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
@@ -89,7 +89,7 @@ def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
         return plan
     planned = plan_routes(manifest)
     errors_found = [problem for problem in planned.problems if problem.severity == "error"]
-    if planned.plan is None or errors_found:
+    if errors_found:
         listing = "\n".join(problem.format_text() for problem in errors_found) or "no route plan"
         raise ValueError(f"the manifest's routes cannot be served:\n{listing}")
     return planned.plan
@@ -140,7 +140,6 @@ def _endpoint_routes(
     app: falcon.App, manifest: Manifest, plan: RoutePlan, pools: GatewayPools, metrics: GatewayMetrics
 ) -> None:
     """One resource per URL path, with a handler per annotated method."""
-    stats: dict[str, int] = {}
     by_path: dict[str, dict[str, EndpointHandler]] = {}
     for route in plan.routes:
         handler = EndpointHandler(
@@ -148,7 +147,6 @@ def _endpoint_routes(
             pools[route.pool_id],
             plan.notebooks[route.notebook].language,
             manifest.server.max_body,
-            stats,
             metrics.observe_pool_wait,
             manifest.server.max_response,
             metrics.observe_rejection,
@@ -190,4 +188,4 @@ class TelemetrySampler:
 
 
 def _not_found(req: falcon.Request, resp: falcon.Response, **params: str) -> None:
-    raise falcon.HTTPNotFound(title="Not Found", description=f"no route matches {req.path}")
+    raise falcon.HTTPNotFound(description=f"no route matches {req.path}")

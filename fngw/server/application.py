@@ -16,28 +16,24 @@ SAMPLE_INTERVAL = 1.0  # seconds between copies of this worker's pool figures in
 
 
 class GatewayApplication:
-    """The WSGI application of one worker and the kernels behind it.
-
-    ``falcon`` is the Falcon app; ``wsgi`` is what serves requests (the Falcon app, behind the
-    websocket upgrade when the kernel API is on)."""
+    """The WSGI application of one worker (``falcon``, the Falcon app, serves every request,
+    websocket upgrades included) and the kernels behind it."""
 
     def __init__(
         self,
         falcon_app: falcon.App,
-        wsgi: Callable[..., Any],
         begin_shutdown: Callable[[], None],
         pools: GatewayPools | None = None,
         registry: KernelRegistry | None = None,
     ):
         self.falcon = falcon_app
-        self.wsgi = wsgi
         self._begin_shutdown = begin_shutdown
         self.pools = pools
         self.registry = registry
         self._loops: list[gevent.Greenlet] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        return self.wsgi(environ, start_response)
+        return self.falcon(environ, start_response)
 
     def start(self, sample: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> None:
         """Start the kernels in the background; ``sample`` every ``SAMPLE_INTERVAL`` seconds, and

@@ -39,7 +39,9 @@ class Cors:
             resp.set_header("Access-Control-Max-Age", str(int(self.settings.max_age)))
         resp.complete = True
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         """Add Access-Control-Allow-Origin (and the rest) when the request's origin is allowed."""
         origin = self._origin_header(req.get_header("Origin"))
         if origin is None:

@@ -33,16 +33,12 @@ from fngw.kernels import (
 CLIENT_CLOSED = "499 Client Closed Request"  # nginx's code: the client hung up before the answer
 
 
-def _retry(seconds: int) -> dict[str, str]:
-    return {"Retry-After": str(seconds)}
-
-
 def _pool_busy(ex: QueueFull | QueueTimeout) -> GatewayError:
-    return GatewayError(503, message=str(ex), headers=_retry(1), pool=ex.pool)
+    return GatewayError(503, message=str(ex), retry_after=1, pool=ex.pool)
 
 
 def _pool_down(ex: PoolUnavailable | PoolClosed) -> GatewayError:
-    return GatewayError(503, message=str(ex), headers=_retry(5), pool=ex.pool)
+    return GatewayError(503, message=str(ex), retry_after=5, pool=ex.pool)
 
 
 def _timeout(ex: ExecutionTimeout) -> GatewayError:
@@ -99,7 +95,7 @@ ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (Invalid, _plain(400)),
     (ResourceLimit, _plain(403, "Resource Limit")),  # Kernel Gateway's words for max_kernels
     (LaunchTimeout, _plain(504)),
-    (ShuttingDown, lambda ex: GatewayError(503, message=str(ex), headers=_retry(1))),
+    (ShuttingDown, lambda ex: GatewayError(503, message=str(ex), retry_after=1)),
     (StartFailed, _start_failed),
 ]
 

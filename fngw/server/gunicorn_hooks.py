@@ -11,11 +11,16 @@ import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from fngw.master import metrics_dir
 from fngw.master.reaper import reap_runtime_dir
 from fngw.master.runtime import InstancePaths
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 
 def validate_manifest() -> str | None:
@@ -35,7 +40,7 @@ def validate_manifest() -> str | None:
     return check.stdout.rstrip()
 
 
-def on_starting(server) -> None:
+def on_starting(server: Arbiter) -> None:
     """In the master, before any worker forks: refuse to start on a manifest that does not validate,
     printing `fngw validate --strict` output once instead of once per worker."""
     problems = validate_manifest()
@@ -46,7 +51,7 @@ def on_starting(server) -> None:
     metrics_dir.prepare(InstancePaths(os.getpid()).metrics)
 
 
-def on_reload(server) -> None:
+def on_reload(server: Arbiter) -> None:
     """In the master on SIGHUP, before gunicorn replaces the workers (which re-read the manifest and
     notebooks as they start). An invalid manifest must not take the gateway down: gunicorn offers
     no way to cancel a reload, so this one spawns no new worker and the old ones keep serving.
@@ -70,7 +75,7 @@ def on_reload(server) -> None:
 READY_TIMEOUT = 120.0  # after this, the old workers go even if the new ones are not ready
 
 
-def _keep_old_workers_until_new_ready(server) -> None:
+def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
     wanted = server.num_workers
     old = set(server.WORKERS)
     server.num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
@@ -95,14 +100,14 @@ def _keep_old_workers_until_new_ready(server) -> None:
     threading.Thread(target=wait_then_retire, name="fngw-reload", daemon=True).start()
 
 
-def worker_exit(server, worker) -> None:
+def worker_exit(server: Arbiter, worker: Worker) -> None:
     """In the worker, as it exits: shut its kernels down (fngw's worker keeps its application)."""
     close = getattr(getattr(worker, "fngw_application", None), "close", None)
     if close is not None:
         close()
 
 
-def child_exit(server, worker) -> None:
+def child_exit(server: Arbiter, worker: Worker) -> None:
     """In the master, after a worker exited (even by SIGKILL): kill the process groups of any kernels
     it left running and remove their connection files."""
     metrics_dir.forget_worker(worker.pid)
@@ -115,6 +120,6 @@ def child_exit(server, worker) -> None:
         )
 
 
-def on_exit(server) -> None:
+def on_exit(server: Arbiter) -> None:
     """In the master, as it exits: remove the instance folder."""
     shutil.rmtree(InstancePaths(os.getpid()).root, ignore_errors=True)

@@ -6,9 +6,9 @@
   ``WATCH_DISCONNECT`` and raises body parse errors as ``UnreadableBody``, so that resources never
   need gunicorn's own keys or errors.
 - A connection the application took over (a websocket: ``fngw.http.environ.TAKE_OVER``) gets
-  nothing more from gunicorn (the application's answer becomes ``ALREADY_HANDLED``) and is closed
-  when the application is done with it; gunicorn's keep-alive loop would otherwise wait for
-  another request on it.
+  nothing more from gunicorn: the application's answer becomes gunicorn's ``ALREADY_HANDLED``, and
+  gunicorn's ``is_already_handled`` hook ends the connection's keep-alive loop when the application
+  is done with it (gunicorn would otherwise wait for another request on it).
 - On SIGTERM, the application's ``begin_shutdown`` (if it has one) turns readiness to 503 and
   tells websocket clients the gateway is going away (1001), and idle keep-alive connections are
   closed, so that neither holds the worker for the whole graceful timeout (gunicorn waits for every
@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import gevent.local
 from gunicorn.http.errors import ParseException
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
@@ -59,7 +61,7 @@ class _TranslatedBody:
         except ParseException as exc:
             raise UnreadableBody(str(exc)) from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
 
     def __getattr__(self, name: str) -> Any:
@@ -75,31 +77,25 @@ class GeventWorker(_GeventWorker):
         app: Any = getattr(self, "wsgi")  # noqa: B009 - set by gunicorn's load_wsgi: no type to infer
         self.fngw_application = app  # gunicorn_hooks.worker_exit closes it
         self._begin_shutdown = getattr(app, "begin_shutdown", None)
-        by_socket: dict[int, list[tuple[str, str]]] = {}
-        taken_over: set[int] = set()
-        self._headers_by_socket = by_socket
-        self._taken_over = taken_over
+        # The request a greenlet handles now: one request at a time per connection and greenlet.
+        current = gevent.local.local()
+        self._current = current
 
-        def application(environ, start_response):
+        def application(environ: dict[str, Any], start_response: Any) -> Any:
             sock = environ.get("gunicorn.socket")
-            key = id(sock)
-            environ[RAW_HEADERS] = by_socket.get(key)
-            if sock is not None:
-                environ[WATCH_DISCONNECT] = functools.partial(watch_disconnect, sock)
+            environ[RAW_HEADERS] = getattr(current, "headers", None)
             environ["wsgi.input"] = _TranslatedBody(environ["wsgi.input"])
             if sock is not None:
+                environ[WATCH_DISCONNECT] = functools.partial(watch_disconnect, sock)
                 environ[TAKE_OVER] = functools.partial(_take_over, environ, sock)
             result = app(environ, start_response)
-            if environ.get(TAKEN_OVER):
-                taken_over.add(key)
-                return ALREADY_HANDLED
-            return result
+            return ALREADY_HANDLED if environ.get(TAKEN_OVER) else result
 
         self.wsgi = application
-        self._open: set = set()  # client sockets of this worker
-        self._busy: set[int] = set()  # ids of the sockets whose request is being handled
+        self._open: set[socket.socket] = set()  # client sockets of this worker
+        self._busy: set[socket.socket] = set()  # the sockets whose request is being handled
 
-    def handle(self, listener, client, addr):
+    def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         """Track the connection, so SIGTERM can end idle keep-alive ones."""
         self._open.add(client)
         try:
@@ -107,14 +103,14 @@ class GeventWorker(_GeventWorker):
         finally:
             self._open.discard(client)
 
-    def handle_exit(self, sig, frame) -> None:
+    def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: begin the application's shutdown and end idle keep-alive connections."""
         super().handle_exit(sig, frame)
         begin = getattr(self, "_begin_shutdown", None)
         if begin is not None:
             gevent.spawn(begin)
         for client in list(getattr(self, "_open", ())):
-            if id(client) not in self._busy:
+            if client not in self._busy:
                 # An idle keep-alive connection: its handler waits for a next request that will
                 # not be served. Ending the stream lets the handler finish now. The shutdown goes to
                 # the underlying socket: gevent's own shutdown wakes the waiting handler with EBADF,
@@ -124,22 +120,25 @@ class GeventWorker(_GeventWorker):
                 with contextlib.suppress(OSError):
                     raw.shutdown(socket.SHUT_RDWR)
 
-    def handle_request(self, listener_name, req, sock, addr):
-        """One request; a taken-over connection, or one served during shutdown, is closed after it."""
-        # One request at a time per connection, so the socket identifies the request.
-        key = id(sock)
-        self._headers_by_socket[key] = req.headers
-        self._busy.add(key)
+    def handle_request(self, listener_name: Any, req: Any, sock: socket.socket, addr: Any) -> Any:
+        """One request, its parsed header list available to the application (``RAW_HEADERS``)."""
+        self._current.headers = req.headers
+        self._busy.add(sock)
         try:
             result = super().handle_request(listener_name, req, sock, addr)
         finally:
-            self._headers_by_socket.pop(key, None)
-            self._busy.discard(key)
-        if key in self._taken_over:
-            self._taken_over.discard(key)
-            raise StopIteration("the connection was taken over by the application")
+            self._current.headers = None
+            self._busy.discard(sock)
         if not self.alive:
             # SIGTERM came while this request was handled (after gunicorn decided to keep the
             # connection open): close it now rather than wait the keep-alive out.
             raise StopIteration("the worker is shutting down")
         return result
+
+    def is_already_handled(self, respiter: Any) -> bool:
+        """gunicorn's hook for an answer the application gave on the socket itself: a taken-over
+        connection (a websocket) ends here. Raising StopIteration is how gunicorn's keep-alive loop
+        is told to close the connection instead of reading another request from it."""
+        if respiter is ALREADY_HANDLED:
+            raise StopIteration("the connection was taken over by the application")
+        return super().is_already_handled(respiter)

@@ -66,6 +66,9 @@ class GatewayMetrics:
             "Requests refused before any kernel was used: by their schemas (422) or media type (415).",
             ["route", "method", "reason"], registry=r,
         )  # fmt: skip
+        self.executions = Counter(
+            "fngw_pool_executions", "Cells a pool's kernels ran for requests.", ["pool"], registry=r
+        )
         self.timeouts = Counter(
             "fngw_pool_timeouts", "Executions that ran past their timeout (answered 504).", ["pool"], registry=r
         )
@@ -110,6 +113,7 @@ class GatewayMetrics:
                 self.pool_kernels.labels(s.name, state).set(getattr(s, state))
             self._advance(self.rejections.labels(s.name, "queue_full"), s.name, "rejected", s.rejected)
             self._advance(self.rejections.labels(s.name, "queue_timeout"), s.name, "queue_timeouts", s.queue_timeouts)
+            self._advance(self.executions.labels(s.name), s.name, "executions", s.executions)
             self._advance(self.timeouts.labels(s.name), s.name, "timeouts", s.timeouts)
             self._advance(self.kernel_starts.labels(s.name), s.name, "starts", s.starts)
             self._advance(self.kernel_restarts.labels(s.name), s.name, "restarts", s.restarts)

@@ -263,7 +263,7 @@ def test_readme_five_minute_tour_works_as_written(tmp_path):
     readme = (REPO / "README.md").read_text()
     tour = readme.split("## Five minutes with fngw", 1)[1].split("\n## ", 1)[0]
     cells = re.findall(r"```python\n(.*?)```", tour, re.S)
-    (manifest,) = re.findall(r"```yaml\n(.*?)```", tour, re.S)
+    manifest, typed = re.findall(r"```yaml\n(.*?)```", tour, re.S)
     from conftest import write_notebook
 
     write_notebook(tmp_path / "scores.ipynb", [c.rstrip("\n") for c in cells])
@@ -276,3 +276,9 @@ def test_readme_five_minute_tour_works_as_written(tmp_path):
             "POST", "/score", body=b'{"speed": 10, "accuracy": 5}', headers={"Content-Type": "application/json"}
         )
         assert (status, headers["content-type"], json.loads(body)) == (200, "application/json", {"score": 8.0})
+    # Step 6: the typed manifest is valid and its example passes on real kernels.
+    (tmp_path / "typed.yaml").write_text(typed)
+    typed_test = subprocess.run(
+        [sys.executable, "-m", "fngw", "test", str(tmp_path / "typed.yaml")], capture_output=True, text=True
+    )
+    assert typed_test.returncode == 0 and "1 passed, 0 failed" in typed_test.stdout, typed_test.stdout

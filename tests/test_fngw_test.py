@@ -3,6 +3,7 @@ make the exit status 1; reports for CI (GitHub annotations, JUnit XML); usage er
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -32,7 +33,7 @@ def failing_manifest(tmp_path: Path) -> Path:
     typed = REPO / "tests" / "typed"
     text = (typed / "fngw.yaml").read_text()
     text = text.replace("body: {sku: W-1, qty: 2, dry_run: true}}", "body: {sku: W-1, qty: 3}}")
-    text = text.replace("path: orders.ipynb", f"path: {typed / 'orders.ipynb'}")
+    text = re.sub(r"path: (\w+)\.ipynb", lambda m: f"path: {typed / m.group(1)}.ipynb", text)
     text = text.replace("$ref: schemas/", f"$ref: {typed}/schemas/")
     target = tmp_path / "fngw.yaml"
     target.write_text(text)

@@ -173,3 +173,28 @@ def test_a_symbolic_link_out_of_the_public_folder_is_not_followed(client, tmp_pa
         assert client.simulate_get("/public/escape.txt").status_code == 404
     finally:
         link.unlink()
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("text/csv, text/html", "text/csv"),  # equal preference: the type named first
+        ("text/html, text/csv", "text/html"),
+        ("text/html;q=0.5, text/csv", "text/csv"),
+        ("image/png;q=0, text/html;q=0.1", "text/html"),
+        ("*/*", None),  # a wildcard never turns a display into the body
+        ("text/*", None),
+        ("image/png;q=0", None),
+        ("text/plain, application/json", None),  # text/plain is what the cell printed; json not displayed
+    ],
+)
+def test_a_display_becomes_the_body_only_when_the_client_names_its_type(accept, chosen):
+    import falcon.testing as testing
+
+    from fngw.endpoints.response import _preferred
+
+    outputs = [
+        {"data": {"text/plain": "t", "text/html": "<b>t</b>"}},
+        {"data": {"text/csv": "a,b", "image/png": "iVBO"}},
+    ]
+    assert _preferred(testing.create_req(headers={"Accept": accept}), outputs) == chosen

@@ -126,22 +126,16 @@ def _bundle_with(outputs: list[dict[str, Any]], mime: str) -> Any:
     return None
 
 
-def _accepted(req: falcon.Request) -> list[str]:
-    """Mime types the client names explicitly in Accept, most preferred first (no wildcards)."""
-    ranked = []
-    for i, item in enumerate((req.accept or "").split(",")):
-        parts = [p.strip() for p in item.split(";")]
-        mime = parts[0].lower()
-        q = 1.0
-        for param in parts[1:]:
-            if param.startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        if mime and "*" not in mime and q > 0:
-            ranked.append((-q, i, mime))
-    return [mime for _, _, mime in sorted(ranked)]
+def _preferred(req: falcon.Request, outputs: list[dict[str, Any]]) -> str | None:
+    """The rich type the client prefers (Falcon's ``client_prefers``: quality values, specificity)
+    among those the cell displayed, other than text/plain. Only types the client names count: a
+    wildcard (curl's ``*/*``) never turns a cell's display into the body. Equal preferences go to
+    the type named first."""
+    named = [item.split(";", 1)[0].strip().lower() for item in (req.accept or "").split(",")]
+    displayed = {mime for output in outputs for mime in (output.get("data") or {})}
+    # client_prefers (Falcon 4) gives a tie to the first offer: offer in the client's order
+    offered = [m for m in named if m in displayed and m != "text/plain" and "*" not in m]
+    return req.client_prefers(offered) if offered else None
 
 
 def _rich_body(value: Any, mime: str) -> bytes:
@@ -186,14 +180,14 @@ def render(req: falcon.Request, resp: falcon.Response, outcome: Outcome, *, trac
         body = cell.stdout.encode()
     else:
         body = b""
-        for mime in _accepted(req):
-            found = _bundle_with(outcome.outputs, mime)
-            if found is not None and mime != "text/plain":
-                body, content_type = _rich_body(found, mime), with_charset(mime)
-                break
-        else:
-            if cell.execute_result is not None:
-                body = json.dumps(cell.execute_result).encode()
+        preferred = _preferred(req, outcome.outputs)
+        if preferred is not None:
+            body, content_type = (
+                _rich_body(_bundle_with(outcome.outputs, preferred), preferred),
+                with_charset(preferred),
+            )
+        elif cell.execute_result is not None:
+            body = json.dumps(cell.execute_result).encode()
 
     resp.status = falcon.code_to_http_status(status or 200)
     if (status or 200) in _NO_BODY:

@@ -17,7 +17,7 @@ from fngw.endpoints.request import form_part_limit, parse_body
 from fngw.endpoints.response import describe_failure, render, with_charset
 from fngw.http import errors
 from fngw.http.paths import RawPathRouting, decode_parameter, routing_path
-from fngw.kernel_api.channels import WebSocket
+from fngw.kernel_api.hubs import WebSocket
 from fngw.kernel_api.registry import Invalid, KernelRegistry
 from fngw.kernel_api.replay import ReplayBuffer
 from fngw.kernel_api.start_options import launch_timeout

@@ -1,5 +1,6 @@
 """Authentication: named bearer tokens whose secrets come from the environment or files."""
 
+from .middleware import Guarded
 from .tokens import TokenUnavailable, read_token
 
-__all__ = ["TokenUnavailable", "read_token"]
+__all__ = ["Guarded", "TokenUnavailable", "read_token"]

@@ -32,6 +32,16 @@ def presented_token(req: falcon.Request) -> str | None:
     return param or None
 
 
+class Guarded:
+    """A resource under one access rule for every method it serves: subclasses set ``access``."""
+
+    access: Access
+
+    def access_for(self, method: str) -> Access:
+        """Who may call (the same for every method)."""
+        return self.access
+
+
 class TokenAuth:
     """Falcon middleware; ``secrets`` maps token names to their secret values, read at start."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import falcon
 
+from fngw.auth import Guarded
 from fngw.manifest import Access
 
 from .files import StaticResource
@@ -29,7 +30,7 @@ def swagger_ui_folder() -> Path:
     return Path(str(importlib.resources.files("swagger_ui") / "static"))
 
 
-class DocsPage:
+class DocsPage(Guarded):
     """``GET {base}/_fngw/docs``: the HTML page; ``spec_url`` and ``assets_url`` are absolute paths."""
 
     def __init__(self, spec_url: str, assets_url: str, access: Access):
@@ -37,10 +38,6 @@ class DocsPage:
         self.page = _PAGE.format(
             assets=html.escape(assets_url), spec=json.dumps(spec_url).replace("<", "\\u003c")
         ).encode()
-
-    def access_for(self, method: str) -> Access:
-        """Who may open the page (the OpenAPI document's rule)."""
-        return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The page (HTML)."""

@@ -11,6 +11,7 @@ from typing import Any
 import falcon
 
 from fngw import __version__
+from fngw.auth import Guarded
 from fngw.contracts.documents import (
     openapi_parameters,
     openapi_request_body,
@@ -192,16 +193,12 @@ def _slug(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
 
 
-class DocumentResource:
+class DocumentResource(Guarded):
     """Serves a precomputed JSON document, under an access rule."""
 
     def __init__(self, document: dict[str, Any], access: Access):
         self.document = document
         self.access = access
-
-    def access_for(self, method: str) -> Access:
-        """Who may read the document."""
-        return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The document as JSON."""

@@ -7,19 +7,16 @@ from pathlib import Path
 import falcon
 from falcon.routing import StaticRoute
 
+from fngw.auth import Guarded
 from fngw.manifest import Access
 
 
-class SourceResource:
+class SourceResource(Guarded):
     """``GET {mount}/_api/source``: the notebook file itself."""
 
     def __init__(self, path: Path, access: Access):
         self.path = path
         self.access = access
-
-    def access_for(self, method: str) -> Access:
-        """Who may download the notebook."""
-        return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The notebook file, as an attachment."""
@@ -28,7 +25,7 @@ class SourceResource:
         resp.data = self.path.read_bytes()
 
 
-class StaticResource:
+class StaticResource(Guarded):
     """``GET {mount}/public/{file}``: files below one folder, served by Falcon's ``StaticRoute``
     (streamed, with ETag, Last-Modified, 304 and byte ranges); no path ever leaves the folder, not
     even through a symbolic link. A resource of its own so that auth, CORS and the access log treat
@@ -38,10 +35,6 @@ class StaticResource:
         self.folder = folder.resolve()
         self.access = access
         self._route = StaticRoute(prefix, str(self.folder))
-
-    def access_for(self, method: str) -> Access:
-        """Who may read the static files."""
-        return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, filepath: str = "") -> None:
         """One file below the folder, with its guessed Content-Type; 404 for anything else."""

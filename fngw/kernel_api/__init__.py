@@ -11,7 +11,7 @@ from typing import Any
 from fngw.manifest import CorsSettings, KernelApiSettings, join_url
 
 from . import resources
-from .channels import MAX_QUEUE, ChannelHubs
+from .hubs import MAX_QUEUE, ChannelHubs
 from .registry import KernelRegistry
 from .sessions import SessionStore
 

@@ -13,6 +13,7 @@ from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
 from fngw import __version__
+from fngw.auth import Guarded
 from fngw.http.body import body_stream
 from fngw.http.cors import origin_allowed, same_origin
 from fngw.http.disconnect import abandon_if_client_leaves
@@ -21,9 +22,9 @@ from fngw.http.errors import GatewayError
 from fngw.kernels import match_kernelspec
 from fngw.manifest import Access, CorsSettings
 
-from .channels import ChannelHubs
 from .errors import NotFound
 from .framing import V1_PROTOCOL
+from .hubs import ChannelHubs
 from .registry import KernelRegistry
 from .sessions import SessionStore
 
@@ -56,15 +57,12 @@ def json_body(req: falcon.Request) -> dict[str, Any]:
     return body
 
 
-class ApiResource:
+class ApiResource(Guarded):
     """Shared by every kernel API resource: its access rule and the cross-origin check."""
 
     def __init__(self, access: Access, cors: CorsSettings | None):
         self.access = access
         self.cors = cors
-
-    def access_for(self, method: str) -> Access:
-        return self.access
 
     def check_origin(self, req: falcon.Request) -> None:
         """Code runs in these kernels: a web page of another origin must not drive them from a

@@ -23,7 +23,7 @@ from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
 
 from .application import GatewayApplication
-from .cors import Cors
+from .cors_middleware import Cors
 from .error_map import install_error_map
 from .health import HealthResource, Lifecycle, MetricsResource, ReadyResource
 from .pools import GatewayPools

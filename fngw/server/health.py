@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import falcon
 
+from fngw.auth import Guarded
 from fngw.manifest import Access
 
 from .pools import GatewayPools
@@ -54,7 +55,7 @@ class ReadyResource:
             resp.media = {"status": "ready"}
 
 
-class MetricsResource:
+class MetricsResource(Guarded):
     """Prometheus text exposition of the whole instance; ``sample`` refreshes this worker's pool
     figures first, so a scrape never reads them older than the worker's own sampling interval."""
 
@@ -62,10 +63,6 @@ class MetricsResource:
         self.render = render
         self.sample = sample
         self.access = access
-
-    def access_for(self, method: str) -> Access:
-        """The access rule of the metrics (auth.default)."""
-        return self.access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """GET /_fngw/metrics: the instance's Prometheus metrics, summed across workers."""

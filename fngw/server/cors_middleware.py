@@ -1,10 +1,11 @@
-"""CORS headers from the manifest, on every response (errors included), and preflight answers."""
+"""The CORS middleware (the rules it applies are fngw.http.cors): CORS headers from the manifest,
+on every response (errors included), and preflight answers."""
 
 from __future__ import annotations
 
 import falcon
 
-from fngw.http.cors import is_preflight
+from fngw.http.cors import is_preflight, origin_allowed
 from fngw.manifest import CorsSettings
 
 
@@ -19,7 +20,7 @@ class Cors:
     def _origin_header(self, origin: str | None) -> str | None:
         if self.any_origin and not self.settings.allow_credentials:
             return "*"
-        if origin and (self.any_origin or origin in self.settings.allow_origin):
+        if origin and origin_allowed(origin, self.settings.allow_origin):
             return origin
         return None
 

@@ -5,6 +5,7 @@ output, and a worker attaching to a kernel another worker has just created."""
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 
@@ -79,21 +80,40 @@ def test_the_clients_launch_timeout_is_honoured_and_leaves_nothing(gw):
 
 
 def test_a_start_abandoned_by_its_client_is_stopped_and_frees_its_slot(gw):
-    for _ in range(2):  # two clients that give up before the 3 s seed is done
+    def wait_for(condition, what):  # condition may act (start a kernel): called until it says yes
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)  # polling the gateway's state, not waiting a guessed time
+        raise AssertionError(what)
+
+    def start_then_hang_up() -> bool:
+        """A start that the client leaves while its kernel's 3 s seed runs; False when the gateway
+        answered at once (the previous abandoned start still held the one max_kernels slot)."""
         with socket.create_connection(("127.0.0.1", gw.port)) as sock:
             sock.sendall(b"POST /api/kernels HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
             deadline = time.monotonic() + 10
-            while not kernel_processes(gw) and time.monotonic() < deadline:
-                time.sleep(0.05)  # until the kernel's process exists: the start is under way
-            assert kernel_processes(gw), "the start never began"
-        # the client hangs up here, while the 3 s seed runs
-    deadline = time.monotonic() + 10
-    while (listed(gw) or kernel_processes(gw)) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the abandoned starts are being torn down
-    assert listed(gw) == [] and kernel_processes(gw) == []
-    status, _, model = call_json(gw, "POST", "/api/kernels", {})  # max_kernels 1: the slot is free
-    assert status == 201
-    assert call_json(gw, "DELETE", f"/api/kernels/{model['id']}")[0] == 204
+            while time.monotonic() < deadline:
+                if kernel_processes(gw):
+                    return True  # the start is under way: hang up now
+                if select.select([sock], [], [], 0.05)[0]:
+                    return False  # answered (403) before any kernel started
+        raise AssertionError("the start neither began nor was refused")
+
+    for _ in range(2):  # two clients that give up before the seed is done
+        wait_for(start_then_hang_up, "the first abandoned start never let go of its slot")
+    wait_for(lambda: not listed(gw) and not kernel_processes(gw), "the abandoned starts left kernels")
+    created: list[dict] = []
+
+    def slot_free() -> bool:  # max_kernels is 1: a start succeeds once the abandoned ones let go
+        status, _, model = call_json(gw, "POST", "/api/kernels", {})
+        if status == 201:
+            created.append(model)
+        return status == 201
+
+    wait_for(slot_free, "the abandoned starts kept their max_kernels slot")
+    assert call_json(gw, "DELETE", f"/api/kernels/{created[0]['id']}")[0] == 204
 
 
 def rss_kib(pid: int) -> int:

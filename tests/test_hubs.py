@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from fngw.kernel_api import channels
-from fngw.kernel_api.channels import ChannelHub
+from fngw.kernel_api import hubs
 from fngw.kernel_api.framing import decode_legacy, decode_v1, encode_legacy, encode_v1
+from fngw.kernel_api.hubs import ChannelHub
 
 
 class FakeKernel:
@@ -60,9 +60,9 @@ def test_sessions_that_do_not_come_back_stop_collecting(monkeypatch):
         ws = FakeSocket(f"s{i}")
         hub.attach(ws)
         hub.detach(ws)
-    assert len(hub.offline) == channels.REPLAY_SESSIONS
-    later = channels.time.monotonic() + channels.REPLAY_SECONDS + 1
-    monkeypatch.setattr(channels.time, "monotonic", lambda: later)
+    assert len(hub.offline) == hubs.REPLAY_SESSIONS
+    later = hubs.time.monotonic() + hubs.REPLAY_SECONDS + 1
+    monkeypatch.setattr(hubs.time, "monotonic", lambda: later)
     entry.kernel.iopub(None, status(2))
     assert hub.offline == {}
 

@@ -35,8 +35,8 @@ from .parser import (
     ParseProblem,
     check_path,
     join_cells,
+    opened,
     order_endpoints,
-    read_notebook,
 )
 
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -62,13 +62,7 @@ def parse_openapi_notebook(
     """Parse a notebook whose API is described by a document in one of its cells (see the module
     docstring). Problems (no document, operations without a cell, cells naming no operation) are in
     ``problems``; raises what ``read_notebook`` raises for a path."""
-    path = None
-    if not isinstance(nb, nbformat.NotebookNode):
-        path = Path(nb)
-        nb = read_notebook(path)
-    metadata: dict[str, Any] = nb.get("metadata", {}) or {}
-    language = str((metadata.get("language_info") or {}).get("name") or "").lower()
-    kernelspec = (metadata.get("kernelspec") or {}).get("name") or None
+    path, nb, language, kernelspec = opened(nb)
     prefix = re.escape(comment_prefixes.get(language, "#"))
     sources = [
         "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "") for c in nb.cells

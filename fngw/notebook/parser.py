@@ -132,19 +132,25 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     return nb
 
 
-def parse_notebook(
-    nb: nbformat.NotebookNode | str | Path,
-    comment_prefixes: Mapping[str, str] = DEFAULT_COMMENT_PREFIXES,
-) -> ParsedNotebook:
-    """Parse a notebook (node or path) into endpoints in route order and seed cells. Raises what
-    ``read_notebook`` raises for a path; problems in annotations are reported in ``problems``."""
+def opened(nb: nbformat.NotebookNode | str | Path) -> tuple[Path | None, nbformat.NotebookNode, str, str | None]:
+    """(its path or None, the notebook, ``language_info.name`` in lower case or "", the kernelspec
+    name or None) of a notebook node or path (read with ``read_notebook``)."""
     path = None
     if not isinstance(nb, nbformat.NotebookNode):
         path = Path(nb)
         nb = read_notebook(path)
     metadata: dict[str, Any] = nb.get("metadata", {}) or {}
     language = str((metadata.get("language_info") or {}).get("name") or "").lower()
-    kernelspec = (metadata.get("kernelspec") or {}).get("name") or None
+    return path, nb, language, (metadata.get("kernelspec") or {}).get("name") or None
+
+
+def parse_notebook(
+    nb: nbformat.NotebookNode | str | Path,
+    comment_prefixes: Mapping[str, str] = DEFAULT_COMMENT_PREFIXES,
+) -> ParsedNotebook:
+    """Parse a notebook (node or path) into endpoints in route order and seed cells. Raises what
+    ``read_notebook`` raises for a path; problems in annotations are reported in ``problems``."""
+    path, nb, language, kernelspec = opened(nb)
     prefix = comment_prefixes.get(language, "#")
     found = _Cells(prefix)
     for index, cell in enumerate(nb.cells):

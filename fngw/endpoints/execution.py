@@ -70,6 +70,12 @@ def _with_request(source: str, language: str, request_json: str) -> str:
     return f"{request_assignment(language, request_json)}; {source}"
 
 
+def streamed_code(plan: ExecutionPlan, request_json: str) -> str:
+    """The code a streamed request runs: the cell alone (its ResponseInfo runs after it, so that
+    nothing it prints reaches the stream)."""
+    return _with_request(plan.endpoint.source, plan.language, request_json)
+
+
 def run(
     plan: ExecutionPlan,
     pool: KernelPool,

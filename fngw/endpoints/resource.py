@@ -26,12 +26,13 @@ from fngw.contracts import (
 )
 from fngw.http.body import read_body
 from fngw.http.disconnect import abandon_if_client_leaves
-from fngw.kernels import KernelPool
+from fngw.kernels import Kernel, KernelPool
 from fngw.manifest import Access
 from fngw.routing import Route
 
 from . import execution, response
 from .request import request_document
+from .streaming import PLAIN, STREAM_TYPES, StreamSession, stream_mode
 
 log = logging.getLogger("fngw.endpoints")
 
@@ -88,6 +89,10 @@ class EndpointHandler:
             if self.observe_pool_wait is not None:
                 self.observe_pool_wait(self.pool.name, ctx.pool_wait)
         ctx.kernel_id = kernel.id
+        mode = stream_mode(req, self.settings.stream)
+        if mode is not None:
+            self._stream(req, resp, mode, kernel, request_json)
+            return
         started = time.perf_counter()
         try:
             outcome = execution.run(
@@ -99,6 +104,27 @@ class EndpointHandler:
         response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
         if self.responses is not None:
             self._check_response(resp)
+
+    def _stream(self, req: falcon.Request, resp: falcon.Response, mode: str, kernel: Kernel, request_json: str) -> None:
+        """Answer with the cell's output as it comes (fngw.endpoints.streaming); the session gives
+        the kernel back when the run ends."""
+        settings = self.settings
+        session = StreamSession(
+            mode, settings.stream, self.plan, self.pool, kernel, request_json, settings.timeout, settings.tracebacks
+        )
+        session.start()
+        if mode == PLAIN:
+            session.wait_first_output(req)
+            if not session.body_started:  # the cell ended before printing: its buffered answer
+                response.render(req, resp, session.buffered_outcome(), tracebacks=settings.tracebacks)
+                if self.responses is not None:
+                    self._check_response(resp)
+                return
+        resp.status = falcon.HTTP_200
+        resp.content_type = STREAM_TYPES[mode]
+        resp.cache_control = ["no-cache"]
+        resp.set_header("X-Accel-Buffering", "no")  # nginx and others: pass each chunk on at once
+        resp.stream = session.observed(req)
 
     def _validated(self, req: falcon.Request, document: dict[str, Any], body: bytes) -> dict[str, Any]:
         """REQUEST["params"]; raises UnsupportedMediaType or RequestRejected before any kernel is used."""

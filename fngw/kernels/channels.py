@@ -22,6 +22,9 @@ from .wire import deserialize_cooperatively
 log = logging.getLogger("fngw.kernels")
 
 
+YIELD_AFTER = 16 * 1024  # bytes of content after which the reader lets other greenlets run
+
+
 class KernelChannels:
     """The sockets and reader greenlets of one launched kernel process."""
 
@@ -59,6 +62,10 @@ class KernelChannels:
                 log.warning("dropping an unreadable message on %s", channel, exc_info=True)
                 continue
             route(channel, msg)
+            if len(payload) > 4 and len(payload[4]) >= YIELD_AFTER:
+                # With messages queued, recv never blocks, so this loop would hand a flood on without
+                # letting anyone else run: a stream's writer could not drain its buffer in between.
+                gevent.sleep(0)
 
     def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
         """Send a new message of msg_type on channel, signed with the kernel's key; returns its msg_id."""

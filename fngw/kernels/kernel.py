@@ -32,6 +32,7 @@ from jupyter_client.session import Session
 
 from .channels import KernelChannels
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
+from .events import KernelEvents
 from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExecution, PendingRequest, SeedCell
 from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
 from .protocol import Message
@@ -49,7 +50,7 @@ ATTACH_TIMEOUT = 5.0  # seconds an attached kernel gets to show that our iopub s
 ATTACH_NUDGE = 0.05  # a running kernel answers at once: resend soon if iopub missed the answer
 
 
-class Kernel:
+class Kernel(KernelEvents):
     """One kernel process, its channels and its seed. Safe to share between greenlets."""
 
     def __init__(
@@ -85,9 +86,7 @@ class Kernel:
         self._requests: dict[str, PendingRequest] = {}
         self._generation = 0
         self._monitor: gevent.Greenlet | None = None
-        self._death_callbacks: list[Callable[[Kernel], None]] = []
-        self._iopub_listeners: list[Callable[[Kernel, Message], None]] = []
-        self._message_listeners: list[Callable[[Kernel, str, Message], None]] = []
+        KernelEvents.__init__(self)
 
     @classmethod
     def attach(cls, spec: ResolvedSpec | str, connection_info: Mapping[str, Any], pid: int, **kwargs: Any) -> Kernel:
@@ -142,19 +141,6 @@ class Kernel:
         """Requests sent and not yet complete (an execution that timed out stays pending until idle)."""
         return len(self._requests)
 
-    def on_death(self, callback: Callable[[Kernel], None]) -> None:
-        """Call ``callback(kernel)`` when the process dies unexpectedly."""
-        self._death_callbacks.append(callback)
-
-    def on_iopub(self, listener: Callable[[Kernel, Message], None]) -> None:
-        """Call ``listener(kernel, msg)`` for every iopub message (for websocket clients)."""
-        self._iopub_listeners.append(listener)
-
-    def on_message(self, listener: Callable[[Kernel, str, Message], None]) -> None:
-        """Call ``listener(kernel, channel, msg)`` for shell, control and stdin messages that answer
-        requests sent with ``send_message`` (that is, not this object's own requests)."""
-        self._message_listeners.append(listener)
-
     def send_message(self, channel: str, msg: Message) -> None:
         """Send a message built by a client (header, parent_header, metadata, content, buffers) on
         ``channel``, signed with this kernel's key; its replies go to ``on_message`` listeners."""
@@ -177,12 +163,14 @@ class Kernel:
         store_history: bool = False,
         silent: bool = False,
         max_output: int | None = None,
+        on_output: Callable[[Message], None] | None = None,
     ) -> ExecutionResult:
         """Run ``code``; the result whatever the code did. Raises ``ExecutionTimeout`` past
         ``timeout`` seconds, ``OutputLimitExceeded`` once its stream, display and result output
         passes ``max_output`` characters (in both cases the execution keeps running: interrupt or
         restart the kernel), ``KernelDied`` if the process dies, ``KernelRestarting`` if it is
-        restarted meanwhile."""
+        restarted meanwhile. ``on_output`` gets each output message as it arrives (the result then
+        holds no stream text or displays: see ``PendingExecution``)."""
         if self._conn is None or not self.alive:
             raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
         content = {
@@ -193,7 +181,10 @@ class Kernel:
             "allow_stdin": False,  # input() fails at once instead of waiting for a reply nobody sends
             "stop_on_error": False,
         }
-        request = self._send("shell", "execute_request", content, lambda i: PendingExecution(i, max_output))
+        keep = on_output is None
+        request = self._send(
+            "shell", "execute_request", content, lambda i: PendingExecution(i, max_output, on_output, keep)
+        )
         return request.result_within(timeout, self.label)
 
     def interrupt(self) -> None:

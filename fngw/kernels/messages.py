@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -105,12 +105,26 @@ def output_size(data: Mapping[str, Any]) -> int:
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
 
 
+OUTPUT_TYPES = frozenset({"stream", "display_data", "execute_result", "error", "clear_output"})
+"""The iopub messages that carry what a cell outputs (what ``on_output`` listeners get)."""
+
+
 class PendingExecution(PendingRequest):
     """Gathers what one execute_request produced: streams, display data, the result and errors, up to
-    max_output characters."""
+    max_output characters. With ``on_output``, each output message (``OUTPUT_TYPES``) is also handed
+    on as it arrives, from the kernel's reader greenlet (the listener must not block); with
+    ``keep=False`` stream text and displays are not kept (a stream's output lives in the listener)."""
 
-    def __init__(self, msg_id: str, max_output: int | None = None):
+    def __init__(
+        self,
+        msg_id: str,
+        max_output: int | None = None,
+        on_output: Callable[[Message], None] | None = None,
+        keep: bool = True,
+    ):
         super().__init__(msg_id)
+        self.on_output = on_output
+        self.keep = keep
         self.result = ExecutionResult()
         self._stdout: list[str] = []
         self._stderr: list[str] = []
@@ -137,7 +151,11 @@ class PendingExecution(PendingRequest):
     def on_iopub(self, msg: Message) -> None:
         kind = msg["msg_type"]
         content = msg["content"]
-        if kind in ("stream", "display_data", "execute_result") and not self._keep(
+        if self.on_output is not None and kind in OUTPUT_TYPES:
+            self.on_output(msg)
+        if not self.keep and kind != "error":
+            pass  # handed on above, and not kept
+        elif kind in ("stream", "display_data", "execute_result") and not self._keep(
             len(content.get("text", "")) if kind == "stream" else output_size(content.get("data", {}))
         ):
             pass  # over the limit: dropped

@@ -25,6 +25,7 @@ import gevent.pool
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelLost, KernelSeedError
 from .kernel import Kernel
 from .messages import ExecutionResult
+from .protocol import Message
 from .restart import POOL_SLOT, RestartPolicy
 
 log = logging.getLogger("fngw.kernels")
@@ -223,16 +224,20 @@ class KernelPool:
         queue_timeout: float | None = None,
         kernel: Kernel | None = None,
         max_output: int | None = None,
+        on_output: Callable[[Message], None] | None = None,
     ) -> ExecutionResult:
         """Run ``code`` on a kernel of the pool (or on ``kernel``, already leased); ``timeout`` in
-        seconds, ``max_output`` in characters (see ``Kernel.execute`` for both)."""
+        seconds, ``max_output`` in characters, ``on_output`` a listener of output messages (see
+        ``Kernel.execute`` for all three)."""
         if kernel is None:
             deadline = None if queue_timeout is None else time.monotonic() + queue_timeout
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 with self.lease(remaining) as leased:
                     try:
-                        return self.execute(code, timeout=timeout, kernel=leased, max_output=max_output)
+                        return self.execute(
+                            code, timeout=timeout, kernel=leased, max_output=max_output, on_output=on_output
+                        )
                     except KernelLost as exc:
                         # The kernel was gone before our code was sent: running it on another kernel
                         # cannot run it twice. Once sent, it may have run: the caller must know.
@@ -241,7 +246,7 @@ class KernelPool:
                         log.info("pool %s: kernel %s lost before it began; retrying elsewhere", self.name, leased.id)
         self._executions += 1
         try:
-            return kernel.execute(code, timeout, max_output=max_output)
+            return kernel.execute(code, timeout, max_output=max_output, on_output=on_output)
         except ExecutionTimeout:
             self._timeouts += 1
             raise

@@ -17,6 +17,7 @@ from .model import (
     NotebookSettings,
     PoolSettings,
     ServerSettings,
+    StreamSettings,
     TokenSource,
 )
 from .problems import Problem, render, summary_line
@@ -43,6 +44,7 @@ __all__ = [
     "ProblemReport",
     "ServerSettings",
     "SourceMap",
+    "StreamSettings",
     "TokenSource",
     "join_url",
     "json_path",

@@ -33,6 +33,7 @@ from .model import (
     NotebookSettings,
     PoolSettings,
     ServerSettings,
+    StreamSettings,
     TokenSource,
 )
 from .problems import Problem
@@ -81,6 +82,19 @@ def load_manifest(path: str | Path) -> LoadResult:
     manifest = builder.build()
     problems.extend(builder.problems)
     return LoadResult(None if builder.problems else manifest, _sorted(problems))
+
+
+def _stream(raw: Any) -> StreamSettings:
+    """endpoint.stream: absent or false (SSE/NDJSON only when asked), true, or settings."""
+    if raw is None or raw is False:
+        return StreamSettings()
+    if raw is True:
+        return StreamSettings(enabled=True)
+    return StreamSettings(
+        enabled=bool(raw.get("enabled", True)),
+        idle=parse_duration(raw["idle"]) if "idle" in raw else None,
+        buffer=parse_size(raw["buffer"]) if "buffer" in raw else StreamSettings.buffer,
+    )
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -328,6 +342,7 @@ class _ManifestBuilder:
                 tracebacks=tracebacks,
                 validate_responses=bool(ep.get("validate_responses", validate_responses)),
                 contract=build_contract(ep, annotation, ep_where, self.schemas, self.source, self.display, self.error),
+                stream=_stream(ep.get("stream")),
             )
         mount = raw.get("mount", "/")
         return NotebookSettings(

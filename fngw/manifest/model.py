@@ -103,6 +103,19 @@ class DefaultSettings:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """endpoint.stream: ``enabled`` (plain streaming for text clients), ``idle`` (seconds without
+    output before the stream ends; None: no limit), ``buffer`` (bytes held for a slow reader)."""
+
+    enabled: bool = False
+    idle: float | None = None
+    buffer: int = 1024**2
+
+
+NO_STREAM = StreamSettings()
+
+
+@dataclass(frozen=True)
 class EndpointSettings:
     """What one endpoint runs with. ``own_pool`` means it gets seeded kernels of its own;
     ``contract`` is what it declares about requests and responses (None: nothing)."""
@@ -114,6 +127,7 @@ class EndpointSettings:
     tracebacks: bool = False
     validate_responses: bool = False
     contract: Contract | None = None
+    stream: StreamSettings = NO_STREAM
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,15 @@ class GatewayMetrics:
             "Requests refused before any kernel was used: by their schemas (422) or media type (415).",
             ["route", "method", "reason"], registry=r,
         )  # fmt: skip
+        self.stream_first_byte = Histogram(
+            "fngw_stream_first_byte_seconds", "Time from request to a streamed response's first byte.",
+            ["route", "method", "mode"], buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.stream_disconnects = Counter(
+            "fngw_stream_disconnects",
+            "Streamed responses whose client left before the end (the cell was interrupted).",
+            ["route", "method", "mode"], registry=r,
+        )  # fmt: skip
         self.executions = Counter(
             "fngw_pool_executions", "Cells a pool's kernels ran for requests.", ["pool"], registry=r
         )
@@ -93,6 +102,13 @@ class GatewayMetrics:
         self.duration.labels(route, method).observe(seconds)
         if kernel_seconds is not None:
             self.overhead.labels(route, method).observe(max(0.0, seconds - kernel_seconds))
+
+    def observe_stream(self, route: str, method: str, mode: str, first_byte: float | None, client_left: bool) -> None:
+        """A streamed response that has ended: seconds to its first byte, and whether its client left."""
+        if first_byte is not None:
+            self.stream_first_byte.labels(route, method, mode).observe(first_byte)
+        if client_left:
+            self.stream_disconnects.labels(route, method, mode).inc()
 
     def observe_rejection(self, route: str, method: str, reason: str) -> None:
         """Count a request refused by its contract: reason ``schema`` (422) or ``media_type`` (415)."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import falcon
 
+from fngw.http.streams import ObservedStream
+
 from .metrics import GatewayMetrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -52,11 +54,23 @@ class RequestTelemetry:
         started = getattr(ctx, "started", None)
         if started is None:  # process_request did not run (an earlier middleware failed)
             return
+        if isinstance(resp.stream, ObservedStream):
+            # Sent after this returns: logged and counted once the server has sent it.
+            resp.stream.when_done(lambda stream: self._record(req, resp, started, stream))
+            return
+        self._record(req, resp, started, None)
+
+    def _record(
+        self, req: falcon.Request, resp: falcon.Response, started: float, stream: ObservedStream | None
+    ) -> None:
+        ctx = req.context
         seconds = time.perf_counter() - started
         status = falcon.http_status_to_code(resp.status)
         route = req.uri_template or "unmatched"  # templates, not paths: bounded label values
         if self.metrics is not None:
             self.metrics.observe_request(route, req.method, status, seconds, ctx.kernel_seconds)
+            if stream is not None:
+                self.metrics.observe_stream(route, req.method, stream.mode, stream.first_byte, stream.client_left)
         fields = {
             "event": "request",
             "request_id": ctx.request_id,
@@ -68,8 +82,15 @@ class RequestTelemetry:
             "pool": ctx.pool,
             "pool_wait_ms": None if ctx.pool_wait is None else round(ctx.pool_wait * 1000, 3),
             "kernel_id": ctx.kernel_id,
-            "bytes": _body_size(resp),
+            "bytes": stream.sent if stream is not None else _body_size(resp),
         }
+        if stream is not None:
+            first = stream.first_byte
+            fields.update(
+                stream=stream.mode,
+                first_byte_ms=None if first is None else round(first * 1000, 3),
+                client_left=stream.client_left,
+            )
         access_log.info("%s %s %s", req.method, req.path, status, extra={"fields": fields})
 
 

@@ -18,7 +18,7 @@ def source(name: str) -> str:
 
 
 def output_prelude(language: str, *, isolate: bool) -> str | None:
-    """Code for ``language``'s kernels that cuts stream output into messages of at most 1 MiB and,
+    """Code for ``language``'s kernels that cuts stream output into messages of at most 256 KiB and,
     with ``isolate`` (pool kernels), keeps only what the running cell itself produced; see
     ``output.py``. None where fngw has no prelude for the language: output is then attributed by
     the kernel's ``parent_header`` alone, in messages as large as the kernel makes them."""

@@ -27,8 +27,10 @@ whatever it sets is wrapped again. Nothing is kept between cells besides the win
 """
 
 
-def _fngw_output(isolate: bool, chunk: int = 1 << 20) -> None:  # noqa: C901 - one function, see below
-    """``chunk``: characters, the largest piece of stream output sent as one message.
+def _fngw_output(isolate: bool, chunk: int = 1 << 18) -> None:  # noqa: C901 - one function, see below
+    """``chunk``: characters, the largest piece of stream output sent as one message (256 Ki: small
+    enough that a streamed response's 1 MiB buffer holds several, so a client that keeps up loses
+    nothing while the previous piece is being written).
 
     One long function on purpose: it runs as a cell in the user's namespace, where its helpers must
     not appear, so they are closures over the state they share (the window, the pipes)."""

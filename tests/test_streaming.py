@@ -201,3 +201,16 @@ def test_streams_are_logged_and_counted(gw):
     assert progress[-1]["duration_ms"] > 1000
     metrics = gw.request("GET", "/_fngw/metrics")[2].decode()
     assert 'fngw_stream_first_byte_seconds_count{method="GET",mode="plain",route="/progress"}' in metrics
+
+
+def test_the_openapi_document_says_how_endpoints_stream(gw):
+    from openapi_spec_validator import validate
+
+    doc = json.loads(gw.request("GET", "/_fngw/openapi.json")[2])
+    validate(doc)
+    progress = doc["paths"]["/progress"]["get"]["responses"]["200"]
+    assert progress["x-fngw-stream"]["plain"] is True
+    assert set(progress["content"]) >= {"text/plain", "text/event-stream", "application/x-ndjson"}
+    assert doc["paths"]["/silent"]["get"]["responses"]["200"]["x-fngw-stream"]["plain"] is True
+    assert doc["paths"]["/forever"]["get"]["responses"]["200"]["x-fngw-stream"]["plain"] is False
+    assert "stdout" in doc["components"]["schemas"]["StreamEvent"]["properties"]["event"]["enum"]

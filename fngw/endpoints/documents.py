@@ -99,6 +99,19 @@ _COMPONENTS = {
         "token_query": {"type": "apiKey", "in": "query", "name": "token"},
     },
     "schemas": {
+        "StreamEvent": {
+            "description": "One event of a streamed response (docs/notebooks.md, Streaming)",
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "id": {"type": "integer", "description": "1, 2, ... in order"},
+                "event": {"enum": ["stdout", "stderr", "display", "error", "dropped", "end", "keep-alive"]},
+                "data": {
+                    "description": "stdout/stderr: the text; display: the mime bundle; error: {ename, evalue, "
+                    "message, traceback?}; dropped: {bytes}; end: {status, duration_ms}",
+                },
+            },
+        },
         "Error": {
             "type": "object",
             "required": ["reason", "message"],
@@ -127,7 +140,7 @@ _COMPONENTS = {
                     "items": {"type": "string"},
                 },
             },
-        }
+        },
     },
 }
 
@@ -154,6 +167,7 @@ def _operation(route: Route, operation_ids: set[str]) -> dict[str, Any]:
         responses = openapi_responses(contract)
     for code, text in sorted(statuses.items()):
         responses.setdefault(code, {"description": text, "content": _ERROR_CONTENT})
+    _add_streams(responses, route.settings.stream.enabled)
     operation_id = f"{route.notebook}_{route.method.lower()}_{_slug(endpoint.path)}"
     while operation_id in operation_ids:
         operation_id += "_"
@@ -174,6 +188,25 @@ def _operation(route: Route, operation_ids: set[str]) -> dict[str, Any]:
     elif route.method in ("POST", "PUT", "PATCH", "DELETE"):
         operation["requestBody"] = _REQUEST_BODY
     return operation
+
+
+_STREAM_EVENTS = {"$ref": "#/components/schemas/StreamEvent"}
+
+
+def _add_streams(responses: dict[str, Any], plain: bool) -> None:
+    """Every endpoint streams when asked (SSE, NDJSON: always a 200, the cell's status in the ``end``
+    event); ``x-fngw-stream`` says whether it also streams plain text to clients that accept it."""
+    ok = responses.setdefault("200", {"description": "Success"})
+    content = ok.setdefault("content", {})
+    content["text/event-stream"] = {
+        "schema": {
+            "type": "string",
+            "description": "Server-sent events: `id:`, `event:` and `data:` lines of StreamEvent",
+        },
+        "x-fngw-events": _STREAM_EVENTS,
+    }
+    content["application/x-ndjson"] = {"schema": _STREAM_EVENTS, "x-fngw-framing": "one StreamEvent a line"}
+    ok["x-fngw-stream"] = {"plain": plain, "events": ["text/event-stream", "application/x-ndjson"]}
 
 
 def add_operations(

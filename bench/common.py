@@ -72,7 +72,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, timeout: float = 90)
     raise RuntimeError("server did not come up")
 
 
-def start_fngw(manifest: Path, port: int) -> subprocess.Popen:
+def start_fngw(manifest: Path, port: int, ready_timeout: float = 90) -> subprocess.Popen:
     env = {**os.environ, "FNGW_MANIFEST": str(manifest)}
     log = server_log("fngw")
     proc = subprocess.Popen(
@@ -92,7 +92,7 @@ def start_fngw(manifest: Path, port: int) -> subprocess.Popen:
         start_new_session=True,
     )
     proc.log_path = log.name
-    wait_http(port, "/_fngw/ready", proc)
+    wait_http(port, "/_fngw/ready", proc, ready_timeout)
     return proc
 
 

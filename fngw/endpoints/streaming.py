@@ -151,6 +151,7 @@ class StreamSession:
         self.failure: Exception | None = None  # what ended the run early (timeout, kernel lost)
         self.abandoned = False
         self.interrupted = False  # the gateway interrupted the cell (idle limit, timeout, client gone)
+        self.cut_off = False  # the client missed more than a buffer of output: no more output is sent
         self.ended_by: int | None = None  # the status our interruption decides (504 for the idle limit)
         self.body_started = False  # a body byte was queued (plain: stdout only, until then)
         self.runner: gevent.Greenlet | None = None
@@ -163,7 +164,21 @@ class StreamSession:
         self.runner = gevent.spawn(self._run)
 
     def emit(self, name: str, data: Any) -> None:
-        """Queue one event (never waits); a ``dropped`` marker goes first when output was lost."""
+        """Queue one event (never waits); a ``dropped`` marker goes first when output was lost.
+        Once a client has missed more than a whole buffer of output it is cut off: the cell is
+        interrupted (a flood must not go on for nobody: the gateway would still have to read it)
+        and the stream ends with an ``error`` event."""
+        if self.cut_off and name not in ("end", "error"):
+            return
+        if self.buffer.dropped > self.settings.buffer and not self.cut_off:
+            self.cut_off = self.interrupted = True
+            self.ended_by = self.ended_by or 502
+            self.kernel.interrupt()
+            lost, self.buffer.dropped = self.buffer.dropped, 0
+            self._push("dropped", {"bytes": lost}, force=True)
+            message = "the client read too slowly: the stream was ended and the cell interrupted"
+            self._push("error", {"ename": "SlowClient", "evalue": message, "message": message}, force=True)
+            return
         if self.buffer.dropped and name != "end":
             lost, self.buffer.dropped = self.buffer.dropped, 0
             self._push("dropped", {"bytes": lost}, force=True)

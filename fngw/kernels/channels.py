@@ -23,6 +23,7 @@ log = logging.getLogger("fngw.kernels")
 
 
 YIELD_AFTER = 16 * 1024  # bytes of content after which the reader lets other greenlets run
+IOPUB_QUEUE = 8  # messages (each at most 256 KiB of stream text) a kernel's iopub may queue here
 
 
 class KernelChannels:
@@ -39,6 +40,10 @@ class KernelChannels:
             sock.linger = 0
             if channel == "iopub":
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
+                # A kernel can publish faster than the gateway reads (a flood, many kernels at once):
+                # what it has published and we have not read waits in the kernel's own send queue
+                # (ipykernel's high-water mark: 1000 messages) rather than in this process.
+                sock.setsockopt(zmq.RCVHWM, IOPUB_QUEUE)
             else:
                 sock.setsockopt(zmq.IDENTITY, session.bsession)
             sock.connect(f"ipc://{info['ip']}-{info[channel + '_port']}")

@@ -54,8 +54,7 @@ def test_query_values_are_converted_and_defaults_filled(client):
         "path": {"region": "us"},
         "query": {"limit": 10, "ratio": 2.5, "tag": ["x", "y"], "since": "2026-12-01"},
         "headers": {},
-        "body": None,
-    }
+    }  # no body: the endpoint declares none
 
 
 def test_every_error_is_listed_with_its_location_and_no_kernel_runs(client, pools):
@@ -75,7 +74,7 @@ def test_every_error_is_listed_with_its_location_and_no_kernel_runs(client, pool
         ("headers", "/X-Client"),
         ("body", "/sku"),
         ("body", "/qty"),
-        ("body", ""),  # additionalProperties: the object itself
+        ("body", "/extra"),  # additionalProperties: the unexpected property itself
     }
     assert all(e["message"] for e in result.json["errors"])
     assert executions(pools) == before

@@ -5,7 +5,7 @@ it, and fngw.server.error_map turns its errors into 415, 422 and 500."""
 from __future__ import annotations
 
 from .coercion import coerce_scalar, coerce_values
-from .errors import ContractError, RequestRejected, ResponseBroken, UnsupportedMediaType
+from .errors import ContractError, RequestRejected, ResponseBroken, SchemaUnusable, UnsupportedMediaType
 from .model import MISSING, Contract, Example, Parameter, ResponseContract, Schema, SchemaSet
 from .requests import RequestValidator, check_media_type, media_type
 from .responses import ResponseValidator
@@ -23,6 +23,7 @@ __all__ = [
     "ResponseValidator",
     "Schema",
     "SchemaSet",
+    "SchemaUnusable",
     "UnsupportedMediaType",
     "check_media_type",
     "coerce_scalar",

@@ -12,10 +12,15 @@ the text as it is.
 from __future__ import annotations
 
 import math
+import re
+from decimal import Decimal
 from typing import Any
 
 from .model import Schema
 
+# JSON's number grammar, with leading zeros allowed (a query's "?page=07" means 7)
+_JSON_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z", re.ASCII)
+_JSON_INTEGER = re.compile(r"-?[0-9]+\Z", re.ASCII)
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -41,14 +46,14 @@ def coerce_scalar(text: str, schema: Schema) -> Any:
     return text
 
 
-def coerce_values(values: list[str], schema: Schema, split_commas: bool = False) -> Any:
+def coerce_values(values: list[str], schema: Schema, separator: str | None = None) -> Any:
     """A parameter given ``values`` (one per occurrence): a list for an ``array`` schema (its items
-    converted; ``split_commas`` also splits each value at commas, as headers list values), else
-    the single value converted. Several values for a non-array schema stay a list, which validation
-    then refuses."""
+    converted; with a ``separator``, each value is also split at it, as a header lists values at
+    commas or Swagger's ``collectionFormat: csv`` asks), else the single value converted. Several
+    values for a non-array schema stay a list, which validation then refuses."""
     if "array" in types_of(schema):
         items = schema.get("items", True) if isinstance(schema, dict) else True
-        texts = [part.strip() for v in values for part in v.split(",")] if split_commas else values
+        texts = [part.strip() for v in values for part in v.split(separator)] if separator else values
         return [coerce_scalar(t, items) for t in texts]
     if len(values) == 1:
         return coerce_scalar(values[0], schema)
@@ -66,23 +71,18 @@ def _convert(text: str, kind: str) -> Any:
     stripped = text.strip()
     if kind == "string":
         return text
-    if kind == "integer":
-        try:
-            return int(stripped, 10)
-        except ValueError:
-            try:  # "2.0" is an integer in JSON Schema
-                number = float(stripped)
-            except ValueError:
-                return _NO
-            return int(number) if math.isfinite(number) and number.is_integer() else _NO
-    if kind == "number":
-        try:
-            number = float(stripped)
-        except ValueError:
+    if kind in ("integer", "number"):
+        # JSON's number grammar, ASCII digits only: Python's int() and float() also take "1_000",
+        # Arabic-Indic and full-width digits, "inf" and "nan", none of which a JSON client means.
+        if not _JSON_NUMBER.match(stripped):
             return _NO
-        if not math.isfinite(number):
-            return _NO  # JSON has no NaN or infinity
-        return int(number) if number.is_integer() and "." not in stripped and "e" not in stripped.lower() else number
+        if _JSON_INTEGER.match(stripped):
+            return int(stripped)
+        exact = Decimal(stripped)
+        if kind == "integer":  # "2.0" and "1e3" are integers in JSON Schema; kept exact
+            return int(exact) if exact == exact.to_integral_value() else _NO
+        number = float(stripped)
+        return number if math.isfinite(number) else _NO
     if kind == "boolean":
         folded = stripped.lower()
         return True if folded in _TRUE else False if folded in _FALSE else _NO

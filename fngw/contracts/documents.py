@@ -80,7 +80,11 @@ def _openapi_parameter(parameter: Parameter, contract: Contract | None) -> dict[
         "schema": schema if schema is not True else {},
     }
     if parameter.location == "query" and "array" in _types(schema):
-        item.update(style="form", explode=True)  # ?tag=a&tag=b
+        if parameter.separator is None:
+            item.update(style="form", explode=True)  # ?tag=a&tag=b
+        else:
+            style = {" ": "spaceDelimited", "|": "pipeDelimited"}.get(parameter.separator, "form")
+            item.update(style=style, explode=False)
     if parameter.description:
         item["description"] = parameter.description
     if parameter.deprecated:
@@ -237,7 +241,7 @@ def swagger_operation(contract: Contract, path_params: tuple[str, ...]) -> dict[
             parameter["type"] = "string"
         if parameter["type"] == "array":
             parameter.setdefault("items", {"type": "string"})
-            if item["in"] == "query":
+            if item["in"] == "query" and item.get("explode") is not False:
                 parameter["collectionFormat"] = "multi"
         if item.get("description"):
             parameter["description"] = item["description"]

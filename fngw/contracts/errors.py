@@ -26,5 +26,9 @@ class UnsupportedMediaType(ContractError):
         super().__init__(f"the body has {what}; this endpoint accepts {', '.join(accepted)}")
 
 
+class SchemaUnusable(ContractError):
+    """A schema cannot be applied (it refers to itself without end): the endpoint's fault, a 500."""
+
+
 class ResponseBroken(ContractError):
     """The cell's response breaks the endpoint's declared responses (a 500, with validate_responses)."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import jsonschema
 from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 Schema = Any  # a JSON Schema: a dict, or True/False
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool__": lambda self: False})()
@@ -31,6 +33,34 @@ class SchemaSet:
     base_uri: str
     registry: Registry = field(default_factory=Registry, compare=False)
 
+    def shallow(self, schema: Schema) -> Schema:
+        """``schema`` with its top-level ``$ref`` followed to what it names (at most 20 hops), and
+        the same for its ``items``: what conversion needs to know of a parameter (its ``type``)."""
+        found, resolver = self._follow(schema, None)
+        if isinstance(found, dict) and isinstance(found.get("items"), dict) and "$ref" in found["items"]:
+            found = {**found, "items": self._follow(found["items"], resolver)[0]}
+        return found
+
+    def _follow(self, schema: Schema, resolver: Any) -> tuple[Schema, Any]:
+        if not isinstance(schema, dict) or not isinstance(schema.get("$ref"), str):
+            return schema, resolver
+        if resolver is None:
+            root = schema if "$id" in schema else {**schema, "$id": self.base_uri}
+            resolver = self.registry.with_resource(self.base_uri, DRAFT202012.create_resource(root)).resolver(
+                self.base_uri
+            )
+        current: Schema = schema
+        for _ in range(20):
+            ref = current.get("$ref") if isinstance(current, dict) else None
+            if not isinstance(ref, str):
+                break
+            try:
+                resolved = resolver.lookup(ref)
+            except Unresolvable:
+                break
+            current, resolver = resolved.contents, resolved.resolver
+        return current, resolver
+
     def validator(self, schema: Schema) -> jsonschema.Draft202012Validator:
         """A validator for ``schema``, with ``format`` asserted (``date``, ``email``, ``uuid``, ...)."""
         if isinstance(schema, dict) and "$id" not in schema:
@@ -42,7 +72,8 @@ class SchemaSet:
 
 @dataclass(frozen=True)
 class Parameter:
-    """A path, query or header parameter: ``location`` is ``path``, ``query`` or ``header``."""
+    """A path, query or header parameter: ``location`` is ``path``, ``query`` or ``header``. An
+    array arrives as repeated values (``?tag=a&tag=b``), or as one value split at ``separator``."""
 
     name: str
     location: str
@@ -51,6 +82,7 @@ class Parameter:
     description: str | None = None
     example: Any = MISSING
     deprecated: bool = False
+    separator: str | None = None  # an array given as one value split at this (headers: ","); None: repeated
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class ApiDocument:
                         description=value.get("description"),
                         example=value.get("example", MISSING),
                         deprecated=bool(value.get("deprecated")),
+                        separator=self._separator(location, value),
                     )
                 )
         consumes = tuple(operation.get("consumes") or self.document.get("consumes") or ())
@@ -116,6 +117,21 @@ class ApiDocument:
         elif body is not None:
             consumes = consumes or ("application/json",)
         return parameters, body, tuple(c.lower() for c in consumes) if body is not None else (), True
+
+    def _separator(self, location: str, parameter: dict[str, Any]) -> str | None:
+        """How an array parameter arrives: Swagger 2.0's ``collectionFormat`` (csv by default,
+        ``multi`` repeats the name), OpenAPI 3's ``style``/``explode`` (query: form, exploded by
+        default, that is repeated; headers and paths: simple, comma-separated)."""
+        if self.swagger2:
+            kind = parameter.get("collectionFormat", "csv")
+            return None if kind == "multi" else {"ssv": " ", "tsv": "\t", "pipes": "|"}.get(kind, ",")
+        style = parameter.get("style", "form" if location == "query" else "simple")
+        explode = parameter.get("explode", style == "form")
+        if style == "spaceDelimited":
+            return " "
+        if style == "pipeDelimited":
+            return "|"
+        return None if explode and location == "query" else ","
 
     def _request_body(
         self, path_key: str, method_key: str, operation: dict[str, Any]

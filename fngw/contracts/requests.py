@@ -8,16 +8,21 @@ values a cell reads as ``REQUEST["params"]``; it raises ``RequestRejected`` list
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
+import gevent
 import jsonschema
 
 from .coercion import coerce_values, types_of
-from .errors import RequestRejected, UnsupportedMediaType
+from .errors import RequestRejected, SchemaUnusable, UnsupportedMediaType
 from .model import Contract, Parameter, Schema
 
 MAX_MESSAGE = 300  # characters of one error message: a schema error can quote a whole document
+MAX_ERRORS = 100  # errors listed in a 422: a large invalid body could otherwise make a larger answer
+LARGE_BODY = 256 * 1024  # bytes: bodies larger than this are validated in a thread
 
 # JSON Schema's name for each location, and the key of REQUEST["params"] and of the 422 errors
 LOCATIONS = (("path", "path"), ("query", "query"), ("header", "headers"))
@@ -50,8 +55,14 @@ class RequestValidator:
             (p.location, p.name): schemas.validator(p.schema) for p in contract.parameters if p.schema is not True
         }
         self._body = schemas.validator(contract.body) if contract.body is not None else None
-        body = contract.body if isinstance(contract.body, dict) else {}
-        self._fields: Mapping[str, Schema] = body.get("properties") or {}
+        # What conversion reads of each schema: its type, through any $ref (OpenAPI parameters are
+        # {"$ref": ...} into their document; manifests may refer to files).
+        self._shapes = {(p.location, p.name): schemas.shallow(p.schema) for p in contract.parameters}
+        body = schemas.shallow(contract.body)
+        properties = body.get("properties") if isinstance(body, dict) else None
+        self._fields: Mapping[str, Schema] = (
+            {name: schemas.shallow(field) for name, field in properties.items()} if isinstance(properties, dict) else {}
+        )
 
     def validate(
         self,
@@ -61,12 +72,16 @@ class RequestValidator:
         body: Any,
         body_given: bool,
         form: bool = False,
+        size: int = 0,
     ) -> dict[str, Any]:
         """``{"path", "query", "headers", "body"}`` with converted values and declared defaults,
         keyed as the contract names them (header names as declared). ``body`` is the parsed body
         (``REQUEST["body"]``); ``body_given`` whether the request carried one; ``form`` whether it
-        was a form (each field a list of strings, converted by its property's schema). Raises
-        RequestRejected with every error."""
+        was a form (each field a list of strings, converted by its property's schema); ``size`` its
+        bytes (a large body is validated off the event loop). The body is in the result only when
+        the contract declares one. Raises RequestRejected with every error (the first
+        ``MAX_ERRORS``, then a note of how many more), SchemaUnusable for a schema that refers to
+        itself without end."""
         errors: list[dict[str, str]] = []
         by_lower = {name.lower(): value for name, value in headers.items()}
         given: dict[str, Mapping[str, Any]] = {
@@ -75,11 +90,15 @@ class RequestValidator:
             "header": {k: v if isinstance(v, list) else [v] for k, v in by_lower.items()},
         }
         params: dict[str, Any] = {}
-        for location, key in LOCATIONS:
-            params[key] = self._parameters_of(location, key, given[location], errors)
-        params["body"] = self._body_of(body, body_given, form, errors)
+        try:
+            for location, key in LOCATIONS:
+                params[key] = self._parameters_of(location, key, given[location], errors)
+            if self._body is not None:
+                params["body"] = self._body_of(body, body_given, form, size, errors)
+        except RecursionError:
+            raise SchemaUnusable("the endpoint's schema refers to itself without end; see fngw validate") from None
         if errors:
-            raise RequestRejected(errors)
+            raise RequestRejected(errors[:MAX_ERRORS] + _more(errors))
         return params
 
     def _parameters_of(
@@ -88,31 +107,38 @@ class RequestValidator:
         values: dict[str, Any] = {}
         for parameter in self.contract.parameters_in(location):
             raw = given.get(parameter.name.lower() if location == "header" else parameter.name)
+            shape = self._shapes[(location, parameter.name)]
             if raw is None:
-                if isinstance(parameter.schema, dict) and "default" in parameter.schema:
-                    values[parameter.name] = parameter.schema["default"]
+                if isinstance(shape, dict) and "default" in shape:
+                    values[parameter.name] = shape["default"]
                 elif parameter.required:
                     errors.append(_error(key, _pointer(parameter.name), f"{_what(parameter)} is required"))
                 continue
-            value = coerce_values(list(raw), parameter.schema, split_commas=location == "header")
+            value = coerce_values(list(raw), shape, separator=parameter.separator)
             values[parameter.name] = value
             validator = self._parameters.get((location, parameter.name))
             if validator is not None:
-                for error in validator.iter_errors(value):
-                    errors.append(_schema_error(key, _pointer(parameter.name), error))
+                for error in islice(validator.iter_errors(value), MAX_ERRORS + 1):
+                    errors += _schema_errors(key, _pointer(parameter.name), error)
         return values
 
-    def _body_of(self, body: Any, body_given: bool, form: bool, errors: list[dict[str, str]]) -> Any:
-        if self._body is None:
-            return body if body_given else None
+    def _body_of(self, body: Any, body_given: bool, form: bool, size: int, errors: list[dict[str, str]]) -> Any:
+        assert self._body is not None
         if not body_given:
             if self.contract.body_required:
                 errors.append(_error("body", "", "a request body is required"))
             return None
         if form and isinstance(body, dict):
             body = self._form_fields(body)
-        for error in self._body.iter_errors(body):
-            errors.append(_schema_error("body", "", error))
+        validator = self._body
+
+        def first_errors() -> list[jsonschema.ValidationError]:
+            return list(islice(validator.iter_errors(body), MAX_ERRORS + 1))
+
+        # Megabytes of JSON take seconds to validate: in a thread, other requests go on meanwhile.
+        found = gevent.get_hub().threadpool.apply(first_errors) if size > LARGE_BODY else first_errors()
+        for error in found:
+            errors += _schema_errors("body", "", error)
         return body
 
     def _form_fields(self, form: dict[str, list[Any]]) -> dict[str, Any]:
@@ -138,8 +164,9 @@ def _error(where: str, pointer: str, message: str) -> dict[str, str]:
     return {"in": where, "pointer": pointer, "message": message}
 
 
-def _schema_error(where: str, prefix: str, error: jsonschema.ValidationError) -> dict[str, str]:
-    """One jsonschema error as a 422 entry: a missing property points at the property itself."""
+def _schema_errors(where: str, prefix: str, error: jsonschema.ValidationError) -> list[dict[str, str]]:
+    """One jsonschema error as 422 entries: a missing property points at the property itself, an
+    object's unexpected properties each at itself."""
     path = list(error.absolute_path)
     message = error.message
     if error.validator == "required" and isinstance(error.instance, dict):
@@ -147,6 +174,19 @@ def _schema_error(where: str, prefix: str, error: jsonschema.ValidationError) ->
         if len(missing) == 1:
             path.append(missing[0])
             message = f"{missing[0]!r} is required"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        declared = schema.get("properties") or {}
+        patterns = list((schema.get("patternProperties") or {}).keys())
+        extra = [k for k in error.instance if k not in declared and not any(re.search(p, k) for p in patterns)]
+        if extra:
+            return [_error(where, prefix + _pointer(*path, k), f"{k!r} is not expected here") for k in extra]
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 1] + "…"
-    return _error(where, prefix + _pointer(*path), message)
+    return [_error(where, prefix + _pointer(*path), message)]
+
+
+def _more(errors: list[dict[str, str]]) -> list[dict[str, str]]:
+    if len(errors) <= MAX_ERRORS:
+        return []
+    return [_error(errors[MAX_ERRORS]["in"], "", f"and more errors: only the first {MAX_ERRORS} are listed")]

@@ -42,6 +42,11 @@ def _text(data: bytes, what: str) -> str:
         raise bad_request(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
+def _not_json(name: str) -> Any:
+    """NaN, Infinity and -Infinity: Python's json reads them, but they are not JSON."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def form_part_limit(max_body: int) -> int:
     """How many parts a multipart form may have under ``max_body`` bytes: one per KiB of
     ``max_body``, at least ``MIN_FORM_PARTS`` (10,000 for a 10 MB ``max_body``). The body's size is
@@ -70,7 +75,7 @@ def parse_body(req: falcon.Request, data: bytes, max_body: int = DEFAULT_MAX_BOD
     if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
         text = _text(data, "the JSON body")
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_not_json)
         except ValueError as exc:
             raise bad_request(f"the body is not valid JSON: {exc}") from None
         except RecursionError:

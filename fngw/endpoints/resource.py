@@ -133,7 +133,13 @@ class EndpointHandler:
             check_media_type(self.requests.contract, req.content_type, body)
             given = media_type(req.content_type)
             return self.requests.validate(
-                document["path"], document["args"], document["headers"], document["body"], bool(body), given in FORMS
+                document["path"],
+                document["args"],
+                document["headers"],
+                document["body"],
+                bool(body),
+                given in FORMS,
+                len(body),
             )
         except ContractError as exc:
             if self.observe_rejection is not None:

@@ -99,7 +99,7 @@ def _is_parameter_object(entry: Any) -> bool:
 
 def _parameter(name: str, location: str, entry: Any) -> Parameter:
     if not _is_parameter_object(entry):
-        return Parameter(name, location, entry, required=location == "path")
+        return Parameter(name, location, entry, required=location == "path", separator=_separator(location))
     return Parameter(
         name,
         location,
@@ -108,7 +108,13 @@ def _parameter(name: str, location: str, entry: Any) -> Parameter:
         description=entry.get("description"),
         example=entry.get("example", MISSING),
         deprecated=bool(entry.get("deprecated", False)),
+        separator=_separator(location),
     )
+
+
+def _separator(location: str) -> str | None:
+    """Headers list an array's values at commas; query arrays repeat the name (``?tag=a&tag=b``)."""
+    return "," if location == "header" else None
 
 
 def _example(raw: dict[str, Any], where: JsonPath, source: SourceMap, display: str) -> Example:

@@ -66,13 +66,12 @@ class ManifestSchemas:
         return not problems
 
     def _metaschema(self, schema: Any, document: _Document, where: JsonPath) -> list[Problem]:
-        found = []
+        found: dict[tuple[JsonPath, str], Problem] = {}  # the metaschema can say one thing several times
         for error in _METASCHEMA.iter_errors(schema):
             at = (*where, *error.absolute_path)
-            found.append(
-                document.locate(at, f"not a valid JSON Schema: {_metaschema_message(error)}", "schema-invalid")
-            )
-        return found
+            message = f"not a valid JSON Schema: {_metaschema_message(error)}"
+            found.setdefault((at, message), document.locate(at, message, "schema-invalid"))
+        return list(found.values())
 
     def _references(self, schema: Any, base: str, document: _Document, where: JsonPath, root: Any) -> list[Problem]:
         """Follow every $ref under ``schema`` (whose document, ``root``, is at ``base``)."""
@@ -90,15 +89,23 @@ class ManifestSchemas:
             if root is not None:
                 registry = registry.with_resource(base, DRAFT202012.create_resource(root))
             try:
-                registry.resolver(scope).lookup(ref)
+                resolved = registry.resolver(scope).lookup(ref)
             except Unresolvable as exc:
                 found.append(document.locate(at, f"$ref {ref!r} does not resolve: {_unresolvable(exc)}", "schema-ref"))
+                continue
+            if _endless(resolved.contents, resolved.resolver):
+                message = f"$ref {ref!r} starts a chain of $refs that comes back to itself: nothing validates"
+                found.append(document.locate(at, message, "schema-ref-cycle"))
         return found
 
     def _load(self, uri: str) -> str | None:
         """Load the file at ``uri`` into the registry (once); why it cannot be, or None."""
         if uri in self._files:
-            return None if self._files[uri] is not None else f"{_display(uri, self.folder)} cannot be used (above)"
+            return (
+                None
+                if self._files[uri] is not None
+                else f"{_display(uri, self.folder)} cannot be used (see its own problems)"
+            )
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             self._files[uri] = None
@@ -115,7 +122,7 @@ class ManifestSchemas:
             self.report(problem)
         if loaded.problems:
             self._files[uri] = None
-            return f"$ref to {display}: the file does not parse (above)"
+            return f"$ref to {display}: the file does not parse (see its own problems)"
         document = _Document(display, loaded.source)
         self._files[uri] = document
         self.registry = self.registry.with_resource(uri, Resource.from_contents(loaded.data, DRAFT202012))
@@ -124,7 +131,7 @@ class ManifestSchemas:
             problems = self._references(loaded.data, uri, document, (), None)
         for problem in problems:
             self.report(problem)
-        return f"$ref to {display}: the schema there has problems (above)" if problems else None
+        return f"$ref to {display}: the schema there has problems (listed at it)" if problems else None
 
 
 def _refs(schema: Any, base: str, path: JsonPath = ()) -> list[tuple[JsonPath, str, str]]:
@@ -144,6 +151,27 @@ def _refs(schema: Any, base: str, path: JsonPath = ()) -> list[tuple[JsonPath, s
     return found
 
 
+def _endless(contents: Any, resolver: Any) -> bool:
+    """Whether following top-level ``$ref``s from ``contents`` comes back to where it has been
+    (``{"$ref": "#"}``, or two files referring to each other): validation would never end. A
+    ``$ref`` below a keyword that takes part of the instance (``properties``, ``items``) is ordinary
+    recursion, which ends with the instance."""
+    seen = {id(contents)}
+    for _ in range(100):
+        ref = contents.get("$ref") if isinstance(contents, dict) else None
+        if not isinstance(ref, str):
+            return False
+        try:
+            resolved = resolver.lookup(ref)
+        except Unresolvable:
+            return False  # reported where that $ref is checked
+        contents, resolver = resolved.contents, resolved.resolver
+        if id(contents) in seen:
+            return True
+        seen.add(id(contents))
+    return True
+
+
 def _unresolvable(exc: Unresolvable) -> str:
     if isinstance(exc, PointerToNowhere):
         return f"nothing is at {exc.ref!r} in that document"
@@ -156,7 +184,9 @@ _TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
 def _metaschema_message(error: jsonschema.ValidationError) -> str:
     if error.absolute_path and error.absolute_path[-1] == "type":
         return f"{error.instance!r} is not a JSON Schema type ({', '.join(_TYPES)})"
-    return error.message
+    if not error.absolute_path and error.validator == "type":  # the whole document
+        return f"a schema is an object or a boolean, not a {type(error.instance).__name__}"
+    return error.message if len(error.message) <= 200 else error.message[:199] + "…"
 
 
 def _display(uri: str, folder: Path) -> str:

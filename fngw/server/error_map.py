@@ -14,7 +14,7 @@ from typing import Any
 
 import falcon
 
-from fngw.contracts import RequestRejected, ResponseBroken, UnsupportedMediaType
+from fngw.contracts import RequestRejected, ResponseBroken, SchemaUnusable, UnsupportedMediaType
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http.disconnect import ClientGone
 from fngw.http.errors import GatewayError
@@ -81,6 +81,7 @@ ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (RequestRejected, lambda ex: GatewayError(422, message=str(ex), errors=ex.errors)),
     (UnsupportedMediaType, lambda ex: GatewayError(415, message=str(ex), accepted=list(ex.accepted))),
     (ResponseBroken, _plain(500)),
+    (SchemaUnusable, _plain(500)),
     (ResponseInfoInvalid, _plain(500)),
     (CellFailed, _cell_failed),
     (QueueFull, _pool_busy),

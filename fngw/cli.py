@@ -181,7 +181,14 @@ def _test(args: argparse.Namespace) -> int:
     if result.deployment is None:
         print(render([(file, result.problems)], "text"), file=sys.stderr)
         return EXIT_INVALID
-    routes = selected_routes(result.deployment.plan, args.endpoint)
+    if args.junit_xml:  # before minutes of examples, not after them
+        try:
+            with open(args.junit_xml, "a"):
+                pass
+        except OSError as exc:
+            print(f"fngw test: cannot write {args.junit_xml}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+    routes = selected_routes(result.deployment, args.endpoint)
     if not routes:
         if args.endpoint:
             print(f"fngw test: no examples for {', '.join(args.endpoint)} in {file}", file=sys.stderr)

@@ -279,3 +279,18 @@ def test_the_docs_page_is_under_auth_default_and_can_be_switched_off(tmp_path, m
     assert secured.simulate_get("/_fngw/docs/assets/swagger-ui.css").status_code == 200  # Swagger UI's own files
     off = app_for(tmp_path, "version: 1\nserver: {docs: false}\nnotebooks:\n  api: {path: api.ipynb}\n", monkeypatch)
     assert off.simulate_get("/_fngw/docs").status_code == 404
+
+
+def test_openapi_parameters_are_converted_through_their_refs_and_styles(client):
+    # proof: an inline integer schema (a $ref into the document); limit: a $ref to
+    # components/parameters; tags: style form, explode false (comma-separated)
+    ok = client.simulate_get("/bar/scotches/lagavulin", query_string="proof=45&limit=3&tags=1,2")
+    assert ok.status_code == 200, ok.text
+    bad = client.simulate_get("/bar/scotches/lagavulin", query_string="limit=9&tags=1,x")
+    assert {(e["in"], e["pointer"]) for e in bad.json["errors"]} == {("query", "/limit"), ("query", "/tags/1")}
+
+
+def test_a_broken_api_document_is_reported_with_its_parse_error(tmp_path):
+    manifest = write_notebook(tmp_path, ['md:```json\n{"openapi": "3.1.0", "paths": {\n```', "# getA\nprint(1)"])
+    problems = [p for p in check_deployment(manifest, offline=True).problems if p.rule == "api-document"]
+    assert any("does not parse" in p.message for p in problems), problems

@@ -70,3 +70,44 @@ def test_an_invalid_manifest_exits_1_with_its_problems(tmp_path):
     bad.write_text("version: 1\nnotebooks:\n  x: {path: nope.ipynb}\n")
     run = fngw_test(str(bad))
     assert run.returncode == 1 and "nope.ipynb" in run.stderr
+
+
+def test_a_failing_seed_and_a_dying_kernel_fail_their_examples_only(tmp_path):
+    from conftest import write_notebook
+
+    write_notebook(tmp_path / "broken.ipynb", ["raise RuntimeError('seed broke')", "# GET /x\nprint('x')"])
+    write_notebook(
+        tmp_path / "svc.ipynb",
+        ["import os", "# GET /die\nos._exit(1)", "# GET /count\nprint(2)", "# GET /first\nprint(1)"],
+    )
+    (tmp_path / "fngw.yaml").write_text(
+        "version: 1\n"
+        "notebooks:\n"
+        "  broken:\n"
+        "    path: broken.ipynb\n"
+        "    mount: /broken\n"
+        "    endpoints:\n"
+        '      "GET /x": {examples: [{name: never}]}\n'
+        "  svc:\n"
+        "    path: svc.ipynb\n"
+        "    endpoints:\n"  # manifest order: first, die, count (routing order would differ)
+        '      "GET /first": {examples: [{name: one, response: {body: "1"}}]}\n'
+        '      "GET /die": {examples: [{name: dies, response: {status: 502}}]}\n'
+        '      "GET /count": {examples: [{name: after the death, response: {body: "2"}}]}\n'
+    )
+    run = fngw_test(str(tmp_path / "fngw.yaml"))
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert [line.split("  ")[1] for line in lines] == [
+        "GET /broken/x · never",
+        "GET /first · one",
+        "GET /die · dies",
+        "GET /count · after the death",
+    ]
+    assert lines[0].startswith("FAIL") and "seed broke" in run.stdout
+    assert all(line.startswith("PASS") for line in lines[1:]), run.stdout
+
+
+def test_an_unwritable_report_is_refused_before_any_example_runs(tmp_path):
+    run = fngw_test("examples/hello/fngw.yaml", "--junit-xml", str(tmp_path / "no" / "such" / "x.xml"))
+    assert run.returncode == 2 and "cannot write" in run.stderr and "PASS" not in run.stdout

@@ -41,19 +41,30 @@ from .parser import (
 
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _TEMPLATE = re.compile(r"\{([^{}/]+)\}")
+_LOOKS_LIKE_API = re.compile(r"""["']?\b(openapi|swagger)["']?\s*:""")
 
 
 def api_document(source: str) -> dict[str, Any] | None:
     """The OpenAPI or Swagger document in a cell's source (a fenced block, or the whole source)."""
+    return _api_document(source)[0]
+
+
+def _api_document(source: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the document, None), or (None, why a text that looks like one does not parse)."""
+    why = None
     for text in [*_FENCE.findall(source), source]:
         for load in (json.loads, yaml.safe_load):
             try:
                 found = load(text)
-            except (ValueError, yaml.YAMLError):
+            except (ValueError, yaml.YAMLError) as exc:
+                # Say the error of the syntax the text is written in: JSON for "{...", else YAML.
+                is_json = text.lstrip().startswith("{")
+                if _LOOKS_LIKE_API.search(text) and why is None and (load is json.loads) == is_json:
+                    why = str(exc).splitlines()[0][:200]
                 continue
             if isinstance(found, dict) and ("openapi" in found or "swagger" in found):
-                return found
-    return None
+                return found, None
+    return None, why
 
 
 def parse_openapi_notebook(
@@ -70,8 +81,14 @@ def parse_openapi_notebook(
     problems: list[ParseProblem] = []
     document, document_cell = None, -1
     for index, source in enumerate(sources):
-        found = api_document(source)
+        found, why = _api_document(source)
         if found is None:
+            if why is not None:
+                problems.append(
+                    ParseProblem(
+                        index, f"the cell looks like an API document but does not parse: {why}", "api-document"
+                    )
+                )
             continue
         if document is None:
             document, document_cell = found, index

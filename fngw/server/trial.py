@@ -19,16 +19,19 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import falcon.testing
+import gevent
 
 from fngw.contracts import MISSING, Example, ResponseValidator, media_type
 from fngw.deployment import Deployment
-from fngw.kernels import KernelError
+from fngw.kernels import KernelError, KernelPool, PoolUnavailable
 from fngw.manifest import PoolSettings
 from fngw.manifest.contracts import as_text
-from fngw.routing import Route, RoutePlan
+from fngw.routing import Route
 
 from .app import create_app
 from .pools import GatewayPools, PoolOptions
+
+KERNEL_WAIT = 120.0  # seconds an example waits for its pool's kernel (a first start, a replacement)
 
 
 @dataclass
@@ -52,14 +55,19 @@ class ExampleResult:
         return f"{self.route.method} {self.route.path} · {self.example.name}"
 
 
-def selected_routes(plan: RoutePlan, endpoints: Sequence[str]) -> list[Route]:
-    """Routes with examples, limited to the ``endpoints`` annotations (``POST /orders/:region``, as
-    the manifest names them, or with the full path) when any are given."""
-    routes = [r for r in plan.routes if r.settings.contract is not None and r.settings.contract.examples]
+def selected_routes(deployment: Deployment, endpoints: Sequence[str]) -> list[Route]:
+    """Routes with examples in manifest order (notebooks, then their endpoints, as written),
+    limited to the ``endpoints`` annotations (``POST /orders/:region``, as the manifest names them,
+    or with the full path) when any are given."""
+    order: dict[tuple[str, str], int] = {}
+    for name, notebook in deployment.manifest.notebooks.items():
+        for annotation in notebook.overrides:
+            order[(name, annotation)] = len(order)
+    routes = [r for r in deployment.plan.routes if r.settings.contract is not None and r.settings.contract.examples]
     if endpoints:
         wanted = set(endpoints)
         routes = [r for r in routes if r.endpoint.annotation in wanted or f"{r.method} {r.path}" in wanted]
-    return routes
+    return sorted(routes, key=lambda r: order.get((r.notebook, r.endpoint.annotation), len(order)))
 
 
 def run_examples(deployment: Deployment, routes: Sequence[Route]) -> list[ExampleResult]:
@@ -80,7 +88,7 @@ def run_examples(deployment: Deployment, routes: Sequence[Route]) -> list[Exampl
         pools = GatewayPools(plan, PoolOptions(runtime_dir=Path(runtime)))
         try:
             for pool in pools.pools.values():
-                pool.start(wait=True)
+                pool.start(wait=False)
             client = falcon.testing.TestClient(create_app(deployment.manifest, plan, pools))
             return [_run(client, pools, route, example) for route in routes for example in _examples(route)]
         finally:
@@ -91,11 +99,29 @@ def _examples(route: Route) -> tuple[Example, ...]:
     return route.settings.contract.examples if route.settings.contract is not None else ()
 
 
+def _ready(pool: KernelPool, timeout: float = KERNEL_WAIT) -> str | None:
+    """Wait until ``pool`` has a kernel to give (its first start, or the replacement of one an
+    earlier example killed); why it has none, or None."""
+    try:
+        if not pool.wait_started(timeout):
+            return f"no kernel of pool {pool.name} started within {timeout:g}s"
+    except PoolUnavailable as exc:
+        return f"its kernel could not start: {exc.cause or exc}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pool.stats().idle:
+            return None
+        if pool.last_error is not None:  # a replacement failed to start (it keeps trying, with backoff)
+            return f"its kernel could not be replaced: {pool.last_error}"
+        gevent.sleep(0.05)
+    return f"no kernel of pool {pool.name} was ready within {timeout:g}s"
+
+
 def _run(client: falcon.testing.TestClient, pools: GatewayPools, route: Route, example: Example) -> ExampleResult:
     result = ExampleResult(route, example)
-    error = pools[route.pool_id].last_error
-    if error is not None and not pools.pools[route.pool_id].kernels:
-        result.problems.append(f"its kernel did not start: {error}")
+    why = _ready(pools[route.pool_id])
+    if why is not None:
+        result.problems.append(why)
         return result
     body, content_type = _body(route, example)
     headers = {name: as_text(value) for name, value in example.headers.items()}

@@ -6,7 +6,7 @@ import falcon
 import falcon.testing
 import pytest
 
-from fngw.contracts import RequestRejected, ResponseBroken, UnsupportedMediaType
+from fngw.contracts import RequestRejected, ResponseBroken, SchemaUnusable, UnsupportedMediaType
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http import errors
 from fngw.http.disconnect import ClientGone
@@ -33,6 +33,7 @@ CASES = [
     ),
     (UnsupportedMediaType("text/plain", ("application/json",)), 415, {"accepted": ["application/json"]}),
     (ResponseBroken("body/id: 'id' is a required property"), 500, {}),
+    (SchemaUnusable("the endpoint's schema refers to itself without end"), 500, {}),
     (ResponseInfoInvalid("must print JSON"), 500, {}),
     (CellFailed("the cell raised ValueError: x", "ValueError", "x"), 500, {"ename": "ValueError", "evalue": "x"}),
     (QueueFull("pool p: all busy", "p"), 503, {"pool": "p"}),

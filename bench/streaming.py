@@ -31,8 +31,8 @@ from common import children, free_port, rss_mb, start_fngw, stop  # noqa: E402
 
 CELLS = [
     "import sys, time",
-    "# GET /ticks/:n\nimport json\nn = int(json.loads(REQUEST)['path']['n'])\nfor _ in range(n):\n"
-    "    print(f'{time.time():.6f}', flush=True)\n    time.sleep(0.05)",
+    "# GET /ticks/:n/:ms\nimport json\np = json.loads(REQUEST)['path']\nfor _ in range(int(p['n'])):\n"
+    "    print(f'{time.time():.6f}', flush=True)\n    time.sleep(int(p['ms']) / 1000)",
     "# GET /flood\nline = 'x' * 1023 + '\\n'\nfor _ in range(50 * 1024):\n    sys.stdout.write(line)\nprint('end')",
 ]
 
@@ -46,7 +46,7 @@ def service(folder: Path, streams: int) -> Path:
         "notebooks": {
             "bench": {
                 "path": "bench.ipynb",
-                "endpoints": {"GET /ticks/:n": {"stream": True}, "GET /flood": {"stream": True}},
+                "endpoints": {"GET /ticks/:n/:ms": {"stream": True}, "GET /flood": {"stream": True}},
             }
         },
     }
@@ -54,11 +54,13 @@ def service(folder: Path, streams: int) -> Path:
     return folder / "fngw.yaml"
 
 
-def ticks(port: int, n: int, latencies: list[float], first_bytes: list[float], barrier: threading.Barrier) -> None:
+def ticks(
+    port: int, n: int, ms: int, latencies: list[float], first_bytes: list[float], barrier: threading.Barrier
+) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         barrier.wait()
         started = time.time()
-        sock.sendall(f"GET /ticks/{n} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET /ticks/{n}/{ms} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
         pending = b""
         first = True
         while chunk := sock.recv(65536):
@@ -90,10 +92,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one run, its phases in order
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--lines", type=int, default=20)
+    parser.add_argument("--interval-ms", type=int, default=50, help="between a stream's lines")
+    parser.add_argument("--no-memory", action="store_true", help="skip the slow readers")
     parser.add_argument("--read-seconds", type=float, default=10.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -107,7 +111,9 @@ def main() -> None:
             first_bytes: list[float] = []
             barrier = threading.Barrier(args.streams)
             threads = [
-                threading.Thread(target=ticks, args=(port, args.lines, latencies, first_bytes, barrier))
+                threading.Thread(
+                    target=ticks, args=(port, args.lines, args.interval_ms, latencies, first_bytes, barrier)
+                )
                 for _ in range(args.streams)
             ]
             for t in threads:
@@ -117,7 +123,8 @@ def main() -> None:
             before = rss_mb(worker)
             done = threading.Event()
             readers = [
-                threading.Thread(target=slow_reader, args=(port, args.read_seconds, done)) for _ in range(args.streams)
+                threading.Thread(target=slow_reader, args=(port, args.read_seconds, done))
+                for _ in range(0 if args.no_memory else args.streams)
             ]
             for t in readers:
                 t.start()
@@ -134,6 +141,7 @@ def main() -> None:
         json.dumps(
             {
                 "streams": args.streams,
+                "interval_ms": args.interval_ms,
                 "kernels_ready_s": round(ready, 1),
                 "lines_read": len(latencies),
                 "print_to_read_ms": {

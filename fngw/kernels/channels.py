@@ -23,7 +23,7 @@ log = logging.getLogger("fngw.kernels")
 
 
 YIELD_AFTER = 16 * 1024  # bytes of content after which the reader lets other greenlets run
-IOPUB_QUEUE = 8  # messages (each at most 256 KiB of stream text) a kernel's iopub may queue here
+IOPUB_QUEUE = 2  # messages (each at most 256 KiB of stream text) a kernel's iopub may queue here
 
 
 class KernelChannels:

@@ -52,8 +52,9 @@ COALESCE_BELOW = 16 * 1024  # bytes: more than this waiting goes out at once
 def stream_mode(req: falcon.Request, settings: StreamSettings) -> str | None:
     """SSE or NDJSON when the client names it in Accept (Falcon's ``client_prefers`` decides between
     them), plain text when the endpoint streams and the client accepts text/plain; None for a
-    buffered response (always for HTTP/1.0 clients, which cannot read chunked bodies)."""
-    if req.env.get("SERVER_PROTOCOL") == "HTTP/1.0":
+    buffered response (always for HTTP/1.0 clients, which cannot read chunked bodies, and for HEAD,
+    which has no body to stream)."""
+    if req.env.get("SERVER_PROTOCOL") == "HTTP/1.0" or req.method == "HEAD":
         return None
     named = [item.split(";", 1)[0].strip().lower() for item in (req.accept or "").split(",")]
     offered = [m for m in named if m in (SSE, NDJSON)]

@@ -153,7 +153,9 @@ def main() -> None:  # noqa: PLR0915 - one run, its phases in order
                     "p50": round(ms * statistics.median(first_bytes), 2),
                     "p99": round(ms * percentile(first_bytes, 0.99), 2),
                 },
-                "slow_readers": {
+                "slow_readers": None
+                if args.no_memory
+                else {
                     "output_each_mb": 50,
                     "worker_rss_mb_before": round(before, 1),
                     "worker_rss_mb_peak": round(peak, 1),

@@ -294,3 +294,13 @@ def test_a_broken_api_document_is_reported_with_its_parse_error(tmp_path):
     manifest = write_notebook(tmp_path, ['md:```json\n{"openapi": "3.1.0", "paths": {\n```', "# getA\nprint(1)"])
     problems = [p for p in check_deployment(manifest, offline=True).problems if p.rule == "api-document"]
     assert any("does not parse" in p.message for p in problems), problems
+
+
+def test_a_stream_buffer_below_its_floor_is_a_manifest_error(tmp_path):
+    manifest = write_notebook(tmp_path, ["# GET /a\nprint(1)"])
+    manifest.write_text(
+        "version: 1\nnotebooks:\n  api:\n    path: api.ipynb\n"
+        '    endpoints:\n      "GET /a": {stream: {buffer: 4KiB}}\n'
+    )
+    rules = {p.rule for p in check_deployment(manifest, offline=True).problems}
+    assert "stream-buffer-too-small" in rules

@@ -214,3 +214,59 @@ def test_the_openapi_document_says_how_endpoints_stream(gw):
     assert doc["paths"]["/silent"]["get"]["responses"]["200"]["x-fngw-stream"]["plain"] is True
     assert doc["paths"]["/forever"]["get"]["responses"]["200"]["x-fngw-stream"]["plain"] is False
     assert "stdout" in doc["components"]["schemas"]["StreamEvent"]["properties"]["event"]["enum"]
+
+
+def test_a_client_that_leaves_at_once_still_interrupts_the_cell(gw, markers):
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.sendall(b"GET /solo/marker/gone-at-once HTTP/1.1\r\nHost: x\r\n\r\n")
+    left = time.monotonic()  # closed before the cell began: the first interrupt may land too early
+    assert gw.request("GET", "/solo/silent")[0] == 202
+    assert time.monotonic() - left < 2.5  # the abandoned cell sleeps 3 s
+    time.sleep(3.5)
+    assert not (markers / "gone-at-once").exists()
+
+
+def test_the_idle_limit_applies_before_the_first_byte_of_a_plain_stream(gw):
+    started = time.monotonic()
+    status, _, body = gw.request("GET", "/late")  # silent for 3 s, stream.idle 1 s
+    assert status == 504 and "did not finish" in json.loads(body)["message"]
+    assert time.monotonic() - started < 2.5
+
+
+def test_the_timeout_covers_the_response_info_cell_too(gw):
+    response, lines = timed_lines(gw, "/twohalves", {"Accept": "application/x-ndjson"})
+    end = json.loads(lines[-1][1])
+    assert end["event"] == "end" and end["data"]["status"] == 504  # as the buffered call: 0.8 + 0.8 s > 1 s
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_its_cell_interrupted(gw):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gw.port))
+    sock.sendall(b"GET /solo/flood HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+    time.sleep(3)  # reading nothing while the cell prints 50 MB
+    sock.settimeout(30)
+    data = b""
+    while b"event: end" not in data:
+        chunk = sock.recv(1 << 20)
+        assert chunk, "the stream closed without an end event"
+        data += chunk
+    sock.close()
+    assert b"event: dropped" in data and b'"ename": "SlowClient"' in data and b'"status": 502' in data
+    assert gw.request("GET", "/solo/silent")[0] == 202  # the flood was interrupted: the kernel is free
+
+
+def test_carriage_returns_reach_an_sse_client_as_line_breaks(gw):
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as client,
+        connect_sse(client, "GET", "/progressbar") as source,
+    ):
+        text = "".join(e.data for e in source.iter_sse() if e.event == "stdout")
+    assert text.split() == ["0%", "50%", "100%"]  # each "\r" a line break, nothing lost
+
+
+def test_stream_types_in_any_case_and_head_requests(gw):
+    response, lines = timed_lines(gw, "/fails", {"Accept": "TEXT/EVENT-STREAM"})
+    assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+    status, headers, body = gw.request("HEAD", "/progress")
+    assert (status, body) == (200, b"") and headers["content-length"] == "40"  # the buffered answer's headers

@@ -102,13 +102,13 @@ _COMPONENTS = {
         "StreamEvent": {
             "description": "One event of a streamed response (docs/notebooks.md, Streaming)",
             "type": "object",
-            "required": ["event", "data"],
+            "required": ["event"],
             "properties": {
                 "id": {"type": "integer", "description": "1, 2, ... in order"},
                 "event": {"enum": ["stdout", "stderr", "display", "error", "dropped", "end", "keep-alive"]},
                 "data": {
                     "description": "stdout/stderr: the text; display: the mime bundle; error: {ename, evalue, "
-                    "message, traceback?}; dropped: {bytes}; end: {status, duration_ms}",
+                    "message, traceback?}; dropped: {bytes}; end: {status, duration_ms}; none on keep-alive",
                 },
             },
         },

@@ -32,7 +32,8 @@ from fngw.routing import Route
 
 from . import execution, response
 from .request import request_document
-from .streaming import PLAIN, STREAM_TYPES, StreamSession, stream_mode
+from .stream_wire import PLAIN, STREAM_TYPES, stream_mode
+from .streaming import StreamSession
 
 log = logging.getLogger("fngw.endpoints")
 

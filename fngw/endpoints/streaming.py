@@ -17,9 +17,7 @@ at once and the kernel goes back to its pool.
 
 from __future__ import annotations
 
-import json
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,84 +34,13 @@ from fngw.manifest import StreamSettings
 from .errors import ResponseInfoInvalid
 from .execution import ExecutionPlan, Outcome, streamed_code
 from .response import describe_failure, parse_response_info
+from .stream_wire import MODE_NAMES, PLAIN, SSE, StreamBuffer, encode
 
-SSE, NDJSON, PLAIN = "text/event-stream", "application/x-ndjson", "text/plain"
-STREAM_TYPES = {
-    SSE: "text/event-stream; charset=utf-8",
-    NDJSON: "application/x-ndjson",
-    PLAIN: "text/plain; charset=utf-8",
-}
-MODE_NAMES = {SSE: "sse", NDJSON: "ndjson", PLAIN: "plain"}
 KEEPALIVE = 15.0  # seconds of silence before an SSE comment (or NDJSON keep-alive line) goes out
 COALESCE = 0.005  # seconds: small output arriving this close together goes out as one write
 COALESCE_BELOW = 16 * 1024  # bytes: more than this waiting goes out at once
-
-
-def stream_mode(req: falcon.Request, settings: StreamSettings) -> str | None:
-    """SSE or NDJSON when the client names it in Accept (Falcon's ``client_prefers`` decides between
-    them), plain text when the endpoint streams and the client accepts text/plain; None for a
-    buffered response (always for HTTP/1.0 clients, which cannot read chunked bodies, and for HEAD,
-    which has no body to stream)."""
-    if req.env.get("SERVER_PROTOCOL") == "HTTP/1.0" or req.method == "HEAD":
-        return None
-    named = [item.split(";", 1)[0].strip().lower() for item in (req.accept or "").split(",")]
-    offered = [m for m in named if m in (SSE, NDJSON)]
-    chosen = req.client_prefers(offered) if offered else None
-    if chosen is not None:
-        return chosen
-    return PLAIN if settings.enabled and req.client_accepts(PLAIN) else None
-
-
-class StreamBuffer:
-    """Encoded output waiting for the client, at most ``limit`` bytes (one chunk larger than the
-    limit is taken when the buffer is empty). ``push`` never waits."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.dropped = 0  # bytes refused since the last ``dropped`` marker
-        self.changed = gevent.event.Event()
-        self.closed = False
-
-    def push(self, chunk: bytes, force: bool = False) -> bool:
-        """Queue ``chunk``; False (and counted in ``dropped``) when it does not fit."""
-        if not force and self.chunks and self.size + len(chunk) > self.limit:
-            self.dropped += len(chunk)
-            return False
-        self.chunks.append(chunk)
-        self.size += len(chunk)
-        self.changed.set()
-        return True
-
-    def take(self) -> bytes:
-        """Everything queued, as one write."""
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.size = 0
-        self.changed.clear()
-        return data
-
-    def close(self) -> None:
-        """No more output: the reader ends after what is queued."""
-        self.closed = True
-        self.changed.set()
-
-
-def encode(mode: str, ident: int, name: str, data: Any) -> bytes:
-    """One event in ``mode``'s framing (plain text carries stdout and markers only: b"" else)."""
-    if mode == SSE:
-        lines = data.split("\n") if isinstance(data, str) else [json.dumps(data)]
-        return (f"id: {ident}\nevent: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n").encode()
-    if mode == NDJSON:
-        return (json.dumps({"id": ident, "event": name, "data": data}) + "\n").encode()
-    if name == "stdout":
-        return str(data).encode()
-    if name == "dropped":
-        return f"\n[fngw: {data['bytes']} bytes of output dropped: the client read too slowly]\n".encode()
-    if name == "error":
-        return f"\n[fngw: {data['message']}]\n".encode()
-    return b""
+REINTERRUPT = 0.25  # seconds between interrupts while an interrupted cell still runs
+INTERRUPTS = 40  # at most (10 s); then the pool's own recovery deals with the kernel
 
 
 class StreamSession:
@@ -153,6 +80,9 @@ class StreamSession:
         self.abandoned = False
         self.interrupted = False  # the gateway interrupted the cell (idle limit, timeout, client gone)
         self.cut_off = False  # the client missed more than a buffer of output: no more output is sent
+        self.lost = 0  # bytes of output the client missed so far (reported in dropped events)
+        self.deadline = self.started + timeout  # the whole stream's, ResponseInfo included
+        self.interrupter: gevent.Greenlet | None = None
         self.ended_by: int | None = None  # the status our interruption decides (504 for the idle limit)
         self.body_started = False  # a body byte was queued (plain: stdout only, until then)
         self.runner: gevent.Greenlet | None = None
@@ -171,10 +101,10 @@ class StreamSession:
         and the stream ends with an ``error`` event."""
         if self.cut_off and name not in ("end", "error"):
             return
-        if self.buffer.dropped > self.settings.buffer and not self.cut_off:
-            self.cut_off = self.interrupted = True
+        if self.lost + self.buffer.dropped > self.settings.buffer and not self.cut_off:
+            self.cut_off = True
             self.ended_by = self.ended_by or 502
-            self.kernel.interrupt()
+            self._interrupt()
             lost, self.buffer.dropped = self.buffer.dropped, 0
             self._push("dropped", {"bytes": lost}, force=True)
             message = "the client read too slowly: the stream was ended and the cell interrupted"
@@ -182,15 +112,16 @@ class StreamSession:
             return
         if self.buffer.dropped and name != "end":
             lost, self.buffer.dropped = self.buffer.dropped, 0
+            self.lost += lost
             self._push("dropped", {"bytes": lost}, force=True)
         self._push(name, data, force=name in ("end", "error"))
 
     def _push(self, name: str, data: Any, force: bool) -> None:
         if self.mode == PLAIN and not self.body_started and name != "stdout":
             return  # before the first byte, a plain stream can still become a buffered answer
-        self.ident += 1
-        chunk = encode(self.mode, self.ident, name, data)
+        chunk = encode(self.mode, self.ident + 1, name, data)
         if chunk and self.buffer.push(chunk, force):
+            self.ident += 1  # ids count the events the client gets: no gaps for dropped ones
             self.body_started = True
             self.first_output.set()
 
@@ -237,9 +168,9 @@ class StreamSession:
             self.failure, self.status = exc, 502
             self.emit("error", {"ename": type(exc).__name__, "evalue": str(exc), "message": str(exc)})
         finally:
-            self.pool.release(self.kernel)  # the pool interrupts or replaces a kernel still busy
-            if self.abandoned or self.status == 504:
-                self.kernel.interrupt()
+            # The pool interrupts or replaces a kernel still busy; never interrupt it after this: it
+            # may already run another request's cell.
+            self.pool.release(self.kernel)
             duration = round(1000 * (time.monotonic() - self.started), 3)
             self.emit("end", {"status": self.status, "duration_ms": duration})
             self.buffer.close()
@@ -251,15 +182,20 @@ class StreamSession:
         if not result.ok:
             return 500
         info = self.plan.endpoint.response_info
-        if info is None or self.abandoned:
-            return 200
+        if info is None or self.abandoned or (self.mode == PLAIN and self.body_started):
+            return 200  # (plain: the status went out with the first byte)
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return 504
         try:
-            answer = self.pool.execute(info, timeout=self.timeout, kernel=self.kernel)
+            answer = self.pool.execute(info, timeout=remaining, kernel=self.kernel)
             self.info_stdout = answer.stdout
             if not answer.ok:
                 self.info_error = answer.error
                 return 500
             status, _ = parse_response_info(answer.stdout)
+        except ExecutionTimeout:
+            return 504
         except (KernelError, ResponseInfoInvalid):
             return 500
         return status or 200
@@ -269,21 +205,30 @@ class StreamSession:
     def wait_first_output(self, req: falcon.Request) -> None:
         """Until the first body byte or the end of the run (plain mode decides its status then);
         a client that leaves meanwhile interrupts the cell (``ClientGone``)."""
+        idle = self.settings.idle
         try:
             with abandon_if_client_leaves(req):
-                self.first_output.wait()
+                while not self.first_output.wait(idle):
+                    if time.monotonic() - self.last_output >= (idle or 0) and self.ended_by is None:
+                        message = f"no output for {idle:g}s (stream.idle): the cell was interrupted"
+                        self.failure = ExecutionTimeout(message, None)
+                        self.ended_by = 504
+                        self._interrupt()
         except ClientGone:
             self.abandon()
             raise
 
     def observed(self, req: falcon.Request) -> ObservedStream:
         """The response body, observed for the access log and metrics (``ObservedStream``)."""
-        self.stream = ObservedStream(self.chunks(req), MODE_NAMES[self.mode])
+        started = getattr(req.context, "started", None)  # the request's start (fngw.telemetry)
+        self.stream = ObservedStream(self.chunks(req), MODE_NAMES[self.mode], started)
         return self.stream
 
     def chunks(self, req: falcon.Request) -> Iterator[bytes]:
         """The body, written as the cell produces it, until the ``end`` event."""
         try:
+            if self.mode == SSE:
+                yield b": fngw stream\n\n"  # the status and headers go out now, not with the first event
             while True:
                 if self._wait(req):
                     data = self.buffer.take()
@@ -308,11 +253,11 @@ class StreamSession:
             wait = min(wait, max(0.0, self.last_output + idle - time.monotonic()))
         with abandon_if_client_leaves(req):
             arrived = self.buffer.changed.wait(wait)
-            if arrived and not self.buffer.closed and self.buffer.size < COALESCE_BELOW:
+            if arrived and not self.buffer.closed and self.buffer.size < min(COALESCE_BELOW, self.buffer.limit // 8):
                 gevent.sleep(COALESCE)
         if not arrived and idle is not None and time.monotonic() - self.last_output >= idle and not self.buffer.closed:
-            self.interrupted, self.ended_by = True, 504
-            self.kernel.interrupt()
+            self.ended_by = 504
+            self._interrupt()
             message = f"no output for {idle:g}s (stream.idle): the cell was interrupted"
             self.emit("error", {"ename": "Idle", "evalue": message, "message": message})
             self.last_output = time.monotonic()
@@ -323,11 +268,27 @@ class StreamSession:
         """The client is gone: interrupt the cell; its kernel goes back to the pool when it stops."""
         if self.abandoned or self.buffer.closed:
             return
-        self.abandoned = self.interrupted = True
+        self.abandoned = True
         if self.stream is not None:
             self.stream.client_left = True
-        if self.runner is not None and not self.runner.dead:
-            self.kernel.interrupt()
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Interrupt the cell, and again every ``REINTERRUPT`` seconds while the run lasts: an
+        interrupt that lands before the kernel has begun the cell (a client that leaves at once)
+        is lost, and a cell may catch one. Only while the run holds the kernel: never after."""
+        self.interrupted = True
+        if self.interrupter is not None or self.runner is None or self.runner.dead:
+            return
+
+        def keep_interrupting() -> None:
+            for _ in range(INTERRUPTS):
+                if self.runner is None or self.runner.dead:
+                    return
+                self.kernel.interrupt()
+                gevent.sleep(REINTERRUPT)
+
+        self.interrupter = gevent.spawn(keep_interrupting)
 
     # --- the buffered answer of plain mode -------------------------------------------------------
 
@@ -336,7 +297,7 @@ class StreamSession:
         cell's displays and ResponseInfo apply). Raises what ended the run early (a timeout, a
         lost kernel), as the buffered path would."""
         if self.failure is not None:
-            raise self.failure
+            raise self.failure  # a timeout (504), the idle limit (504), a lost kernel (502)
         assert self.result is not None
         self.result.outputs = self.displays
         return Outcome(self.result, self.info_stdout, self.info_error, self.displays)

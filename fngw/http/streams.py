@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 
 class ObservedStream:
     """Wraps ``chunks`` (an iterator of bytes); ``mode`` names the stream for logs (``sse``,
-    ``ndjson``, ``plain``)."""
+    ``ndjson``, ``plain``); ``started``: when the request began (``time.perf_counter()``), from
+    which the time to the first byte counts."""
 
-    def __init__(self, chunks: Iterator[bytes], mode: str):
+    def __init__(self, chunks: Iterator[bytes], mode: str, started: float | None = None):
         self._chunks = chunks
         self.mode = mode
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started  # perf_counter seconds
         self.sent = 0  # bytes handed to the server
         self.first_byte: float | None = None  # seconds from the start to the first chunk
         self.client_left = False  # the producer saw the client go before the end

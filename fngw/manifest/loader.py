@@ -6,7 +6,6 @@ JSON Schema keyword that failed (``additionalProperties``, ``type``, ...); the r
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,8 +13,6 @@ from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import jsonschema
 
 from fngw.package_data import schema_path
 
@@ -37,6 +34,7 @@ from .model import (
     TokenSource,
 )
 from .problems import Problem
+from .schema_problems import schema_problems
 from .schemas import ManifestSchemas
 from .units import parse_duration, parse_size
 from .yamlsource import JsonPath, SourceMap, json_path, load_yaml
@@ -75,7 +73,9 @@ def load_manifest(path: str | Path) -> LoadResult:
         return LoadResult(None, _sorted(problems))
     # Report schema problems too, except where the YAML problem already explains the value.
     explained = {p.path for p in problems}
-    problems.extend(p for p in schema_problems(loaded.data, loaded.source, display) if p.path not in explained)
+    problems.extend(
+        p for p in schema_problems(manifest_schema(), loaded.data, loaded.source, display) if p.path not in explained
+    )
     if problems:
         return LoadResult(None, _sorted(problems))
     builder = _ManifestBuilder(path.resolve(), loaded.data, loaded.source, display)
@@ -84,108 +84,8 @@ def load_manifest(path: str | Path) -> LoadResult:
     return LoadResult(None if builder.problems else manifest, _sorted(problems))
 
 
-def _stream(raw: Any) -> StreamSettings:
-    """endpoint.stream: absent or false (SSE/NDJSON only when asked), true, or settings."""
-    if raw is None or raw is False:
-        return StreamSettings()
-    if raw is True:
-        return StreamSettings(enabled=True)
-    return StreamSettings(
-        enabled=bool(raw.get("enabled", True)),
-        idle=parse_duration(raw["idle"]) if "idle" in raw else None,
-        buffer=parse_size(raw["buffer"]) if "buffer" in raw else StreamSettings.buffer,
-    )
-
-
 def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file, p.line, p.col, p.rule))
-
-
-# --- schema -------------------------------------------------------------------------------------
-
-
-def schema_problems(data: Any, source: SourceMap, file: str) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(manifest_schema())
-    problems: list[Problem] = []
-    for error in validator.iter_errors(data):
-        problems.extend(_describe(error, source, file))
-    return problems
-
-
-def _expectation(error: jsonschema.ValidationError) -> str | None:
-    """The ``x-expect`` hint of the failing schema (the subschema that failed, so a hint on a
-    ``$defs`` entry applies wherever that entry is referenced)."""
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    return schema.get("x-expect")
-
-
-def _describe(error: jsonschema.ValidationError, source: SourceMap, file: str) -> list[Problem]:
-    path: JsonPath = tuple(error.absolute_path)
-    rule = str(error.validator)
-    instance = error.instance
-
-    def at_key(p: JsonPath, message: str) -> Problem:
-        loc = source.key(p)
-        return Problem(file, loc.line, loc.col, json_path(p), message, rule)
-
-    def at_value(p: JsonPath, message: str) -> Problem:
-        loc = source.value(p)
-        return Problem(file, loc.line, loc.col, json_path(p), message, rule)
-
-    if rule == "additionalProperties" and isinstance(instance, dict):
-        known = sorted(error.schema.get("properties", {}))
-        out = []
-        for key in instance:
-            if key in known:
-                continue
-            hint = difflib.get_close_matches(key, known, n=1)
-            message = f"unknown key {key!r}"
-            message += f"; did you mean {hint[0]!r}?" if hint else ""
-            if known:
-                message += f" (allowed: {', '.join(known)})"
-            out.append(at_key((*path, key), message))
-        return out
-    if "propertyNames" in error.absolute_schema_path:
-        # jsonschema reports a bad mapping key against the mapping; point at the key itself.
-        expect = _expectation(error) or "a valid name"
-        return [at_key((*path, str(instance)), f"{instance!r} is not {expect}")]
-    if rule == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return [at_key(path, f"missing required key {missing!r}")]
-    if rule == "uniqueItems":
-        return [at_value(path, "lists the same value more than once")]
-    if rule in ("minProperties", "maxProperties") and _expectation(error):
-        return [at_value(path, f"expected {_expectation(error)}")]
-    expected = _expectation(error)
-    if expected:
-        return [at_value(path, f"expected {expected}, got {_show(instance)}")]
-    if rule == "type":
-        wanted = error.schema.get("type")
-        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        return [at_value(path, f"expected {_article(wanted)}, got {_show(instance)}")]
-    if rule == "const":
-        return [at_value(path, f"expected {error.schema['const']!r}, got {_show(instance)}")]
-    if rule == "enum":
-        allowed = ", ".join(str(v) for v in error.schema["enum"])
-        return [at_value(path, f"expected one of {allowed}, got {_show(instance)}")]
-    return [at_value(path, error.message)]
-
-
-def _article(word: str) -> str:
-    return ("an " if word[:1] in "aeiou" else "a ") + word
-
-
-def _show(value: Any) -> str:
-    kinds = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
-    if value is None:
-        return "nothing (null)"
-    kind = kinds.get(type(value), type(value).__name__)
-    if isinstance(value, dict | list):
-        return f"a {kind}"
-    text = json.dumps(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{kind} {text}"
 
 
 # --- typed settings -------------------------------------------------------------------------------
@@ -342,7 +242,7 @@ class _ManifestBuilder:
                 tracebacks=tracebacks,
                 validate_responses=bool(ep.get("validate_responses", validate_responses)),
                 contract=build_contract(ep, annotation, ep_where, self.schemas, self.source, self.display, self.error),
-                stream=_stream(ep.get("stream")),
+                stream=self.stream(ep.get("stream"), (*ep_where, "stream")),
             )
         mount = raw.get("mount", "/")
         return NotebookSettings(
@@ -360,6 +260,24 @@ class _ManifestBuilder:
             overrides=_frozen(overrides),
             validate_responses=validate_responses,
             api=raw.get("api", "annotations"),
+        )
+
+    def stream(self, raw: Any, where: JsonPath) -> StreamSettings:
+        """endpoint.stream: absent or false (SSE/NDJSON only when asked), true, or settings."""
+        if raw is None or raw is False:
+            return StreamSettings()
+        if raw is True:
+            return StreamSettings(enabled=True)
+        buffer = parse_size(raw["buffer"]) if "buffer" in raw else StreamSettings.buffer
+        if buffer < StreamSettings.buffer:
+            message = (
+                "stream.buffer must be at least 1MiB: stream messages are up to 256 KiB, and a buffer holds several"
+            )
+            self.error((*where, "buffer"), message, "stream-buffer-too-small")
+        return StreamSettings(
+            enabled=bool(raw.get("enabled", True)),
+            idle=parse_duration(raw["idle"]) if "idle" in raw else None,
+            buffer=buffer,
         )
 
     def kernel_api(self, raw: dict[str, Any], default_auth: Access) -> KernelApiSettings:

@@ -140,8 +140,11 @@ def opened(nb: nbformat.NotebookNode | str | Path) -> tuple[Path | None, nbforma
         path = Path(nb)
         nb = read_notebook(path)
     metadata: dict[str, Any] = nb.get("metadata", {}) or {}
-    language = str((metadata.get("language_info") or {}).get("name") or "").lower()
-    return path, nb, language, (metadata.get("kernelspec") or {}).get("name") or None
+    kernelspec = metadata.get("kernelspec") or {}
+    # language_info is written by Jupyter once a kernel ran; a notebook never run has only the
+    # kernelspec's language (bash_kernel's notebooks say "bash" there)
+    language = str((metadata.get("language_info") or {}).get("name") or kernelspec.get("language") or "").lower()
+    return path, nb, language, kernelspec.get("name") or None
 
 
 def parse_notebook(

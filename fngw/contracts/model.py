@@ -25,6 +25,11 @@ MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__bool_
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def json_pointer(*parts: object) -> str:
+    """RFC 6901: ``json_pointer("items", 0, "a/b")`` is ``/items/0/a~1b``."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
 @dataclass(frozen=True)
 class SchemaSet:
     """The documents ``$ref`` may reach (by absolute URI), and the base URI of inline schemas (the

@@ -19,7 +19,7 @@ from typing import Any
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from .model import MISSING, Contract, Parameter, ResponseContract, SchemaSet
+from .model import MISSING, Contract, Parameter, ResponseContract, SchemaSet, json_pointer
 
 _LOCATIONS = {"path": "path", "query": "query", "header": "header"}  # cookie parameters are not checked
 _SCHEMA_KEYS = (
@@ -41,7 +41,7 @@ class ApiDocument:
 
     def ref(self, *pointer: str | int) -> dict[str, str]:
         """A schema that is the document's schema at ``pointer``."""
-        return {"$ref": f"{self.uri}#{_pointer(pointer)}"}
+        return {"$ref": f"{self.uri}#{json_pointer(*pointer)}"}
 
     def resolve(self, value: Any, at: tuple[str | int, ...]) -> tuple[Any, tuple[str | int, ...]]:
         """A Parameter/Request Body/Response Object that may be a ``$ref``, and where it is."""
@@ -190,10 +190,6 @@ def _dialect(value: Any) -> Any:
     if out.get("type") == "file":
         out.pop("type")
     return out
-
-
-def _pointer(parts: tuple[str | int, ...]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _unescape(part: str) -> str:

@@ -1,7 +1,7 @@
 """Checking a request against its endpoint's contract, before any kernel is used.
 
 ``check_media_type`` refuses a body of a media type the endpoint does not accept (415).
-``validate_request`` converts path, query and header strings by their schemas (fngw.contracts
+``RequestValidator.validate`` converts path, query and header strings by their schemas (fngw.contracts
 .coercion), fills declared defaults, validates every parameter and the body, and returns the
 values a cell reads as ``REQUEST["params"]``; it raises ``RequestRejected`` listing every error.
 """
@@ -18,7 +18,7 @@ import jsonschema
 
 from .coercion import coerce_values, types_of
 from .errors import RequestRejected, SchemaUnusable, UnsupportedMediaType
-from .model import Contract, Parameter, Schema
+from .model import Contract, Parameter, Schema, json_pointer
 
 MAX_MESSAGE = 300  # characters of one error message: a schema error can quote a whole document
 MAX_ERRORS = 100  # errors listed in a 422: a large invalid body could otherwise make a larger answer
@@ -112,14 +112,14 @@ class RequestValidator:
                 if isinstance(shape, dict) and "default" in shape:
                     values[parameter.name] = shape["default"]
                 elif parameter.required:
-                    errors.append(_error(key, _pointer(parameter.name), f"{_what(parameter)} is required"))
+                    errors.append(_error(key, json_pointer(parameter.name), f"{_what(parameter)} is required"))
                 continue
             value = coerce_values(list(raw), shape, separator=parameter.separator)
             values[parameter.name] = value
             validator = self._parameters.get((location, parameter.name))
             if validator is not None:
                 for error in islice(validator.iter_errors(value), MAX_ERRORS + 1):
-                    errors += _schema_errors(key, _pointer(parameter.name), error)
+                    errors += _schema_errors(key, json_pointer(parameter.name), error)
         return values
 
     def _body_of(self, body: Any, body_given: bool, form: bool, size: int, errors: list[dict[str, str]]) -> Any:
@@ -156,10 +156,6 @@ def _what(parameter: Parameter) -> str:
     return f"{'header' if parameter.location == 'header' else parameter.location + ' parameter'} {parameter.name!r}"
 
 
-def _pointer(*parts: object) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
 def _error(where: str, pointer: str, message: str) -> dict[str, str]:
     return {"in": where, "pointer": pointer, "message": message}
 
@@ -180,10 +176,10 @@ def _schema_errors(where: str, prefix: str, error: jsonschema.ValidationError) -
         patterns = list((schema.get("patternProperties") or {}).keys())
         extra = [k for k in error.instance if k not in declared and not any(re.search(p, k) for p in patterns)]
         if extra:
-            return [_error(where, prefix + _pointer(*path, k), f"{k!r} is not expected here") for k in extra]
+            return [_error(where, prefix + json_pointer(*path, k), f"{k!r} is not expected here") for k in extra]
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 1] + "…"
-    return [_error(where, prefix + _pointer(*path), message)]
+    return [_error(where, prefix + json_pointer(*path), message)]
 
 
 def _more(errors: list[dict[str, str]]) -> list[dict[str, str]]:

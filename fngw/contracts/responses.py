@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 
-from .model import Contract
+from .model import Contract, json_pointer
 from .requests import MAX_MESSAGE, media_type
 
 
@@ -63,6 +63,6 @@ def _decoded(body: bytes, given: str | None) -> tuple[Any, str | None]:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
-    pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
+    pointer = json_pointer(*error.absolute_path)
     message = error.message if len(error.message) <= MAX_MESSAGE else error.message[: MAX_MESSAGE - 1] + "…"
     return f"body{pointer}: {message}"

@@ -20,6 +20,7 @@ import falcon
 from falcon.media import MultipartFormHandler
 from falcon.media.multipart import MultipartParseOptions
 
+from fngw.contracts import media_type as parsed_media_type
 from fngw.http.environ import RAW_HEADERS
 
 from .errors import RequestInvalid, RequestTooLarge
@@ -71,7 +72,7 @@ def parse_body(req: falcon.Request, data: bytes, max_body: int = DEFAULT_MAX_BOD
     limits."""
     if not data:
         return ""
-    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    media_type = parsed_media_type(req.content_type) or ""
     if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
         text = _text(data, "the JSON body")
         try:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 
@@ -36,6 +36,8 @@ from .stream_wire import PLAIN, STREAM_TYPES, stream_mode
 from .streaming import StreamSession
 
 log = logging.getLogger("fngw.endpoints")
+
+T = TypeVar("T")
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -73,9 +75,12 @@ class EndpointHandler:
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         body = read_body(req, self.max_body)
+        requests = self.requests
+        if requests is not None:  # 415 before the body is parsed as what it is not
+            self._rejections(lambda: check_media_type(requests.contract, req.content_type, body))
         document = request_document(req, body, params, self.max_body)
         if self.requests is not None:
-            document["params"] = self._validated(req, document, body)
+            document["params"] = self._rejections(lambda: self._validated(req, document, body))
         request_json = json.dumps(document)
         ctx = req.context
         ctx.pool = self.pool.name
@@ -128,20 +133,17 @@ class EndpointHandler:
         resp.stream = session.observed(req)
 
     def _validated(self, req: falcon.Request, document: dict[str, Any], body: bytes) -> dict[str, Any]:
-        """REQUEST["params"]; raises UnsupportedMediaType or RequestRejected before any kernel is used."""
+        """REQUEST["params"]; raises RequestRejected before any kernel is used."""
         assert self.requests is not None
+        form = media_type(req.content_type) in FORMS
+        return self.requests.validate(
+            document["path"], document["args"], document["headers"], document["body"], bool(body), form, len(body)
+        )
+
+    def _rejections(self, check: Callable[[], T]) -> T:
+        """``check()``, counting a refusal (415, 422) in the metrics."""
         try:
-            check_media_type(self.requests.contract, req.content_type, body)
-            given = media_type(req.content_type)
-            return self.requests.validate(
-                document["path"],
-                document["args"],
-                document["headers"],
-                document["body"],
-                bool(body),
-                given in FORMS,
-                len(body),
-            )
+            return check()
         except ContractError as exc:
             if self.observe_rejection is not None:
                 reason = "media_type" if isinstance(exc, UnsupportedMediaType) else "schema"

@@ -16,6 +16,7 @@ from typing import Any
 
 import falcon
 
+from fngw.http.accept import named_preference
 from fngw.kernels import ExecutionError
 
 from .errors import CellFailed, ResponseInfoInvalid
@@ -127,15 +128,13 @@ def _bundle_with(outputs: list[dict[str, Any]], mime: str) -> Any:
 
 
 def _preferred(req: falcon.Request, outputs: list[dict[str, Any]]) -> str | None:
-    """The rich type the client prefers (Falcon's ``client_prefers``: quality values, specificity)
-    among those the cell displayed, other than text/plain. Only types the client names count: a
-    wildcard (curl's ``*/*``) never turns a cell's display into the body. Equal preferences go to
-    the type named first."""
-    named = [item.split(";", 1)[0].strip().lower() for item in (req.accept or "").split(",")]
-    displayed = {mime for output in outputs for mime in (output.get("data") or {})}
-    # client_prefers (Falcon 4) gives a tie to the first offer: offer in the client's order
-    offered = [m for m in named if m in displayed and m != "text/plain" and "*" not in m]
-    return req.client_prefers(offered) if offered else None
+    """The rich type the client names in Accept and prefers among those the cell displayed, other
+    than text/plain (what it printed): see ``fngw.http.accept``."""
+    displayed = {mime.lower() for output in outputs for mime in (output.get("data") or {})}
+    chosen = named_preference(req, displayed - {"text/plain"})
+    if chosen is None:
+        return None
+    return next(mime for output in outputs for mime in (output.get("data") or {}) if mime.lower() == chosen)
 
 
 def _rich_body(value: Any, mime: str) -> bytes:

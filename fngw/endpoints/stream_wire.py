@@ -15,6 +15,7 @@ from typing import Any
 import falcon
 import gevent.event
 
+from fngw.http.accept import named_preference
 from fngw.manifest import StreamSettings
 
 SSE, NDJSON, PLAIN = "text/event-stream", "application/x-ndjson", "text/plain"
@@ -24,43 +25,19 @@ STREAM_TYPES = {
     PLAIN: "text/plain; charset=utf-8",
 }
 MODE_NAMES = {SSE: "sse", NDJSON: "ndjson", PLAIN: "plain"}
-MIN_BUFFER = 1024**2  # bytes: stream.buffer's floor (a few of the largest stream messages, 256 KiB)
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
 def stream_mode(req: falcon.Request, settings: StreamSettings) -> str | None:
-    """SSE or NDJSON when the client names it in Accept (Falcon's ``client_prefers`` decides between
-    them), plain text when the endpoint streams and the client accepts text/plain; None for a
-    buffered response (always for HTTP/1.0 clients, which cannot read chunked bodies, and for HEAD,
-    which has no body to stream)."""
+    """SSE or NDJSON when the client names it in Accept (``fngw.http.accept``), plain text when
+    the endpoint streams and the client accepts text/plain; None for a buffered response (always
+    for HTTP/1.0 clients, which cannot read chunked bodies, and for HEAD, which has no body)."""
     if req.env.get("SERVER_PROTOCOL") == "HTTP/1.0" or req.method == "HEAD":
         return None
-    chosen = _named_stream_type(req.accept or "")
+    chosen = named_preference(req, (SSE, NDJSON))
     if chosen is not None:
         return chosen
     return PLAIN if settings.enabled and req.client_accepts(PLAIN) else None
-
-
-def _named_stream_type(accept: str) -> str | None:
-    """SSE or NDJSON when Accept names one (media types in any case) with a quality above 0, the
-    higher quality winning, then the one named first; wildcards never choose a stream."""
-    best: tuple[float, int, str] | None = None
-    for position, item in enumerate(accept.split(",")):
-        media, *params = (part.strip() for part in item.split(";"))
-        media = media.lower()
-        if media not in (SSE, NDJSON):
-            continue
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0 and (best is None or quality > best[0]):
-            best = (quality, position, media)
-    return best[2] if best is not None else None
 
 
 class StreamBuffer:

@@ -17,6 +17,7 @@ at once and the kernel goes back to its pool.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +36,8 @@ from .errors import ResponseInfoInvalid
 from .execution import ExecutionPlan, Outcome, streamed_code
 from .response import describe_failure, parse_response_info
 from .stream_wire import MODE_NAMES, PLAIN, SSE, StreamBuffer, encode
+
+log = logging.getLogger("fngw.endpoints")
 
 KEEPALIVE = 15.0  # seconds of silence before an SSE comment (or NDJSON keep-alive line) goes out
 COALESCE = 0.005  # seconds: small output arriving this close together goes out as one write
@@ -167,6 +170,11 @@ class StreamSession:
         except KernelError as exc:
             self.failure, self.status = exc, 502
             self.emit("error", {"ename": type(exc).__name__, "evalue": str(exc), "message": str(exc)})
+        except Exception as exc:  # a fault of ours: the client still gets an error and an end
+            log.exception("streamed execution failed")
+            self.failure, self.status = exc, 500
+            message = "the gateway failed to run this request; see its log"
+            self.emit("error", {"ename": "GatewayError", "evalue": message, "message": message})
         finally:
             # The pool interrupts or replaces a kernel still busy; never interrupt it after this: it
             # may already run another request's cell.

@@ -19,6 +19,7 @@ from fngw.package_data import schema_path
 from .contracts import build_contract
 from .model import (
     PUBLIC,
+    STREAM_BUFFER_FLOOR,
     Access,
     AuthSettings,
     CorsSettings,
@@ -269,7 +270,7 @@ class _ManifestBuilder:
         if raw is True:
             return StreamSettings(enabled=True)
         buffer = parse_size(raw["buffer"]) if "buffer" in raw else StreamSettings.buffer
-        if buffer < StreamSettings.buffer:
+        if buffer < STREAM_BUFFER_FLOOR:
             message = (
                 "stream.buffer must be at least 1MiB: stream messages are up to 256 KiB, and a buffer holds several"
             )

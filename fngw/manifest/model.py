@@ -102,6 +102,9 @@ class DefaultSettings:
     validate_responses: bool = False
 
 
+STREAM_BUFFER_FLOOR = 1024**2  # bytes: stream messages are up to 256 KiB; a buffer holds several
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     """endpoint.stream: ``enabled`` (plain streaming for text clients), ``idle`` (seconds without
@@ -109,7 +112,7 @@ class StreamSettings:
 
     enabled: bool = False
     idle: float | None = None
-    buffer: int = 1024**2
+    buffer: int = STREAM_BUFFER_FLOOR
 
 
 NO_STREAM = StreamSettings()

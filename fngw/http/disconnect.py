@@ -21,16 +21,16 @@ class ClientGone(Exception):
     """The client closed its connection while its request waited."""
 
 
-Watcher = Callable[[Callable[[], None] | None], AbstractContextManager[None]]
+Watcher = Callable[[], AbstractContextManager[None]]
 
 
 @contextlib.contextmanager
-def abandon_if_client_leaves(req: falcon.Request, on_leave: Callable[[], None] | None = None) -> Iterator[None]:
+def abandon_if_client_leaves(req: falcon.Request) -> Iterator[None]:
     """While the body of the ``with`` runs, a client that closes its connection interrupts it with
-    ``ClientGone`` (after calling ``on_leave``)."""
+    ``ClientGone``."""
     watch: Watcher | None = req.env.get(WATCH_DISCONNECT)
     if watch is None:
         yield
         return
-    with watch(on_leave):
+    with watch():
         yield

@@ -88,8 +88,9 @@ def build_contract(
     )
     contract = dataclasses.replace(contract, examples=examples)
     if ok:  # examples are checked with schemas that resolve
+        validator = RequestValidator(contract)  # compiled once for all the examples
         for i, example in enumerate(examples):
-            _check_example(contract, example, (*where, "examples", i), declared_path, error)
+            _check_example(validator, example, (*where, "examples", i), declared_path, error)
     return contract
 
 
@@ -147,7 +148,10 @@ def _pointer_path(pointer: str) -> JsonPath:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
-def _check_example(contract: Contract, example: Example, where: JsonPath, declared: set[str], error: Error) -> None:
+def _check_example(
+    validator: RequestValidator, example: Example, where: JsonPath, declared: set[str], error: Error
+) -> None:
+    contract = validator.contract
     missing = sorted(declared - set(example.path))
     if missing:
         error(
@@ -157,7 +161,7 @@ def _check_example(contract: Contract, example: Example, where: JsonPath, declar
     query = {k: [as_text(x) for x in v] if isinstance(v, list) else [as_text(v)] for k, v in example.query.items()}
     body_given = example.body is not MISSING
     try:
-        RequestValidator(contract).validate(
+        validator.validate(
             {k: as_text(v) for k, v in example.path.items()},
             query,
             {k: as_text(v) for k, v in example.headers.items()},

@@ -7,7 +7,7 @@ fngw's gunicorn worker puts ``functools.partial(watch_disconnect, sock)`` under
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import gevent
@@ -17,9 +17,9 @@ from fngw.http.disconnect import ClientGone
 
 
 @contextmanager
-def watch_disconnect(sock: socket.socket, on_leave: Callable[[], None] | None = None) -> Iterator[None]:
-    """While the body of the ``with`` runs, end of stream on ``sock`` (the client closed it) calls
-    ``on_leave`` and raises ``ClientGone`` in the waiting greenlet. A pipelined next request is data,
+def watch_disconnect(sock: socket.socket) -> Iterator[None]:
+    """While the body of the ``with`` runs, end of stream on ``sock`` (the client closed it) raises
+    ``ClientGone`` in the waiting greenlet. A pipelined next request is data,
     not a hang-up, and is left alone."""
     waiting = gevent.getcurrent()
 
@@ -30,8 +30,6 @@ def watch_disconnect(sock: socket.socket, on_leave: Callable[[], None] | None = 
         except OSError:
             data = b""
         if data == b"":  # EOF; data would be a pipelined next request, which is fine
-            if on_leave is not None:
-                on_leave()
             gevent.kill(waiting, ClientGone)
 
     watcher = gevent.spawn(watch)

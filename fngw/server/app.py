@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -53,10 +54,11 @@ def create_app(
     if metrics is None:
         metrics = GatewayMetrics()
     lifecycle = Lifecycle()
+    sample = TelemetrySampler(metrics, pools, kernel_registry).sample
     app = falcon.App(middleware=_middleware(manifest, metrics))
     errors.install(app)
     install_error_map(app)
-    _gateway_routes(app, manifest, plan, pools, kernel_registry, metrics, lifecycle)
+    _gateway_routes(app, manifest, plan, pools, kernel_registry is not None, metrics, lifecycle, sample)
     if pools is not None:
         _endpoint_routes(app, manifest, plan, pools, metrics)
     _notebook_routes(app, manifest, plan)
@@ -78,8 +80,8 @@ def create_app(
             api.close_websockets()
             registry.abandon_starts()
 
-        return GatewayApplication(app, begin_shutdown, pools, kernel_registry)
-    return GatewayApplication(app, lifecycle.begin_draining, pools, kernel_registry)
+        return GatewayApplication(app, begin_shutdown, pools, kernel_registry, sample)
+    return GatewayApplication(app, lifecycle.begin_draining, pools, kernel_registry, sample)
 
 
 def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
@@ -110,22 +112,22 @@ def _gateway_routes(
     manifest: Manifest,
     plan: RoutePlan,
     pools: GatewayPools | None,
-    registry: KernelRegistry | None,
+    kernel_api_served: bool,
     metrics: GatewayMetrics,
     lifecycle: Lifecycle,
+    sample: Callable[[], None],
 ) -> None:
     """The gateway's own routes under /_fngw: health, readiness, metrics, the OpenAPI document."""
     base = manifest.server.base_url
     app.add_route(join_url(base, GATEWAY_URL_PREFIX, "health"), HealthResource())
     app.add_route(join_url(base, GATEWAY_URL_PREFIX, "ready"), ReadyResource(pools, lifecycle))
     if manifest.server.metrics:
-        sampler = TelemetrySampler(metrics, pools, registry)
         app.add_route(
             join_url(base, GATEWAY_URL_PREFIX, "metrics"),
-            MetricsResource(metrics.render, sampler.sample, manifest.auth.default),
+            MetricsResource(metrics.render, sample, manifest.auth.default),
         )
     document = openapi_document(manifest, plan)
-    if manifest.kernel_api is not None and registry is not None:
+    if manifest.kernel_api is not None and kernel_api_served:
         add_operations(document, kernel_api_paths(base), SCHEMAS, manifest.kernel_api.auth)
     spec_url = join_url(base, GATEWAY_URL_PREFIX, "openapi.json")
     app.add_route(spec_url, DocumentResource(document, manifest.auth.default))

@@ -25,8 +25,10 @@ class GatewayApplication:
         begin_shutdown: Callable[[], None],
         pools: GatewayPools | None = None,
         registry: KernelRegistry | None = None,
+        sample: Callable[[], None] | None = None,
     ):
         self.falcon = falcon_app
+        self.sample = sample  # copies the kernels' figures into the metrics
         self._begin_shutdown = begin_shutdown
         self.pools = pools
         self.registry = registry
@@ -35,9 +37,10 @@ class GatewayApplication:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         return self.falcon(environ, start_response)
 
-    def start(self, sample: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> None:
-        """Start the kernels in the background; ``sample`` every ``SAMPLE_INTERVAL`` seconds, and
+    def start(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Start the kernels in the background, ``sample`` every ``SAMPLE_INTERVAL`` seconds, and
         ``on_ready`` once every pool is up. Returns at once."""
+        sample = self.sample
         if self.pools is not None:
             self.pools.start()
         if self.registry is not None:

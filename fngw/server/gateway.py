@@ -18,7 +18,7 @@ from fngw.kernel_api.shared import SharedKernels
 from fngw.master.runtime import InstancePaths
 from fngw.telemetry import GatewayMetrics, configure_logging
 
-from .app import TelemetrySampler, create_app
+from .app import create_app
 from .application import GatewayApplication
 from .pools import GatewayPools, PoolOptions
 
@@ -47,12 +47,11 @@ def build_gateway(
             shared=SharedKernels(instance.kernel_api),  # every worker of the instance shares it
         )
     app = create_app(manifest, deployment.plan, pools, registry, metrics)
-    sampler = TelemetrySampler(metrics, pools, registry)
 
     def say_ready() -> None:
         # The master keeps the old workers of a reload serving until every new one is ready.
         instance.ready.mkdir(mode=0o700, parents=True, exist_ok=True)
         (instance.ready / str(worker_pid)).touch()
 
-    app.start(sample=sampler.sample, on_ready=say_ready)
+    app.start(on_ready=say_ready)
     return app

@@ -14,7 +14,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from fngw import __version__
 from fngw.auth import Guarded
-from fngw.http.body import body_stream
+from fngw.http.body import read_body
 from fngw.http.cors import origin_allowed, same_origin
 from fngw.http.disconnect import abandon_if_client_leaves
 from fngw.http.environ import RAW_HEADERS, TAKE_OVER
@@ -43,9 +43,9 @@ MAX_JSON_BODY = 1024 * 1024  # kernel API requests are small; a chunked body mus
 
 
 def json_body(req: falcon.Request) -> dict[str, Any]:
-    data = body_stream(req).read(MAX_JSON_BODY + 1)
-    if len(data) > MAX_JSON_BODY:
-        raise GatewayError(413, message=f"kernel API request bodies are limited to {MAX_JSON_BODY} bytes")
+    """The request's JSON object ({} for an empty body): 400 for anything else, 413 past
+    ``MAX_JSON_BODY`` bytes (``read_body``, which also answers a malformed chunked body with 400)."""
+    data = read_body(req, MAX_JSON_BODY)
     if not data.strip():
         return {}
     try:

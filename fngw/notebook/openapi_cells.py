@@ -33,6 +33,7 @@ from .parser import (
     Endpoint,
     ParsedNotebook,
     ParseProblem,
+    cell_source,
     check_path,
     join_cells,
     opened,
@@ -75,9 +76,7 @@ def parse_openapi_notebook(
     ``problems``; raises what ``read_notebook`` raises for a path."""
     path, nb, language, kernelspec = opened(nb)
     prefix = re.escape(comment_prefixes.get(language, "#"))
-    sources = [
-        "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "") for c in nb.cells
-    ]
+    sources = [cell_source(c) for c in nb.cells]
     problems: list[ParseProblem] = []
     document, document_cell = None, -1
     for index, source in enumerate(sources):

@@ -132,6 +132,12 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     return nb
 
 
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """A cell's text (nbformat allows it as a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
 def opened(nb: nbformat.NotebookNode | str | Path) -> tuple[Path | None, nbformat.NotebookNode, str, str | None]:
     """(its path or None, the notebook, ``language_info.name`` in lower case or "", the kernelspec
     name or None) of a notebook node or path (read with ``read_notebook``)."""
@@ -191,9 +197,7 @@ class _Cells:
         self.previous_markdown: str | None = None  # an endpoint's description: the markdown cell before it
 
     def add(self, index: int, cell: Mapping[str, Any]) -> None:
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
+        source = cell_source(cell)
         markdown, self.previous_markdown = self.previous_markdown, None
         if cell.get("cell_type") != "code":
             self.previous_markdown = source.strip() if cell.get("cell_type") == "markdown" else None

@@ -29,6 +29,9 @@ class FakeKernel:
             result = self.run(cell)
             assert result.ok, result.error
 
+    def interrupt(self) -> None:
+        self.interrupted = True
+
     def run(self, code: str, max_output: int | None = None) -> ExecutionResult:
         out, err = io.StringIO(), io.StringIO()
         started = time.monotonic()
@@ -80,3 +83,9 @@ class FakePools:
 
     def readiness_gaps(self) -> list[str]:
         return []
+
+    def start(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass

@@ -26,6 +26,8 @@ from fngw.contracts import (
 )
 from fngw.http.body import read_body
 from fngw.http.disconnect import abandon_if_client_leaves
+from fngw.http.environ import JOB_RUN
+from fngw.jobs import JobRun, JobSubmitter
 from fngw.kernels import Kernel, KernelPool
 from fngw.manifest import Access
 from fngw.routing import Route
@@ -54,8 +56,11 @@ class EndpointHandler:
         observe_pool_wait: Callable[[str, float], None] | None = None,
         max_response: int | None = None,
         observe_rejection: Callable[[str, str, str], None] | None = None,
+        jobs: JobSubmitter | None = None,
     ):
         self.route = route
+        self.jobs = jobs
+        self.key = f"{route.method} {route.path}"  # the endpoint as jobs name it
         self.observe_rejection = observe_rejection
         contract = route.settings.contract
         self.requests = RequestValidator(contract) if contract is not None and contract.checks_requests else None
@@ -81,6 +86,10 @@ class EndpointHandler:
         document = request_document(req, body, params, self.max_body)
         if self.requests is not None:
             document["params"] = self._rejections(lambda: self._validated(req, document, body))
+        run: JobRun | None = req.env.get(JOB_RUN)  # a job's replay: checked already, runs as itself
+        if run is None and self.jobs is not None and self.jobs.wanted(req, self.settings.asynchronous):
+            self.jobs.submit(req, resp, self.key, self.settings.asynchronous, body)
+            return
         request_json = json.dumps(document)
         ctx = req.context
         ctx.pool = self.pool.name
@@ -89,21 +98,22 @@ class EndpointHandler:
         # domain errors that fngw.server.error_map turns into their HTTP answers.
         try:
             with abandon_if_client_leaves(req):  # counted as 499 in fngw_requests_total
-                kernel = self.pool.acquire(self.settings.pool.queue_timeout)
+                kernel = self.pool.acquire(run.timeout if run is not None else self.settings.pool.queue_timeout)
         finally:
             ctx.pool_wait = time.perf_counter() - waited
             if self.observe_pool_wait is not None:
                 self.observe_pool_wait(self.pool.name, ctx.pool_wait)
         ctx.kernel_id = kernel.id
-        mode = stream_mode(req, self.settings.stream)
+        if run is not None:
+            run.leased(kernel)
+        mode = stream_mode(req, self.settings.stream) if run is None else None  # a job's result is whole
         if mode is not None:
             self._stream(req, resp, mode, kernel, request_json)
             return
         started = time.perf_counter()
+        timeout = run.timeout if run is not None else self.settings.timeout
         try:
-            outcome = execution.run(
-                self.plan, self.pool, kernel, request_json, self.settings.timeout, self.max_response
-            )
+            outcome = execution.run(self.plan, self.pool, kernel, request_json, timeout, self.max_response)
         finally:
             ctx.kernel_seconds = time.perf_counter() - started
             self.pool.release(kernel)

@@ -15,3 +15,6 @@ WATCH_DISCONNECT = "fngw.watch_disconnect"
 TAKE_OVER = "fngw.take_over"
 # bool: set by TAKE_OVER's callable; the server reads it after the application returned.
 TAKEN_OVER = "fngw.taken_over"
+# fngw.jobs.runner.JobRun: set by the job runner when it replays an accepted asynchronous call
+# through the application; a client cannot set it (WSGI servers only add HTTP_* keys for headers).
+JOB_RUN = "fngw.job_run"

@@ -21,11 +21,15 @@ from .model import (
     PUBLIC,
     STREAM_BUFFER_FLOOR,
     Access,
+    AsyncSettings,
     AuthSettings,
+    CallbackSettings,
     CorsSettings,
     CullSettings,
     DefaultSettings,
     EndpointSettings,
+    JobSettings,
+    JobStoreLocation,
     KernelApiSettings,
     Manifest,
     NotebookSettings,
@@ -113,6 +117,7 @@ class _ManifestBuilder:
         self.display = display
         self.problems: list[Problem] = []
         self.token_names: set[str] = set()
+        self.async_callbacks: list[JsonPath] = []  # checked against jobs.callbacks once read
         self.schemas = ManifestSchemas(path, display, source, self.problems.append)
 
     def error(self, path: JsonPath, message: str, rule: str, *, key: bool = False) -> None:
@@ -133,6 +138,15 @@ class _ManifestBuilder:
         kernel_api = None
         if "kernel_api" in data:
             kernel_api = self.kernel_api(data["kernel_api"] or {}, auth.default)
+        raw_jobs = data.get("jobs", {})
+        jobs = self.jobs(raw_jobs or {}) if raw_jobs is not False else None
+        if jobs is None:
+            for name, nb in notebooks.items():
+                for annotation, ep in nb.overrides.items():
+                    if ep.asynchronous.enabled:
+                        where = ("notebooks", name, "endpoints", annotation, "async")
+                        message = "async endpoints need jobs, which `jobs: false` turns off"
+                        self.error(where, message, "async-without-jobs")
         return Manifest(
             path=self.path,
             version=data["version"],
@@ -141,6 +155,7 @@ class _ManifestBuilder:
             defaults=defaults,
             notebooks=_frozen(notebooks),
             kernel_api=kernel_api,
+            jobs=jobs,
             source=self.source,
         )
 
@@ -244,6 +259,7 @@ class _ManifestBuilder:
                 validate_responses=bool(ep.get("validate_responses", validate_responses)),
                 contract=build_contract(ep, annotation, ep_where, self.schemas, self.source, self.display, self.error),
                 stream=self.stream(ep.get("stream"), (*ep_where, "stream")),
+                asynchronous=self.asynchronous(ep.get("async"), (*ep_where, "async")),
             )
         mount = raw.get("mount", "/")
         return NotebookSettings(
@@ -280,6 +296,73 @@ class _ManifestBuilder:
             idle=parse_duration(raw["idle"]) if "idle" in raw else None,
             buffer=buffer,
         )
+
+    def asynchronous(self, raw: Any, where: JsonPath) -> AsyncSettings:
+        """endpoint.async: absent or false (jobs only when asked), true, or settings."""
+        if raw is None or raw is False:
+            return AsyncSettings()
+        if raw is True:
+            return AsyncSettings(enabled=True)
+        if "callback" in raw:
+            self.async_callbacks.append((*where, "callback"))
+        return AsyncSettings(
+            enabled=bool(raw.get("enabled", True)),
+            timeout=parse_duration(raw["timeout"]) if "timeout" in raw else None,
+            idempotent=bool(raw.get("idempotent", False)),
+            callback=raw.get("callback"),
+        )
+
+    def jobs(self, raw: dict[str, Any]) -> JobSettings:
+        """jobs: where they are kept and their limits; callbacks need their hosts allowed."""
+        builtin = JobSettings()
+        callbacks = None
+        if "callbacks" in raw:
+            c = raw["callbacks"]
+            secret = c["secret"]
+            callbacks = CallbackSettings(
+                allow_hosts=tuple(host.lower() for host in c["allow_hosts"]),
+                secret=TokenSource(
+                    name="jobs.callbacks.secret",
+                    env=secret.get("env"),
+                    file=self.local_path(secret["file"]) if "file" in secret else None,
+                ),
+                retries=c.get("retries", 5),
+            )
+        for where in self.async_callbacks:
+            url = self.source_value(where)
+            if callbacks is None or not callbacks.allows(url):
+                message = f"callback {url} goes to a host that jobs.callbacks.allow_hosts does not list"
+                self.error(where, message, "callback-host-not-allowed")
+        return JobSettings(
+            store=self.job_store(raw["store"]) if "store" in raw else None,
+            ttl=parse_duration(raw["ttl"]) if "ttl" in raw else builtin.ttl,
+            max_queued=raw.get("max_queued", builtin.max_queued),
+            max_result=parse_size(raw["max_result"]) if "max_result" in raw else builtin.max_result,
+            timeout=parse_duration(raw["timeout"]) if "timeout" in raw else builtin.timeout,
+            visibility=parse_duration(raw["visibility"]) if "visibility" in raw else builtin.visibility,
+            admin=self.access(raw["admin"], ("jobs", "admin")) if "admin" in raw else None,
+            callbacks=callbacks,
+        )
+
+    def job_store(self, url: str) -> JobStoreLocation:
+        """``sqlite:///abs`` (an absolute path, as file: URLs write it), ``sqlite:rel`` (from the
+        manifest's folder), or a redis URL kept as written."""
+        if url.startswith(("redis://", "rediss://")):
+            return JobStoreLocation(kind="redis", url=url)
+        rest = url.removeprefix("sqlite:")
+        if rest.startswith("//"):  # sqlite://host/path: only the empty host (sqlite:///abs) is local
+            host, _, path = rest[2:].partition("/")
+            if host:
+                message = f"{url}: a SQLite store is a local file: sqlite:///absolute/path or sqlite:relative/path"
+                self.error(("jobs", "store"), message, "job-store-host")
+            return JobStoreLocation(kind="sqlite", path=Path("/" + path))
+        return JobStoreLocation(kind="sqlite", path=self.local_path(rest))
+
+    def source_value(self, where: JsonPath) -> Any:
+        node: Any = self.data
+        for key in where:
+            node = node[key]
+        return node
 
     def kernel_api(self, raw: dict[str, Any], default_auth: Access) -> KernelApiSettings:
         where = ("kernel_api",)

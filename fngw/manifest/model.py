@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from fngw.contracts import Contract
 
@@ -119,6 +120,21 @@ NO_STREAM = StreamSettings()
 
 
 @dataclass(frozen=True)
+class AsyncSettings:
+    """endpoint.async: ``enabled`` (every call becomes a job), ``timeout`` (seconds a job may run;
+    None: jobs.timeout), ``idempotent`` (a job lost with its worker runs again once), ``callback``
+    (a URL each finished job is POSTed to)."""
+
+    enabled: bool = False
+    timeout: float | None = None
+    idempotent: bool = False
+    callback: str | None = None
+
+
+NOT_ASYNC = AsyncSettings()
+
+
+@dataclass(frozen=True)
 class EndpointSettings:
     """What one endpoint runs with. ``own_pool`` means it gets seeded kernels of its own;
     ``contract`` is what it declares about requests and responses (None: nothing)."""
@@ -131,6 +147,7 @@ class EndpointSettings:
     validate_responses: bool = False
     contract: Contract | None = None
     stream: StreamSettings = NO_STREAM
+    asynchronous: AsyncSettings = NOT_ASYNC
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,67 @@ class KernelApiSettings:
 
 
 @dataclass(frozen=True)
+class JobStoreLocation:
+    """Where jobs are kept: ``kind`` "sqlite" with an absolute ``path``, or "redis" with a ``url``
+    (which may hold a password: never log it, see ``describe``)."""
+
+    kind: str
+    path: Path | None = None
+    url: str | None = None
+
+    def describe(self) -> str:
+        """The location without credentials, for logs and messages."""
+        if self.path is not None:
+            return f"sqlite:{self.path}"
+        scheme, _, rest = (self.url or "").partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """jobs.callbacks: the hosts callbacks may reach, the HMAC key's source, retries after the first."""
+
+    allow_hosts: tuple[str, ...]
+    secret: TokenSource
+    retries: int = 5
+
+    def allows(self, url: str) -> bool:
+        """Whether ``url`` is http(s) to a listed host: ``host``, ``host:port`` (that port only)
+        or ``*.domain`` (its subdomains)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        host = parts.hostname.lower()
+        for allowed in self.allow_hosts:
+            name, _, allowed_port = allowed.partition(":")
+            if allowed_port and str(port) != allowed_port:
+                continue
+            if host == name or (name.startswith("*.") and host.endswith(name[1:])):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """jobs: ``store`` (None: the default SQLite file in the state folder), ``ttl``, ``timeout`` and
+    ``visibility`` (seconds), ``max_queued``, ``max_result`` (bytes), ``admin`` (tokens that see every
+    job; None: none), ``callbacks`` (None: no callbacks)."""
+
+    store: JobStoreLocation | None = None
+    ttl: float = 24 * 3600.0
+    max_queued: int = 1000
+    max_result: int = 50 * 1000**2
+    timeout: float = 3600.0
+    visibility: float = 30.0
+    admin: Access | None = None
+    callbacks: CallbackSettings | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A valid manifest: every setting typed and resolved, with where each came from (source)."""
 
@@ -206,5 +284,6 @@ class Manifest:
     defaults: DefaultSettings = DefaultSettings()
     notebooks: Mapping[str, NotebookSettings] = field(default_factory=lambda: EMPTY)
     kernel_api: KernelApiSettings | None = None
+    jobs: JobSettings | None = JobSettings()  # None: asynchronous calls are off (``jobs: false``)
     # Where each setting came from, for located messages in later checks; not part of equality.
     source: SourceMap = field(default_factory=SourceMap, compare=False, repr=False)

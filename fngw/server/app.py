@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -16,9 +17,16 @@ from fngw.endpoints.resource import EndpointHandler, EndpointResource
 from fngw.http import errors
 from fngw.http.body import BodyLimit
 from fngw.http.paths import RawPathRouting
+from fngw.jobs import JobRunner, JobStore, JobSubmitter, StoreUnavailable
+from fngw.jobs.callbacks import CallbackSender
+from fngw.jobs.offhub import off_hub
+from fngw.jobs.resources import JobAccess, JobListResource, JobResource, JobResultResource
+from fngw.jobs.stores import open_store
+from fngw.jobs.submission import JOBS_PATH
 from fngw.kernel_api import KernelApi, KernelRegistry
 from fngw.kernel_api.openapi import SCHEMAS, kernel_api_paths
-from fngw.manifest import PUBLIC, Manifest, join_url
+from fngw.kernels.process import pid_alive
+from fngw.manifest import PUBLIC, JobSettings, Manifest, join_url
 from fngw.routing import GATEWAY_URL_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
@@ -41,26 +49,34 @@ def create_app(
     pools: GatewayPools | None = None,
     kernel_registry: KernelRegistry | None = None,
     metrics: GatewayMetrics | None = None,
+    job_store: JobStore | None = None,
 ) -> GatewayApplication:
     """The application serving ``manifest``, for the composition root (``build_gateway``) and for
     tests. ``plan`` saves re-reading notebooks when the caller already checked the deployment
     (``ValueError`` listing the problems when the routes cannot be served); ``pools`` and
     ``kernel_registry`` are the worker's kernels, which the returned application's ``start`` and
     ``close`` run and stop. Without pools, notebook endpoints are not served; without a registry,
-    nor is the kernel API. ``metrics`` defaults to metrics of this application alone. The
+    nor is the kernel API. ``metrics`` defaults to metrics of this application alone. Unless the
+    manifest says ``jobs: false``, endpoints also take asynchronous calls, kept in ``job_store``
+    (default: the store the manifest names, ``fngw.jobs.stores.open_store``). The
     application's ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
     worker calls it on SIGTERM)."""
     plan = _checked_plan(manifest, plan)
     if metrics is None:
         metrics = GatewayMetrics()
     lifecycle = Lifecycle()
-    sample = TelemetrySampler(metrics, pools, kernel_registry).sample
-    app = falcon.App(middleware=_middleware(manifest, metrics))
+    auth = TokenAuth({name: read_token(source) for name, source in manifest.auth.tokens.items()})
+    app = falcon.App(middleware=_middleware(manifest, metrics, auth))
     errors.install(app)
     install_error_map(app)
+    jobs = None
+    if manifest.jobs is not None and pools is not None:
+        store = job_store if job_store is not None else off_hub(open_store(manifest.jobs, manifest.path))
+        jobs = _job_routes(app, manifest, manifest.jobs, plan, pools, store, auth, metrics)
+    sample = TelemetrySampler(metrics, pools, kernel_registry, jobs.store if jobs else None).sample
     _gateway_routes(app, manifest, plan, pools, kernel_registry is not None, metrics, lifecycle, sample)
     if pools is not None:
-        _endpoint_routes(app, manifest, plan, pools, metrics)
+        _endpoint_routes(app, manifest, plan, pools, metrics, jobs.submitter if jobs else None)
     _notebook_routes(app, manifest, plan)
     app.add_sink(_not_found)  # unknown paths get the gateway's JSON 404, not falcon's default
     if manifest.kernel_api is not None and kernel_registry is not None:
@@ -80,8 +96,10 @@ def create_app(
             api.close_websockets()
             registry.abandon_starts()
 
-        return GatewayApplication(app, begin_shutdown, pools, kernel_registry, sample)
-    return GatewayApplication(app, lifecycle.begin_draining, pools, kernel_registry, sample)
+        return GatewayApplication(app, begin_shutdown, pools, kernel_registry, sample, jobs.runner if jobs else None)
+    return GatewayApplication(
+        app, lifecycle.begin_draining, pools, kernel_registry, sample, jobs.runner if jobs else None
+    )
 
 
 def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
@@ -97,14 +115,47 @@ def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
     return planned.plan
 
 
-def _middleware(manifest: Manifest, metrics: GatewayMetrics) -> list[Any]:
+def _middleware(manifest: Manifest, metrics: GatewayMetrics, auth: TokenAuth) -> list[Any]:
     """In order: telemetry, CORS, body limit, token auth, raw-path routing (last: it sets the path
     Falcon routes on)."""
-    secrets = {name: read_token(source) for name, source in manifest.auth.tokens.items()}
     middleware: list[Any] = [RequestTelemetry(metrics)]
     if manifest.server.cors is not None:
         middleware.append(Cors(manifest.server.cors))
-    return [*middleware, BodyLimit(manifest.server.max_body), TokenAuth(secrets), RawPathRouting()]
+    return [*middleware, BodyLimit(manifest.server.max_body), auth, RawPathRouting()]
+
+
+@dataclass(frozen=True)
+class _Jobs:
+    store: JobStore
+    submitter: JobSubmitter
+    runner: JobRunner
+
+
+def _job_routes(
+    app: falcon.App,
+    manifest: Manifest,
+    settings: JobSettings,
+    plan: RoutePlan,
+    pools: GatewayPools,
+    store: JobStore,
+    auth: TokenAuth,
+    metrics: GatewayMetrics,
+) -> _Jobs:
+    """The jobs' resources under /_fngw/jobs, the submitter endpoints hand asynchronous calls to,
+    and this worker's runner."""
+    base = manifest.server.base_url
+    deliver = None
+    if settings.callbacks is not None:
+        deliver = CallbackSender(settings.callbacks, read_token(settings.callbacks.secret), base).deliver
+    by_endpoint = {f"{route.method} {route.path}": pools[route.pool_id] for route in plan.routes}
+    runner = JobRunner(store, app, by_endpoint, settings, pid_alive, metrics.observe_job, deliver)
+    submitter = JobSubmitter(store, settings, base, auth.caller, runner.wake, metrics.observe_job)
+    access = JobAccess(store, auth.caller, settings.admin)
+    jobs_url = join_url(base, JOBS_PATH)
+    app.add_route(jobs_url, JobListResource(access, base))
+    app.add_route(jobs_url + "/{job_id}", JobResource(access, base, metrics.observe_job))
+    app.add_route(jobs_url + "/{job_id}/result", JobResultResource(access))
+    return _Jobs(store, submitter, runner)
 
 
 def _gateway_routes(
@@ -139,7 +190,12 @@ def _gateway_routes(
 
 
 def _endpoint_routes(
-    app: falcon.App, manifest: Manifest, plan: RoutePlan, pools: GatewayPools, metrics: GatewayMetrics
+    app: falcon.App,
+    manifest: Manifest,
+    plan: RoutePlan,
+    pools: GatewayPools,
+    metrics: GatewayMetrics,
+    jobs: JobSubmitter | None,
 ) -> None:
     """One resource per URL path, with a handler per annotated method."""
     by_path: dict[str, dict[str, EndpointHandler]] = {}
@@ -152,6 +208,7 @@ def _endpoint_routes(
             metrics.observe_pool_wait,
             manifest.server.max_response,
             metrics.observe_rejection,
+            jobs,
         )
         by_path.setdefault(route.path, {})[route.method] = handler
     for path, handlers in by_path.items():
@@ -176,13 +233,27 @@ def _notebook_routes(app: falcon.App, manifest: Manifest, plan: RoutePlan) -> No
 class TelemetrySampler:
     """Copies this worker's pool and kernel API figures into the metrics."""
 
-    def __init__(self, metrics: GatewayMetrics, pools: GatewayPools | None, registry: KernelRegistry | None):
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        pools: GatewayPools | None,
+        registry: KernelRegistry | None,
+        jobs: JobStore | None = None,
+    ):
         self.metrics = metrics
         self.pools = pools
         self.registry = registry
+        self.jobs = jobs
 
     def sample(self) -> None:
-        """Copy the pools' and kernel API's figures into the metrics now."""
+        """Copy the pools', kernel API's and job store's figures into the metrics now."""
+        if self.jobs is not None:
+            try:
+                counts = self.jobs.counts()
+            except StoreUnavailable:
+                pass  # the runner says so in the log; the gauges keep their last values
+            else:
+                self.metrics.sample_jobs(counts.by_status["queued"], counts.oldest_queued_age)
         if self.pools is not None:
             self.metrics.sample_pools(pool.stats() for pool in self.pools.pools.values())
         if self.registry is not None:

@@ -8,6 +8,7 @@ from typing import Any
 import falcon
 import gevent
 
+from fngw.jobs import JobRunner
 from fngw.kernel_api import KernelRegistry
 
 from .pools import GatewayPools
@@ -26,7 +27,9 @@ class GatewayApplication:
         pools: GatewayPools | None = None,
         registry: KernelRegistry | None = None,
         sample: Callable[[], None] | None = None,
+        runner: JobRunner | None = None,
     ):
+        self.runner = runner
         self.falcon = falcon_app
         self.sample = sample  # copies the kernels' figures into the metrics
         self._begin_shutdown = begin_shutdown
@@ -45,6 +48,8 @@ class GatewayApplication:
             self.pools.start()
         if self.registry is not None:
             self.registry.start_background()
+        if self.runner is not None:
+            self.runner.start()
         if sample is not None:
             self._loops.append(gevent.spawn(_every, SAMPLE_INTERVAL, sample))
         if on_ready is not None:
@@ -56,12 +61,17 @@ class GatewayApplication:
         on_ready()
 
     def begin_shutdown(self) -> None:
-        """SIGTERM: readiness turns to 503 and websocket clients are told the gateway is going."""
+        """SIGTERM: readiness turns to 503, websocket clients are told the gateway is going, and no
+        more jobs are taken (running ones go on while the worker drains)."""
+        if self.runner is not None:
+            self.runner.stop_claiming()
         self._begin_shutdown()
 
     def close(self) -> None:
         """Stop the background loops and every kernel of this worker."""
         gevent.killall(self._loops, block=False)
+        if self.runner is not None:
+            self.runner.close()  # before the pools: its jobs are requeued or failed, not run into a closed pool
         for owner in (self.pools, self.registry):
             if owner is not None:
                 owner.shutdown()

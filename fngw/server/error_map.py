@@ -18,6 +18,7 @@ from fngw.contracts import RequestRejected, ResponseBroken, SchemaUnusable, Unsu
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http.disconnect import ClientGone
 from fngw.http.errors import GatewayError
+from fngw.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobQueueFull, NotCancellable, StoreUnavailable
 from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
 from fngw.kernels import (
     ExecutionTimeout,
@@ -98,6 +99,12 @@ ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (LaunchTimeout, _plain(504)),
     (ShuttingDown, lambda ex: GatewayError(503, message=str(ex), retry_after=1)),
     (StartFailed, _start_failed),
+    (JobQueueFull, lambda ex: GatewayError(503, message=str(ex), retry_after=5)),
+    (StoreUnavailable, lambda ex: GatewayError(503, message=f"the job store is unreachable: {ex}", retry_after=5)),
+    (IdempotencyConflict, _plain(422)),
+    (JobNotFound, _plain(404)),
+    (NotCancellable, lambda ex: GatewayError(409, message=str(ex), job_status=ex.status)),
+    (JobNotFinished, lambda ex: GatewayError(409, message=str(ex), retry_after=ex.retry_after, job_status=ex.status)),
 ]
 
 

@@ -90,6 +90,19 @@ class GatewayMetrics:
         )
         self.api_kernels = gauge("fngw_kernel_api_kernels", "Kernels the kernel API runs.")
         self.api_websockets = gauge("fngw_kernel_api_websockets", "Open kernel API websocket connections.")
+        self.jobs = Counter(
+            "fngw_jobs", "Asynchronous calls reaching a status (queued, running, succeeded, ...), by endpoint.",
+            ["endpoint", "status"], registry=r,
+        )  # fmt: skip
+        # The store's figures are the same whichever worker reads them: the instance shows the largest.
+        self.jobs_queued = Gauge(
+            "fngw_jobs_queued", "Jobs waiting in the store (all instances sharing it).",
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.jobs_oldest = Gauge(
+            "fngw_jobs_oldest_queued_age_seconds", "Age of the oldest job waiting in the store.",
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
         self._seen: dict[tuple[str, str], float] = {}  # last sampled value of each pool counter
 
     # --- recorded per request -------------------------------------------------------------------
@@ -139,6 +152,15 @@ class GatewayMetrics:
         """Set the kernel API gauges: kernels this worker owns and its websocket connections."""
         self.api_kernels.set(kernels)
         self.api_websockets.set(websockets)
+
+    def observe_job(self, endpoint: str, status: str) -> None:
+        """Count a job of ``endpoint`` ("POST /score") reaching ``status`` in this process."""
+        self.jobs.labels(endpoint, status).inc()
+
+    def sample_jobs(self, queued: int, oldest_age: float) -> None:
+        """Set the store's queue length and the age (seconds) of its oldest queued job."""
+        self.jobs_queued.set(queued)
+        self.jobs_oldest.set(oldest_age)
 
     def _advance(self, counter: Any, pool: str, field: str, value: float) -> None:
         last = self._seen.get((pool, field), 0.0)

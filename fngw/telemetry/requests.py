@@ -17,6 +17,7 @@ from typing import Any
 
 import falcon
 
+from fngw.http.environ import JOB_RUN
 from fngw.http.streams import ObservedStream
 
 from .metrics import GatewayMetrics
@@ -84,6 +85,9 @@ class RequestTelemetry:
             "kernel_id": ctx.kernel_id,
             "bytes": stream.sent if stream is not None else _body_size(resp),
         }
+        run = req.env.get(JOB_RUN)
+        if run is not None:  # a job's replay: logged as the request it is, with its job
+            fields["job_id"] = run.job_id
         if stream is not None:
             first = stream.first_byte
             fields.update(

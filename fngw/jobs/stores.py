@@ -1,0 +1,45 @@
+"""Opening the store a manifest names (``jobs.store``), or the default one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from fngw.manifest import JobSettings
+
+from .model import JobStore
+from .sqlite_store import SqliteJobStore
+
+
+def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where fngw keeps what outlives an instance: ``$FNGW_STATE_DIR``, else
+    ``$XDG_STATE_HOME/fngw``, else ``~/.local/state/fngw``."""
+    if environ.get("FNGW_STATE_DIR"):
+        return Path(environ["FNGW_STATE_DIR"])
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "fngw"
+
+
+def default_store_path(manifest_path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """The default SQLite file of the manifest at ``manifest_path``: one per manifest, in the state
+    folder, so that a restarted gateway finds the jobs it accepted (the instance folder does not
+    outlive its master)."""
+    digest = hashlib.sha256(str(manifest_path.resolve()).encode()).hexdigest()[:12]
+    return state_dir(environ) / f"jobs-{manifest_path.stem}-{digest}.db"
+
+
+def open_store(settings: JobSettings, manifest_path: Path, environ: Mapping[str, str] = os.environ) -> JobStore:
+    """The store ``settings`` name. A Redis store connects lazily: opening never fails for an
+    unreachable server (calls raise ``StoreUnavailable`` until it is back)."""
+    location = settings.store
+    if location is None:
+        return SqliteJobStore(default_store_path(manifest_path, environ))
+    if location.kind == "sqlite":
+        assert location.path is not None
+        return SqliteJobStore(location.path)
+    from .redis_store import RedisJobStore  # redis-py is imported only by deployments that use it
+
+    assert location.url is not None
+    return RedisJobStore(location.url)

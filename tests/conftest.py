@@ -79,3 +79,13 @@ def manifest(tmp_path: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One redis-server for the session (tests use their own key prefixes or flush it)."""
+    from services import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.close()

@@ -177,6 +177,12 @@ class RedisJobStore:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis at {self.describe()}: {exc}") from None
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis restarted without its data: the consumer groups are made again on the next call.
+            self._groups.clear()
+            raise StoreUnavailable(f"Redis at {self.describe()} lost its consumer groups; recreating them") from None
 
     def _stream(self, endpoint: str) -> str:
         stream = self._key("stream", endpoint)

@@ -1,5 +1,6 @@
 """The `fngw` command: `validate` manifests in CI, run their endpoint examples (`test`), print
-`routes`, write a starter manifest (`init`), serve one notebook without a manifest (`serve`)."""
+`routes`, write a starter manifest (`init`), serve one notebook without a manifest (`serve`), and
+look after asynchronous calls (`jobs`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from fngw import __version__
 from fngw.deployment import CheckResult, check_deployment
 from fngw.manifest import Problem, manifest_schema, render
+from fngw.manifest.model import JOB_STATUSES as STATUSES
 from fngw.manifest.reference import schema_reference_markdown
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -77,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="gunicorn workers, each with its own pool")
     serve.add_argument("--kernel-api", action="store_true", help="also serve the Jupyter kernel API")
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    jobs = sub.add_parser("jobs", help="list, show or cancel the asynchronous calls in a job store")
+    jobs.add_argument("action", choices=("list", "show", "cancel"))
+    jobs.add_argument("job_id", nargs="?", metavar="JOB_ID", help="for show and cancel")
+    jobs.add_argument("--manifest", metavar="FILE", help="default: $FNGW_MANIFEST, else fngw.yaml")
+    jobs.add_argument("--store", metavar="URL", help="sqlite:///path.db or redis://host:port/db, not the manifest's")
+    jobs.add_argument("--status", choices=STATUSES, help="list: only jobs of this status")
+    jobs.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -93,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "test":
             return _test(args)
+        if args.command == "jobs":
+            from fngw.jobs import operator  # gevent and the stores: only for this command
+
+            return operator.run(args, os.environ.get("FNGW_MANIFEST") or "fngw.yaml")
         return _routes(args)
     except KeyboardInterrupt:
         return 130

@@ -10,6 +10,7 @@ from fngw.contracts import RequestRejected, ResponseBroken, SchemaUnusable, Unsu
 from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, ResponseInfoInvalid
 from fngw.http import errors
 from fngw.http.disconnect import ClientGone
+from fngw.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobQueueFull, NotCancellable, StoreUnavailable
 from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
 from fngw.kernels import (
     ExecutionTimeout,
@@ -50,6 +51,12 @@ CASES = [
     (LaunchTimeout("did not start within 1s"), 504, {}),
     (ShuttingDown("shutting down"), 503, {}),
     (StartFailed("seed failed", KernelSeedError("nb", 2, "NameError", "y")), 500, {"ename": "NameError"}),
+    (JobQueueFull("1000 jobs are waiting"), 503, {}),
+    (StoreUnavailable("Redis at redis://r:6379/0: refused"), 503, {}),
+    (IdempotencyConflict("this Idempotency-Key was used for a different request"), 422, {}),
+    (JobNotFound("no job x"), 404, {}),
+    (NotCancellable("the job has finished: succeeded", "succeeded"), 409, {"job_status": "succeeded"}),
+    (JobNotFinished("the job is running", "running", 1), 409, {"job_status": "running"}),
 ]
 
 

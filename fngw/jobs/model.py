@@ -17,8 +17,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from fngw.manifest.model import JOB_STATUSES
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
 STATUSES: tuple[JobStatus, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+assert STATUSES == JOB_STATUSES
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled", "expired")
 
 LOST_REASON = "the worker running this job stopped before it finished"

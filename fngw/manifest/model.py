@@ -19,6 +19,9 @@ from .yamlsource import SourceMap
 
 EMPTY: Mapping = MappingProxyType({})
 
+# A job's statuses (fngw.jobs), here too so that the command line offers them without importing jobs.
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+
 
 @dataclass(frozen=True)
 class Access:

@@ -45,7 +45,7 @@ def _type_of(schema: dict[str, Any], root: dict[str, Any]) -> str:
         return f"`{json.dumps(schema['const'])}`"
     if "enum" in schema:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])
-    if "anyOf" in schema:
+    if "anyOf" in schema or "oneOf" in schema:
         return schema.get("x-expect", "see description")
     kind = schema.get("type", "any")
     if kind == "array":
@@ -70,6 +70,10 @@ def _rows(schema: dict[str, Any], root: dict[str, Any], prefix: str, out: list[s
         out.append(f"| `{path}` | {_type_of(prop, root)} | {default} | {description} |")
         if resolved.get("type") == "object" and "properties" in resolved:
             _rows(resolved, root, path, out)
+        for alternative in resolved.get("oneOf", ()):  # `true` or settings: the settings' keys
+            settings = _resolve(alternative, root)
+            if settings.get("type") == "object" and "properties" in settings:
+                _rows(settings, root, path, out)
         extra = resolved.get("additionalProperties")
         if isinstance(extra, dict) and "properties" in _resolve(extra, root):
             _rows(extra, root, f"{path}.<name>", out)

@@ -112,5 +112,9 @@ def test_a_killed_instances_running_job_is_reported_by_the_other(redis_server, t
         for pid in (doomed.proc.pid, worker, *kernels):
             os.kill(pid, signal.SIGKILL)
         doomed.proc.wait(10)
-        done = wait_for(survivor, job, timeout=60)
+        try:
+            done = wait_for(survivor, job, timeout=60)
+        except AssertionError:
+            print("doomed:", doomed.output[-4000:], "\nsurvivor:", survivor.output[-6000:])
+            raise
         assert done["status"] == "failed" and "worker running this job stopped" in done["error"]

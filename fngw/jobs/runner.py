@@ -154,13 +154,18 @@ class JobRunner:
             self._wake.clear()
 
     def _guarded(self, action: Callable[[], Any]) -> Any:
-        """``action()``; None while the store is unreachable (said once, and once when it is back)."""
+        """``action()``; None while the store is unreachable (said once, and once when it is back)
+        or when ``action`` fails unexpectedly (logged with its traceback): the loops never stop."""
         try:
             result = action()
         except StoreUnavailable as exc:
             if self._store_down_since is None:
                 self._store_down_since = time.monotonic()
                 log.error("jobs: the store %s is unreachable (%s); retrying", self.store.describe(), exc)
+            gevent.sleep(1.0)
+            return None
+        except Exception:
+            log.exception("jobs: a store operation failed; retrying")
             gevent.sleep(1.0)
             return None
         if self._store_down_since is not None:

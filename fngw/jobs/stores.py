@@ -10,6 +10,7 @@ from pathlib import Path
 from fngw.manifest import JobSettings
 
 from .model import JobStore
+from .offhub import off_hub
 from .sqlite_store import SqliteJobStore
 
 
@@ -30,15 +31,19 @@ def default_store_path(manifest_path: Path, environ: Mapping[str, str] = os.envi
     return state_dir(environ) / f"jobs-{manifest_path.stem}-{digest}.db"
 
 
-def open_store(settings: JobSettings, manifest_path: Path, environ: Mapping[str, str] = os.environ) -> JobStore:
+def open_store(
+    settings: JobSettings, manifest_path: Path, environ: Mapping[str, str] = os.environ, *, in_hub: bool = False
+) -> JobStore:
     """The store ``settings`` name. A Redis store connects lazily: opening never fails for an
-    unreachable server (calls raise ``StoreUnavailable`` until it is back)."""
+    unreachable server (calls raise ``StoreUnavailable`` until it is back). ``in_hub``: the caller
+    is a gevent worker, so SQLite's blocking calls go to the thread pool (``off_hub``); Redis's
+    sockets are gevent's own and stay in the hub (a socket must not move between threads)."""
     location = settings.store
-    if location is None:
-        return SqliteJobStore(default_store_path(manifest_path, environ))
-    if location.kind == "sqlite":
-        assert location.path is not None
-        return SqliteJobStore(location.path)
+    if location is None or location.kind == "sqlite":
+        path = default_store_path(manifest_path, environ) if location is None else location.path
+        assert path is not None
+        store = SqliteJobStore(path)
+        return off_hub(store) if in_hub else store
     from .redis_store import RedisJobStore  # redis-py is imported only by deployments that use it
 
     assert location.url is not None

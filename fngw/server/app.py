@@ -19,7 +19,6 @@ from fngw.http.body import BodyLimit
 from fngw.http.paths import RawPathRouting
 from fngw.jobs import JobRunner, JobStore, JobSubmitter, StoreUnavailable
 from fngw.jobs.callbacks import CallbackSender
-from fngw.jobs.offhub import off_hub
 from fngw.jobs.resources import JobAccess, JobListResource, JobResource, JobResultResource
 from fngw.jobs.stores import open_store
 from fngw.jobs.submission import JOBS_PATH
@@ -71,7 +70,7 @@ def create_app(
     install_error_map(app)
     jobs = None
     if manifest.jobs is not None and pools is not None:
-        store = job_store if job_store is not None else off_hub(open_store(manifest.jobs, manifest.path))
+        store = job_store if job_store is not None else open_store(manifest.jobs, manifest.path, in_hub=True)
         jobs = _job_routes(app, manifest, manifest.jobs, plan, pools, store, auth, metrics)
     sample = TelemetrySampler(metrics, pools, kernel_registry, jobs.store if jobs else None).sample
     _gateway_routes(app, manifest, plan, pools, kernel_registry is not None, metrics, lifecycle, sample)

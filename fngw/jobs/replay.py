@@ -14,7 +14,7 @@ import io
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl, unquote_to_bytes, urlencode
+from urllib.parse import quote, unquote_plus, unquote_to_bytes
 
 import falcon
 
@@ -47,14 +47,12 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def stored_request(req: falcon.Request, body: bytes) -> StoredRequest:
     """What of ``req`` (whose ``body`` was read) is kept to replay it."""
+    # The path as the client encoded it (raw-path routing needs it); QUERY_STRING is raw in WSGI.
     raw_target = req.env.get("RAW_URI") or req.env.get("REQUEST_URI")
-    if raw_target:
-        path, _, query = raw_target.partition("?")
-    else:
-        path, query = req.env.get("SCRIPT_NAME", "") + req.env.get("PATH_INFO", "/"), req.query_string
-    if query and "token=" in query:  # a credential: keep every other parameter as written
-        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"]
-        query = urlencode(pairs)
+    path = raw_target.partition("?")[0] if raw_target else quote(req.env.get("SCRIPT_NAME", "") + req.path)
+    query = req.env.get("QUERY_STRING", "")
+    if query:  # ?token= is a credential: drop it (however its name is escaped), keep the rest as written
+        query = "&".join(p for p in query.split("&") if unquote_plus(p.split("=", 1)[0]) != "token")
     raw = req.env.get(RAW_HEADERS) or list(req.headers.items())
     headers = tuple((str(name), str(value)) for name, value in raw if str(name).lower() not in NOT_KEPT)
     return StoredRequest(req.method, path + ("?" + query if query else ""), headers, body)

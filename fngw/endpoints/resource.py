@@ -117,6 +117,8 @@ class EndpointHandler:
         finally:
             ctx.kernel_seconds = time.perf_counter() - started
             self.pool.release(kernel)
+            if run is not None:
+                run.released()  # the runner may start the next job while this one is rendered
         response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
         if self.responses is not None:
             self._check_response(resp)

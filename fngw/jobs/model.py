@@ -246,7 +246,11 @@ class JobStore(Protocol):
         ...
 
     def counts(self) -> JobCounts:
-        """Jobs by status and the oldest queued job's age."""
+        """Jobs by status and the oldest queued job's age (reads every job: for operators)."""
+        ...
+
+    def waiting(self) -> tuple[int, float]:
+        """Queued jobs and the oldest one's age in seconds (cheap: sampled every second)."""
         ...
 
     def describe(self) -> str:

@@ -47,6 +47,7 @@ from .model import (
 
 PREFIX = "fngw:jobs"
 GROUP = "runners"
+ENDPOINTS_FRESH = 1.0  # seconds a claim trusts its last read of the endpoints that have jobs
 
 # KEYS: job, queued, all, owner, idem, stream, endpoints
 # ARGV: id, endpoint, owner, request, fingerprint, key, options, now, max_queued
@@ -74,14 +75,15 @@ if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
 return {'new', ARGV[1]}
 """
 
-# KEYS: job, queued; ARGV: claimer, now, entry. Start a delivered job unless it is no longer queued.
+# KEYS: job, queued; ARGV: claimer, now, entry. Start a delivered job unless it is no longer
+# queued; returns the started job's fields (one round trip for the runner), or 0.
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[2], 'claimed_by', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
-return 1
+return redis.call('HGETALL', KEYS[1])
 """
 
 # KEYS: job, queued, finished; ARGV: new status, now, from statuses (comma list), then field/value pairs.
@@ -152,6 +154,8 @@ class RedisJobStore:
         self._move = self.redis.register_script(_MOVE)
         self._lost = self.redis.register_script(_LOST)
         self._groups: set[str] = set()
+        self._endpoint_names: list[bytes] = []
+        self._endpoints_read = -ENDPOINTS_FRESH
 
     def describe(self) -> str:
         """The URL without its password."""
@@ -242,6 +246,8 @@ class RedisJobStore:
             if kind == "full":
                 raise JobQueueFull(f"{int(outcome[1])} jobs are waiting, the most jobs.max_queued allows")
             job = self._read(outcome[1].decode())
+        if endpoint.encode() not in self._endpoint_names:  # this process's runner sees it at once
+            self._endpoint_names = sorted({*self._endpoint_names, endpoint.encode()})
         assert job is not None
         return job, kind == "new"
 
@@ -278,9 +284,7 @@ class RedisJobStore:
         """A queued job of an endpoint ``endpoints`` accepts, now running for ``claimer``: each
         endpoint's jobs oldest first."""
         with self._reachable():
-            if not self.redis.zcard(self._key("queued")):
-                return None
-            for raw in sorted(self.redis.smembers(self._key("endpoints"))):
+            for raw in self._endpoints():
                 endpoint = raw.decode()
                 if not endpoints(endpoint):
                     continue
@@ -292,12 +296,23 @@ class RedisJobStore:
                     entry_id, fields = delivered[0][1][0]
                     job_id = fields[b"id"].decode()
                     keys = [self._job_key(job_id), self._key("queued")]
-                    if self._start(keys=keys, args=[claimer, repr(self.clock()), entry_id]):
-                        return self._read(job_id)
+                    started = self._start(keys=keys, args=[claimer, repr(self.clock()), entry_id])
+                    if started:
+                        return _job(dict(zip(started[::2], started[1::2], strict=True)))
                     # Cancelled or expired while queued: the entry has no work left.
                     self.redis.xack(stream, GROUP, entry_id)
                     self.redis.xdel(stream, entry_id)
         return None
+
+    def _endpoints(self) -> list[bytes]:
+        """The endpoints that ever had a job, read at most once a second: a claim is then a read of
+        each runnable endpoint's stream, not a read of the set too (an endpoint's first job waits at
+        most a second longer to be seen)."""
+        now = time.monotonic()
+        if now - self._endpoints_read > ENDPOINTS_FRESH:
+            self._endpoint_names = sorted(self.redis.smembers(self._key("endpoints")))
+            self._endpoints_read = now
+        return self._endpoint_names
 
     def heartbeat(self, claimer: str, running: list[str]) -> list[str]:
         """Refresh ``claimer``'s entries (their idle time is its heartbeat); the cancelled ones."""
@@ -407,6 +422,15 @@ class RedisJobStore:
         pipe.zrem(self._key("all"), job.id)
         pipe.zrem(self._owner_key(job.owner), job.id)
         pipe.execute()
+
+    def waiting(self) -> tuple[int, float]:
+        """Queued jobs and the oldest one's age in seconds (two sorted-set reads)."""
+        with self._reachable():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(self._key("queued"))
+            pipe.zrange(self._key("queued"), 0, 0, withscores=True)
+            count, oldest = pipe.execute()
+        return int(count), max(0.0, self.clock() - oldest[0][1]) if oldest else 0.0
 
     def counts(self) -> JobCounts:
         """Jobs by status (from the indexes: queued exactly, the rest by reading their jobs) and the

@@ -61,6 +61,7 @@ class JobRun:
     kernel: Interruptible | None = None
     cancelled: bool = False
     on_lease: Callable[[], None] | None = field(default=None, repr=False)
+    on_release: Callable[[], None] | None = field(default=None, repr=False)
 
     def leased(self, kernel: Interruptible) -> None:
         """The run holds ``kernel`` now (called by the endpoint handler)."""
@@ -68,6 +69,13 @@ class JobRun:
         if self.on_lease is not None:
             self.on_lease()
             self.on_lease = None
+
+    def released(self) -> None:
+        """The run gave its kernel back (called by the endpoint handler); a cancel no longer
+        interrupts it, and the runner may start another job on it."""
+        self.kernel = None
+        if self.on_release is not None:
+            self.on_release()
 
 
 class JobRunner:
@@ -184,7 +192,7 @@ class JobRunner:
                 unreserved = True
                 self._reserved[pool.name] -= 1
 
-        run = JobRun(job.id, job.options.timeout, on_lease=unreserve)
+        run = JobRun(job.id, job.options.timeout, on_lease=unreserve, on_release=self._wake.set)
         self.observe(job.endpoint, "running")
         greenlet = gevent.spawn(self._run, job, run)
 

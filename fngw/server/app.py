@@ -248,11 +248,11 @@ class TelemetrySampler:
         """Copy the pools', kernel API's and job store's figures into the metrics now."""
         if self.jobs is not None:
             try:
-                counts = self.jobs.counts()
+                queued, oldest_age = self.jobs.waiting()
             except StoreUnavailable:
                 pass  # the runner says so in the log; the gauges keep their last values
             else:
-                self.metrics.sample_jobs(counts.by_status["queued"], counts.oldest_queued_age)
+                self.metrics.sample_jobs(queued, oldest_age)
         if self.pools is not None:
             self.metrics.sample_pools(pool.stats() for pool in self.pools.pools.values())
         if self.registry is not None:

@@ -161,3 +161,14 @@ def test_fngw_jobs_lists_shows_and_cancels(tmp_path, capsys):
     assert [job["id"] for job in json.loads(capsys.readouterr().out)] == [queued.id]
     assert main(["jobs", "show", "nope", "--store", where]) == 1
     assert main(["jobs", "show", "--store", where]) == 2
+
+
+def test_a_result_fetched_cross_origin_carries_its_own_cors_answer_once(client):
+    origin = {"Origin": "https://app.example.com"}
+    accepted = client.simulate_get("/hello", headers={"Prefer": "respond-async", **origin})
+    job = finished(client, accepted.json["href"], headers=origin)
+    result = client.simulate_get(job["result"], headers=origin)
+    assert result.text == "hello world\n"
+    allow = [value for name, value in result.headers.items() if name.lower() == "access-control-allow-origin"]
+    assert allow == ["https://app.example.com"]
+    assert len(result.headers.get("access-control-allow-origin", "").split(",")) == 1

@@ -39,8 +39,21 @@ NOT_KEPT = frozenset(
         "te",
     }
 )
-# Not replayed from a run's answer: framing that the result resource's own response sets.
-NOT_STORED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "x-request-id"})
+# Not replayed from a run's answer: framing, and what the result request's own middleware sets
+# (its request id, CORS answers for its own Origin: two Access-Control-Allow-Origin would break it).
+NOT_STORED = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "x-request-id",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "vary",
+    }
+)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

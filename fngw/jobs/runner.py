@@ -60,6 +60,7 @@ class JobRun:
     timeout: float
     kernel: Interruptible | None = None
     cancelled: bool = False
+    done_with_kernel: bool = False  # the kernel was given back: nothing of the run is left to stop
     on_lease: Callable[[], None] | None = field(default=None, repr=False)
     on_release: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -74,6 +75,7 @@ class JobRun:
         """The run gave its kernel back (called by the endpoint handler); a cancel no longer
         interrupts it, and the runner may start another job on it."""
         self.kernel = None
+        self.done_with_kernel = True
         if self.on_release is not None:
             self.on_release()
 
@@ -277,8 +279,14 @@ class JobRunner:
         job, run, greenlet = entry
         run.cancelled = True  # counted as cancelled where the cancel was asked
         log.info("job %s: cancelled while running; interrupting its kernel", job_id)
-        if run.kernel is not None:
-            run.kernel.interrupt()
+        if run.done_with_kernel:
+            return  # only its response is being stored, which the cancel keeps out
+        if run.kernel is None:
+            # Not running a cell yet (waiting for its kernel): stop it there; a kernel handed to it
+            # meanwhile goes back to the pool (KernelPool.acquire).
+            greenlet.kill(block=False)
+            return
+        run.kernel.interrupt()
         # A cell that ignores the interrupt: abandon the run (its kernel is recovered by the pool).
         gevent.spawn_later(CANCEL_GRACE, lambda: greenlet.kill(block=False) if not greenlet.dead else None)
 

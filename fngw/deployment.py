@@ -106,6 +106,13 @@ def _machine_problems(
         except TokenUnavailable as exc:
             where = ("auth", "tokens", name)
             report.add(where, f"token {name!r}: {exc}", "token-unavailable", token_severity, key=True)
+    callbacks = manifest.jobs.callbacks if manifest.jobs is not None else None
+    if callbacks is not None:  # the gateway cannot sign callbacks without it: it would not start
+        try:
+            read_token(callbacks.secret, environ)
+        except TokenUnavailable as exc:
+            where = ("jobs", "callbacks", "secret")
+            report.add(where, f"the callback secret: {exc}", "token-unavailable", token_severity)
     return report.problems
 
 

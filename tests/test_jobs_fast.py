@@ -172,3 +172,15 @@ def test_a_result_fetched_cross_origin_carries_its_own_cors_answer_once(client):
     allow = [value for name, value in result.headers.items() if name.lower() == "access-control-allow-origin"]
     assert allow == ["https://app.example.com"]
     assert len(result.headers.get("access-control-allow-origin", "").split(",")) == 1
+
+
+def test_the_openapi_document_describes_asynchronous_calls_and_the_job_resources(client):
+    from openapi_spec_validator import validate
+
+    document = client.simulate_get("/_fngw/openapi.json").json
+    validate(document)
+    hello = document["paths"]["/hello"]["get"]
+    assert hello["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
+    assert hello["x-fngw-async"] == {"always": False, "prefer": "respond-async"}
+    assert {"/_fngw/jobs", "/_fngw/jobs/{job_id}", "/_fngw/jobs/{job_id}/result"} <= set(document["paths"])
+    assert set(document["paths"]["/_fngw/jobs/{job_id}"]) == {"get", "delete"}

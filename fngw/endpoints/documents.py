@@ -18,6 +18,7 @@ from fngw.contracts.documents import (
     openapi_responses,
     swagger_operation,
 )
+from fngw.jobs.openapi import ACCEPTED
 from fngw.manifest import Access, Manifest
 from fngw.routing import Route, RoutePlan
 
@@ -207,6 +208,16 @@ def _add_streams(responses: dict[str, Any], plain: bool) -> None:
     }
     content["application/x-ndjson"] = {"schema": _STREAM_EVENTS, "x-fngw-framing": "one StreamEvent a line"}
     ok["x-fngw-stream"] = {"plain": plain, "events": ["text/event-stream", "application/x-ndjson"]}
+
+
+def add_async_calls(document: dict[str, Any], plan: RoutePlan) -> dict[str, Any]:
+    """Every endpoint's operation in ``document`` also answers 202 with a job (docs/jobs.md);
+    ``x-fngw-async`` says whether it always does (``async: true``)."""
+    for route in plan.routes:
+        operation = document["paths"][_PARAM.sub(r"{\1}", route.path)][route.method.lower()]
+        operation["responses"]["202"] = copy.deepcopy(ACCEPTED)
+        operation["x-fngw-async"] = {"always": route.settings.asynchronous.enabled, "prefer": "respond-async"}
+    return document
 
 
 def add_operations(

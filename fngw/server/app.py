@@ -11,7 +11,13 @@ import falcon
 from fngw.auth import read_token
 from fngw.auth.middleware import TokenAuth
 from fngw.endpoints.docs_page import DocsAssets, DocsPage, swagger_ui_folder
-from fngw.endpoints.documents import DocumentResource, add_operations, openapi_document, swagger_document
+from fngw.endpoints.documents import (
+    DocumentResource,
+    add_async_calls,
+    add_operations,
+    openapi_document,
+    swagger_document,
+)
 from fngw.endpoints.files import SourceResource, StaticResource
 from fngw.endpoints.resource import EndpointHandler, EndpointResource
 from fngw.http import errors
@@ -19,6 +25,8 @@ from fngw.http.body import BodyLimit
 from fngw.http.paths import RawPathRouting
 from fngw.jobs import JobRunner, JobStore, JobSubmitter, StoreUnavailable
 from fngw.jobs.callbacks import CallbackSender
+from fngw.jobs.openapi import SCHEMAS as JOB_SCHEMAS
+from fngw.jobs.openapi import job_paths
 from fngw.jobs.resources import JobAccess, JobListResource, JobResource, JobResultResource
 from fngw.jobs.stores import open_store
 from fngw.jobs.submission import JOBS_PATH
@@ -177,6 +185,9 @@ def _gateway_routes(
             MetricsResource(metrics.render, sample, manifest.auth.default),
         )
     document = openapi_document(manifest, plan)
+    if manifest.jobs is not None and pools is not None:
+        add_async_calls(document, plan)
+        add_operations(document, job_paths(base), JOB_SCHEMAS, PUBLIC)
     if manifest.kernel_api is not None and kernel_api_served:
         add_operations(document, kernel_api_paths(base), SCHEMAS, manifest.kernel_api.auth)
     spec_url = join_url(base, GATEWAY_URL_PREFIX, "openapi.json")

@@ -67,6 +67,8 @@ def test_sqlite_writes_nothing_until_the_first_job(tmp_path):
     assert store.get("x") is None and store.claim("w", everything) is None and store.counts().by_status["queued"] == 0
     assert store.heartbeat("w", []) == [] and store.recover(30, alive) == [] and store.expire(10) == 0
     assert not (tmp_path / "jobs.db").exists()
+    store.submit("POST /score", REQUEST, OPTIONS)
+    assert (tmp_path / "jobs.db").stat().st_mode & 0o777 == 0o600  # requests are the callers' data
 
 
 def test_a_job_is_queued_claimed_once_and_finished(store):

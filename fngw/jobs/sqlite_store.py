@@ -12,6 +12,7 @@ asynchronously leaves nothing on disk.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import deque
@@ -109,7 +110,9 @@ class SqliteJobStore:
     def _create(self) -> None:
         if self._created:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Requests and results are the callers' data: owner-only, as SQLite's -wal and -shm follow.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connection() as db:
             db.executescript(_SCHEMA)
         self._created = True

@@ -244,20 +244,28 @@ def worker_pids(gateway: Gateway) -> list[int]:
 
 def test_nothing_accepted_is_lost_across_sigterm_a_restart_and_a_killed_worker(tmp_path, markers):
     state = tmp_path / "state"
-    env = job_env(state, markers)
+    # The module's manifest with a long ttl: this test's jobs must not expire while it restarts.
+    manifest = tmp_path / "fngw.yaml"
+    notebook = str(SERVICE.parent / "work.ipynb")
+    manifest.write_text(SERVICE.read_text().replace("ttl: 6s", "ttl: 1h").replace("work.ipynb", notebook))
+    env = {**job_env(state, markers), "FNGW_MANIFEST": str(manifest)}
     with Gateway(env=env) as first:
         first.wait_ready("/_fngw/ready", timeout=120)
         running = submit(first, "/slow/t-running?seconds=30")
         retried = submit(first, "/runs/t-retried?seconds=30")
+        short = submit(first, "/short/slow/t-short?seconds=2")
         queued = [submit(first, f"/slow/t-queued-{i}?seconds=0") for i in range(3)]
         wait_for(first, running, statuses=("running",))
         wait_for(first, retried, statuses=("running",))
+        wait_for(first, short, statuses=("running",))
         first.proc.send_signal(signal.SIGTERM)
         first.wait_exit(60)
     with Gateway(env=env) as second:
         second.wait_ready("/_fngw/ready", timeout=120)
         for job in queued:
             assert wait_for(second, job)["status"] == "succeeded"
+        # A job that finishes within the graceful timeout finishes, though no connection was open.
+        assert wait_for(second, short)["status"] == "succeeded"
         lost = wait_for(second, running)
         assert lost["status"] == "failed" and "stopped" in lost["error"]
         # The idempotent job was running too: it runs again on the new gateway.

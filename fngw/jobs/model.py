@@ -241,8 +241,9 @@ class JobStore(Protocol):
         ...
 
     def expire(self, ttl: float) -> int:
-        """Jobs finished, or queued, more than ``ttl`` seconds ago become ``expired`` (their request
-        and result are dropped); expired ones older than another ``ttl`` are forgotten. How many."""
+        """Jobs finished more than ``ttl`` seconds ago become ``expired`` (their request and result
+        are dropped); expired ones older than another ``ttl`` are forgotten. Queued jobs never
+        expire. How many."""
         ...
 
     def counts(self) -> JobCounts:

@@ -299,7 +299,7 @@ class RedisJobStore:
                     started = self._start(keys=keys, args=[claimer, repr(self.clock()), entry_id])
                     if started:
                         return _job(dict(zip(started[::2], started[1::2], strict=True)))
-                    # Cancelled or expired while queued: the entry has no work left.
+                    # Cancelled while queued: the entry has no work left.
                     self.redis.xack(stream, GROUP, entry_id)
                     self.redis.xdel(stream, entry_id)
         return None
@@ -390,14 +390,13 @@ class RedisJobStore:
         return lost
 
     def expire(self, ttl: float) -> int:
-        """Finished or long-queued jobs older than ``ttl`` become expired; older tombstones go."""
+        """Jobs finished more than ``ttl`` ago become expired; older tombstones go. Queued jobs
+        never expire."""
         now = self.clock()
         cutoff = now - ttl
         count = 0
         with self._reachable():
-            stale = self.redis.zrangebyscore(self._key("queued"), "-inf", cutoff)
-            finished = self.redis.zrangebyscore(self._key("finished"), "-inf", cutoff)
-            for raw in [*stale, *finished]:
+            for raw in self.redis.zrangebyscore(self._key("finished"), "-inf", cutoff):
                 job_id = raw.decode()
                 job = self._read(job_id)
                 if job is None:
@@ -406,7 +405,7 @@ class RedisJobStore:
                 if job.status == "expired":
                     self._forget(job)
                 else:
-                    self._moved(job_id, "expired", "queued,succeeded,failed,cancelled")
+                    self._moved(job_id, "expired", "succeeded,failed,cancelled")
                     self.redis.hdel(self._job_key(job_id), "request", "response", "body")
                 count += 1
         return count

@@ -126,9 +126,13 @@ class JobRunner:
         self._claiming = False
         self._wake.set()
 
-    def close(self) -> None:
-        """Stop; jobs still running go back to the queue (idempotent ones, once) or fail, saying why."""
+    def close(self, grace: float = 0.0) -> None:
+        """Stop: take no more jobs, give running ones ``grace`` seconds to finish, then put those
+        still running back in the queue (idempotent ones, once) or fail them, saying why."""
         self._claiming = False
+        if grace > 0 and self.running:
+            log.info("jobs: %d running; waiting up to %.1fs for them to finish", len(self.running), grace)
+            gevent.joinall([greenlet for _, _, greenlet in self.running.values()], timeout=grace)
         gevent.killall(self._loops, block=True, timeout=2)
         for job, _run, greenlet in list(self.running.values()):
             greenlet.kill(block=False)

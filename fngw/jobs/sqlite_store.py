@@ -325,16 +325,16 @@ class SqliteJobStore:
         return lost
 
     def expire(self, ttl: float) -> int:
-        """Finished or long-queued jobs older than ``ttl`` become expired; older tombstones go."""
+        """Jobs finished more than ``ttl`` ago become expired; older tombstones go. Queued jobs
+        never expire: nothing accepted is dropped unrun."""
         if not self._exists():
             return 0
         cutoff = self.clock() - ttl
         with self._transaction() as db:
             expired = db.execute(
                 "UPDATE jobs SET status = 'expired', finished = ?, request = NULL, response = NULL, body = NULL"
-                " WHERE (status IN ('succeeded', 'failed', 'cancelled') AND finished < ?)"
-                " OR (status = 'queued' AND created < ?)",
-                (self.clock(), cutoff, cutoff),
+                " WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished < ?",
+                (self.clock(), cutoff),
             ).rowcount
             gone = db.execute("DELETE FROM jobs WHERE status = 'expired' AND finished < ?", (cutoff,)).rowcount
         return expired + gone

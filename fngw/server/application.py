@@ -67,11 +67,14 @@ class GatewayApplication:
             self.runner.stop_claiming()
         self._begin_shutdown()
 
-    def close(self) -> None:
-        """Stop the background loops and every kernel of this worker."""
+    def close(self, grace: float = 0.0) -> None:
+        """Stop the background loops and every kernel of this worker; running jobs get ``grace``
+        seconds to finish first."""
         gevent.killall(self._loops, block=False)
         if self.runner is not None:
-            self.runner.close()  # before the pools: its jobs are requeued or failed, not run into a closed pool
+            self.runner.close(
+                grace
+            )  # before the pools: unfinished jobs are requeued or failed, not run into a closed pool
         for owner in (self.pools, self.registry):
             if owner is not None:
                 owner.shutdown()

@@ -100,11 +100,21 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
     threading.Thread(target=wait_then_retire, name="fngw-reload", daemon=True).start()
 
 
+JOB_GRACE_MARGIN = 1.5  # seconds kept from the graceful timeout to stop kernels before gunicorn's SIGKILL
+
+
 def worker_exit(server: Arbiter, worker: Worker) -> None:
-    """In the worker, as it exits: shut its kernels down (fngw's worker keeps its application)."""
+    """In the worker, as it exits: let running jobs finish within what is left of the graceful
+    timeout (gunicorn's drain waits for connections only, not for jobs), then shut its kernels
+    down (fngw's worker keeps its application)."""
     close = getattr(getattr(worker, "fngw_application", None), "close", None)
-    if close is not None:
-        close()
+    if close is None:
+        return
+    stopping_since = getattr(worker, "fngw_stopping_since", None)
+    grace = 0.0
+    if stopping_since is not None:
+        grace = worker.cfg.graceful_timeout - (time.monotonic() - stopping_since) - JOB_GRACE_MARGIN
+    close(grace=max(0.0, grace))
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

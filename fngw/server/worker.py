@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +106,7 @@ class GeventWorker(_GeventWorker):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: begin the application's shutdown and end idle keep-alive connections."""
+        self.fngw_stopping_since = time.monotonic()  # worker_exit gives running jobs what is left
         super().handle_exit(sig, frame)
         begin = getattr(self, "_begin_shutdown", None)
         if begin is not None:

@@ -109,6 +109,9 @@ def test_idempotency_keys_return_the_same_job_or_refuse_another_request(store):
     with pytest.raises(IdempotencyConflict):
         other_body = StoredRequest("POST", "/score", REQUEST.headers, b'{"x": 1}')
         store.submit("POST /score", other_body, OPTIONS, owner="ops", idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict):  # the result's form depends on Accept: another request
+        as_png = StoredRequest("POST", "/score", (*REQUEST.headers, ("Accept", "image/png")), b"{}")
+        store.submit("POST /score", as_png, OPTIONS, owner="ops", idempotency_key="k1")
     other, new_other = store.submit("POST /score", REQUEST, OPTIONS, owner="partner", idempotency_key="k1")
     assert new_other and other.id != job.id  # keys belong to their caller
 

@@ -81,6 +81,19 @@ def test_a_job_replays_the_call_and_keeps_no_credential(client, tmp_path):
     assert not {name.lower() for name, _ in stored.request.headers} & {"authorization", "prefer"}
 
 
+def test_job_resources_answer_head_list_several_statuses_and_keep_no_cookie(client, tmp_path):
+    auth = {"Authorization": f"Bearer {OPS}"}
+    first = client.simulate_get("/secured/hello", headers={**auth, "Prefer": "respond-async", "Cookie": "s=1"})
+    done = finished(client, first.json["href"], headers=auth)
+    assert client.simulate_head(done["href"], headers=auth).status_code == 200
+    assert client.simulate_head(done["result"], headers=auth).status_code == 200
+    listed = client.simulate_get("/_fngw/jobs", query_string="status=queued&status=succeeded", headers=auth).json
+    assert [job["id"] for job in listed["jobs"]] == [done["id"]]
+    assert client.simulate_get("/_fngw/jobs", query_string="status=queued,bogus", headers=auth).status_code == 400
+    stored = SqliteJobStore(tmp_path / "jobs.db").get(done["id"])
+    assert "cookie" not in {name.lower() for name, _ in stored.request.headers}
+
+
 def test_head_and_invalid_requests_are_never_jobs(client):
     assert client.simulate_head("/hello", headers={"Prefer": "respond-async"}).status_code == 200
     assert client.simulate_post("/people", body="{", headers={"Prefer": "respond-async",
@@ -108,9 +121,25 @@ def test_store_urls_name_files_as_file_urls_do(tmp_path):
     redis = load_manifest(write(tmp_path, base % "redis://:pw@cache:6379/2")).manifest
     assert redis.jobs.store.url == "redis://:pw@cache:6379/2" and redis.jobs.store.describe() == "redis://cache:6379/2"
     remote = load_manifest(write(tmp_path, base % "sqlite://host/jobs.db"))
-    assert [p.rule for p in remote.problems] == ["job-store-host"]
+    assert [(p.path, p.rule) for p in remote.problems] == [("$.jobs.store", "pattern")]  # a file is local
     default = load_manifest(write(tmp_path, "version: 1\nnotebooks: {work: {path: nb.ipynb}}\n")).manifest
     assert default.jobs is not None and default.jobs.store is None and default.jobs.timeout == 3600
+
+
+def test_jobs_settings_that_cannot_work_are_refused_with_their_place(tmp_path):
+    text = 'version: 1\nnotebooks: {work: {path: nb.ipynb}}\njobs: {store: "%s", visibility: 0, ttl: 0s}\n'
+    problems = load_manifest(write(tmp_path, text % "redis://:secret@cache:notaport/0")).problems
+    assert [(p.path, p.rule) for p in problems] == [
+        ("$.jobs.store", "job-store-url"),
+        ("$.jobs.visibility", "job-duration-too-short"),
+        ("$.jobs.ttl", "job-duration-too-short"),
+    ]
+    assert "secret" not in problems[0].message
+    for store in ("mysql://x", "sqlite:", "sqlite://", "redis://h:6379/abc"):
+        problems = load_manifest(write(tmp_path, f"version: 1\njobs: {{store: '{store}'}}\n")).problems
+        assert [(p.path, p.rule) for p in problems] == [("$.jobs.store", "pattern")], store
+    hosts = load_manifest(write(tmp_path, 'version: 1\njobs: {callbacks: {allow_hosts: ["*"], secret: {env: S}}}\n'))
+    assert [(p.path, p.rule) for p in hosts.problems] == [("$.jobs.callbacks.allow_hosts[0]", "pattern")]
 
 
 def test_async_endpoints_need_jobs_and_callbacks_need_allowed_hosts(tmp_path):
@@ -135,6 +164,9 @@ def test_async_endpoints_need_jobs_and_callbacks_need_allowed_hosts(tmp_path):
         ("https://hooks.example.com.evil.net/x", False),
         ("https://user@evil.net/@hooks.example.com", False),
         ("http://127.0.0.1:bad/x", False),
+        ("http://user:pw@127.0.0.1:9000/x", False),  # credentials would be stored and sent
+        ("http://127.0.0.1:9000/a b", False),  # no client sends a space as written
+        ("http://127.0.0.1:9000/a\nb", False),
     ],
 )
 def test_callback_hosts(url, allowed):
@@ -161,6 +193,9 @@ def test_fngw_jobs_lists_shows_and_cancels(tmp_path, capsys):
     assert [job["id"] for job in json.loads(capsys.readouterr().out)] == [queued.id]
     assert main(["jobs", "show", "nope", "--store", where]) == 1
     assert main(["jobs", "show", "--store", where]) == 2
+    assert main(["jobs", "list", "--store", "sqlite://"]) == 2
+    assert main(["jobs", "list", "--store", f"sqlite:{tmp_path / 'none.db'}"]) == 2
+    assert "no such job store" in capsys.readouterr().err
 
 
 def test_a_result_fetched_cross_origin_carries_its_own_cors_answer_once(client):

@@ -20,7 +20,6 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
 import urllib.request
 from typing import Any
 
@@ -108,6 +107,6 @@ class CallbackSender:
         try:
             with self._opener.open(request, timeout=TIMEOUT) as answer:
                 return 200 <= answer.status < 300
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            log.info("job %s: callback attempt failed: %s", job_id, exc)
+        except Exception as exc:  # any failure of one attempt (refused, timed out, malformed) is retried
+            log.info("job %s: callback attempt failed: %s: %s", job_id, type(exc).__name__, exc)
             return False

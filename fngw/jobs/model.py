@@ -79,11 +79,12 @@ class StoredRequest:
 
     def fingerprint(self) -> str:
         """What makes two submissions "the same request" for an ``Idempotency-Key``: method,
-        target, Content-Type and body (not headers that differ between retries of one call, such
-        as X-Request-Id, Date or traceparent)."""
+        target, Content-Type, Accept (the result's form depends on it) and body; not headers that
+        differ between retries of one call, such as X-Request-Id, Date or traceparent."""
         content_type = next((v for n, v in self.headers if n.lower() == "content-type"), "")
+        accept = ",".join(v for n, v in self.headers if n.lower() == "accept")
         digest = hashlib.sha256()
-        for part in (self.method, self.target, content_type):
+        for part in (self.method, self.target, content_type, accept):
             digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(self.body)
         return digest.hexdigest()

@@ -7,7 +7,6 @@ the calling greenlet waits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
 import gevent
@@ -25,8 +24,18 @@ class _OffHub:
             return method
 
         def off_hub(*args: Any, **kwargs: Any) -> Any:
-            call: Callable[[], Any] = lambda: method(*args, **kwargs)  # noqa: E731
-            return gevent.get_hub().threadpool.apply(call)
+            def call() -> tuple[bool, Any]:
+                # Errors come back as values: the thread pool would print every one it sees with a
+                # traceback, and most are answers (a full queue, a finished job), not faults.
+                try:
+                    return True, method(*args, **kwargs)
+                except Exception as exc:
+                    return False, exc
+
+            ok, value = gevent.get_hub().threadpool.apply(call)
+            if not ok:
+                raise value
+            return value
 
         return off_hub
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace, manifest_default: str) -> int:
         if args.action == "show":
             return _show(store, args.job_id)
         return _cancel(store, args.job_id, args.json)
-    except StoreUnavailable as exc:
-        print(f"fngw jobs: the store is unreachable: {exc}", file=sys.stderr)
+    except (StoreUnavailable, sqlite3.Error, OSError) as exc:
+        print(f"fngw jobs: the store cannot be read: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -52,6 +53,10 @@ def _store(args: argparse.Namespace, manifest_default: str) -> JobStore:
         if args.store.startswith("sqlite:"):
             path = args.store.removeprefix("sqlite:")
             path = "/" + path.lstrip("/") if path.startswith("///") else path
+            if not path.strip("/"):
+                raise ValueError("--store sqlite: names no file (sqlite:///absolute/path.db or sqlite:relative.db)")
+            if not Path(path).exists():
+                raise ValueError(f"{path}: no such job store")
             return SqliteJobStore(Path(path).resolve())
         raise ValueError("--store must be sqlite:PATH or redis://host:port/db")
     manifest_path = Path(args.manifest or manifest_default)

@@ -284,11 +284,13 @@ class RedisJobStore:
         """A queued job of an endpoint ``endpoints`` accepts, now running for ``claimer``: each
         endpoint's jobs oldest first."""
         with self._reachable():
+            asked = False
             for raw in self._endpoints():
                 endpoint = raw.decode()
                 if not endpoints(endpoint):
                     continue
                 stream = self._stream(endpoint)
+                asked = True
                 while True:
                     delivered = self.redis.xreadgroup(GROUP, claimer, {stream: ">"}, count=1)
                     if not delivered:
@@ -302,6 +304,8 @@ class RedisJobStore:
                     # Cancelled while queued: the entry has no work left.
                     self.redis.xack(stream, GROUP, entry_id)
                     self.redis.xdel(stream, entry_id)
+            if not asked:
+                self.redis.ping()  # an answer of "nothing to do" must mean Redis said so
         return None
 
     def _endpoints(self) -> list[bytes]:
@@ -318,6 +322,8 @@ class RedisJobStore:
         """Refresh ``claimer``'s entries (their idle time is its heartbeat); the cancelled ones."""
         cancelled = []
         with self._reachable():
+            if not running:
+                self.redis.ping()  # a heartbeat always reaches Redis: it is how a runner learns Redis is back
             for job_id in running:
                 status, stream, entry = self.redis.hmget(self._job_key(job_id), ["status", "stream", "entry"])
                 if status != b"running":

@@ -2,7 +2,7 @@
 
 Replaying the request through the same WSGI application (routing, parsing, validation, the pool,
 rendering) is what makes a job's result exactly the response the synchronous call would have
-given. What is kept leaves out credentials (``Authorization``, ``?token=``): the call was
+given. What is kept leaves out credentials (``Authorization``, ``Cookie``, ``?token=``): the call was
 authorized when it was accepted, and a secret does not belong in a store that outlives it. The
 asynchronous-call headers themselves (``Prefer``, ``Idempotency-Key``, ``X-Callback-Url``) are
 left out too, so a cell sees the headers a synchronous call would have carried.
@@ -27,6 +27,7 @@ NOT_KEPT = frozenset(
     {
         "authorization",
         "proxy-authorization",
+        "cookie",
         "prefer",
         "idempotency-key",
         "x-callback-url",

@@ -69,9 +69,10 @@ class JobListResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """``{"jobs": [job, ...]}``, oldest first; 400 for an unknown status, 401 without a token."""
-        status = req.get_param("status")
-        if status is not None and status not in STATUSES:
-            raise GatewayError(400, message=f"status must be one of {', '.join(STATUSES)}")
+        wanted = req.get_param_as_list("status") or []  # ?status=queued&status=running, or queued,running
+        unknown = [status for status in wanted if status not in STATUSES]
+        if unknown:
+            raise GatewayError(400, message=f"status must be one of {', '.join(STATUSES)} (not {unknown[0]!r})")
         name = self.access.caller(req)
         if name is None:
             raise GatewayError(
@@ -80,8 +81,13 @@ class JobListResource:
                 headers={"WWW-Authenticate": 'Bearer realm="fngw"'},
             )
         everyone = self.access.is_admin(name)
+        status = wanted[0] if len(wanted) == 1 else None
         jobs = self.access.store.jobs(owner=name, status=status, everyone=everyone)
-        resp.media = {"jobs": [representation(job, self.base_url) for job in jobs]}
+        resp.media = {
+            "jobs": [representation(job, self.base_url) for job in jobs if not wanted or job.status in wanted]
+        }
+
+    on_head = on_get
 
 
 class JobResource:
@@ -98,6 +104,8 @@ class JobResource:
         if job.status in ("queued", "running"):
             resp.set_header("Retry-After", str(_retry_after(job)))
         resp.media = representation(job, self.base_url)
+
+    on_head = on_get
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         """Cancel: a queued job never runs, a running one's kernel is interrupted (by its runner,
@@ -134,3 +142,5 @@ class JobResultResource:
             else:
                 resp.append_header(name, value)
         resp.data = result.body
+
+    on_head = on_get

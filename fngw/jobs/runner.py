@@ -260,7 +260,7 @@ class JobRunner:
     # --- heartbeats, cancels, recovery -----------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        interval = min(5.0, self.settings.visibility / 3)
+        interval = max(0.5, min(5.0, self.settings.visibility / 3))
         last_sweep = 0.0
         while True:
             cancelled = self._guarded(lambda: self.store.heartbeat(self.claimer, list(self.running)))

@@ -129,6 +129,8 @@ class JobSubmitter:
             raise GatewayError(422, message="callbacks are off: the manifest has no jobs.callbacks")
         if not callbacks.allows(url):
             raise GatewayError(
-                422, message="X-Callback-Url must be http(s) to a host that jobs.callbacks.allow_hosts lists"
+                422,
+                message="X-Callback-Url must be an http(s) URL without credentials or spaces,"
+                " to a host that jobs.callbacks.allow_hosts lists",
             )
         return url

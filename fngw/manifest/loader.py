@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from fngw.package_data import schema_path
 
@@ -333,6 +334,10 @@ class _ManifestBuilder:
             if callbacks is None or not callbacks.allows(url):
                 message = f"callback {url} goes to a host that jobs.callbacks.allow_hosts does not list"
                 self.error(where, message, "callback-host-not-allowed")
+        for name, least in (("ttl", 1.0), ("visibility", 1.0), ("timeout", 0.001)):
+            if name in raw and parse_duration(raw[name]) < least:
+                message = f"jobs.{name} must be at least {'1s' if least >= 1 else 'more than 0'}"
+                self.error(("jobs", name), message, "job-duration-too-short")
         return JobSettings(
             store=self.job_store(raw["store"]) if "store" in raw else None,
             ttl=parse_duration(raw["ttl"]) if "ttl" in raw else builtin.ttl,
@@ -348,14 +353,15 @@ class _ManifestBuilder:
         """``sqlite:///abs`` (an absolute path, as file: URLs write it), ``sqlite:rel`` (from the
         manifest's folder), or a redis URL kept as written."""
         if url.startswith(("redis://", "rediss://")):
+            try:
+                urlsplit(url).port  # noqa: B018 - raises for a port that is not a number
+            except ValueError:
+                shown = JobStoreLocation("redis", url=url).describe()  # without the password
+                self.error(("jobs", "store"), f"{shown}: the port is not a number", "job-store-url")
             return JobStoreLocation(kind="redis", url=url)
         rest = url.removeprefix("sqlite:")
-        if rest.startswith("//"):  # sqlite://host/path: only the empty host (sqlite:///abs) is local
-            host, _, path = rest[2:].partition("/")
-            if host:
-                message = f"{url}: a SQLite store is a local file: sqlite:///absolute/path or sqlite:relative/path"
-                self.error(("jobs", "store"), message, "job-store-host")
-            return JobStoreLocation(kind="sqlite", path=Path("/" + path))
+        if rest.startswith("///"):  # a file: URL's empty host (the schema refuses any other host)
+            return JobStoreLocation(kind="sqlite", path=Path(rest[2:]))
         return JobStoreLocation(kind="sqlite", path=self.local_path(rest))
 
     def source_value(self, where: JsonPath) -> Any:

@@ -243,8 +243,12 @@ class CallbackSettings:
     def allows(self, url: str) -> bool:
         """Whether ``url`` is http(s) to a listed host: ``host``, ``host:port`` (that port only)
         or ``*.domain`` (its subdomains)."""
+        if any(c <= " " or c == "\x7f" for c in url):  # spaces and controls: no client sends it as written
+            return False
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        if parts.username is not None or parts.password is not None:  # credentials would be stored
             return False
         try:
             port = parts.port

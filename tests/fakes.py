@@ -56,7 +56,7 @@ class FakePool:
         self.kernel = FakeKernel(spec.seed_cells)
         self.executions = 0
 
-    def acquire(self, queue_timeout: float | None = None) -> FakeKernel:
+    def acquire(self, queue_timeout: float | None = None, wait: bool = True) -> FakeKernel:
         return self.kernel
 
     def release(self, kernel: FakeKernel) -> None:

@@ -219,3 +219,23 @@ def test_the_openapi_document_describes_asynchronous_calls_and_the_job_resources
     assert hello["x-fngw-async"] == {"always": False, "prefer": "respond-async"}
     assert {"/_fngw/jobs", "/_fngw/jobs/{job_id}", "/_fngw/jobs/{job_id}/result"} <= set(document["paths"])
     assert set(document["paths"]["/_fngw/jobs/{job_id}"]) == {"get", "delete"}
+
+
+def test_a_job_whose_kernel_a_synchronous_call_took_first_goes_back_to_the_queue(client, tmp_path, monkeypatch):
+    from fngw.kernels import NoIdleKernel
+
+    target = client.app.pools["api"]  # the pool of /hello
+    original = target.acquire
+    refused = []
+
+    def busy_once(queue_timeout=None, wait=True):
+        if not wait and not refused:
+            refused.append(True)
+            raise NoIdleKernel("pool: no idle kernel", target.name)
+        return original(queue_timeout, wait)
+
+    monkeypatch.setattr(target, "acquire", busy_once)
+    accepted = client.simulate_get("/hello", headers={"Prefer": "respond-async"})
+    job = finished(client, accepted.json["href"])
+    assert refused and job["status"] == "succeeded"
+    assert SqliteJobStore(tmp_path / "jobs.db").get(job["id"]).attempts == 1  # the refused try did not count

@@ -28,7 +28,7 @@ from fngw.http.body import read_body
 from fngw.http.disconnect import abandon_if_client_leaves
 from fngw.http.environ import JOB_RUN
 from fngw.jobs import JobRun, JobSubmitter
-from fngw.kernels import Kernel, KernelPool
+from fngw.kernels import Kernel, KernelPool, NoIdleKernel
 from fngw.manifest import Access
 from fngw.routing import Route
 
@@ -98,7 +98,8 @@ class EndpointHandler:
         # domain errors that fngw.server.error_map turns into their HTTP answers.
         try:
             with abandon_if_client_leaves(req):  # counted as 499 in fngw_requests_total
-                kernel = self.pool.acquire(run.timeout if run is not None else self.settings.pool.queue_timeout)
+                queue_timeout = self.settings.pool.queue_timeout
+                kernel = self._job_kernel(run) if run is not None else self.pool.acquire(queue_timeout)
         finally:
             ctx.pool_wait = time.perf_counter() - waited
             if self.observe_pool_wait is not None:
@@ -122,6 +123,15 @@ class EndpointHandler:
         response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
         if self.responses is not None:
             self._check_response(resp)
+
+    def _job_kernel(self, run: JobRun) -> Kernel:
+        """An idle kernel for a job, which never waits in the pool's queue: a synchronous request
+        that took the kernel the job was claimed for sends the job back to the store's queue."""
+        try:
+            return self.pool.acquire(wait=False)
+        except NoIdleKernel:
+            run.deferred = True
+            raise
 
     def _stream(self, req: falcon.Request, resp: falcon.Response, mode: str, kernel: Kernel, request_json: str) -> None:
         """Answer with the cell's output as it comes (fngw.endpoints.streaming); the session gives

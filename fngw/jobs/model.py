@@ -62,20 +62,16 @@ class StoredRequest:
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (the body as latin-1 text: bytes survive the round trip)."""
-        return {
-            "method": self.method,
-            "target": self.target,
-            "headers": [list(pair) for pair in self.headers],
-            "body": self.body.decode("latin-1"),
-        }
+    def head_json(self) -> dict[str, Any]:
+        """Method, target and headers as JSON; stores keep the body apart, as bytes (in JSON it
+        would grow up to six times), and read it only to run the job."""
+        return {"method": self.method, "target": self.target, "headers": [list(pair) for pair in self.headers]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StoredRequest:
-        """The request ``to_json`` wrote."""
-        headers = tuple((str(name), str(value)) for name, value in data["headers"])
-        return cls(data["method"], data["target"], headers, data["body"].encode("latin-1"))
+    def from_parts(cls, head: dict[str, Any], body: bytes = b"") -> StoredRequest:
+        """The request ``head_json`` and its body describe."""
+        headers = tuple((str(name), str(value)) for name, value in head["headers"])
+        return cls(head["method"], head["target"], headers, body)
 
     def fingerprint(self) -> str:
         """What makes two submissions "the same request" for an ``Idempotency-Key``: method,
@@ -129,8 +125,9 @@ class JobOptions:
 
 @dataclass(frozen=True)
 class Job:
-    """One invocation of ``endpoint`` ("POST /score"); times are Unix seconds. ``response`` is
-    set once a run answered (its body is read separately: ``JobStore.result``)."""
+    """One invocation of ``endpoint`` ("POST /score"); times are Unix seconds. ``response_head``
+    is set once a run answered (its body is read separately: ``JobStore.result``); the request's
+    body is read only by ``claim`` (elsewhere ``request.body`` is empty)."""
 
     id: str
     endpoint: str
@@ -228,8 +225,9 @@ class JobStore(Protocol):
         """A queued or running job failed without a response, for ``reason``."""
         ...
 
-    def requeue(self, job_id: str) -> None:
-        """A running job goes back to the queue (its runner stopped before it finished)."""
+    def requeue(self, job_id: str, ran: bool = True) -> None:
+        """A running job goes back to the queue: its runner stopped before it finished, or (not
+        ``ran``) it never started its cell, which then does not count as an attempt."""
         ...
 
     def cancel(self, job_id: str) -> Job:

@@ -79,6 +79,7 @@ def job_paths(base_url: str) -> dict[str, Any]:
                     },
                     "400": {"description": "An unknown status", "content": _ERROR},
                     "401": {"description": "No token (listing needs one), or one that is not valid", "content": _ERROR},
+                    "403": {"description": "The gateway has no tokens: jobs are reached by id", "content": _ERROR},
                 },
             }
         },

@@ -27,6 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def run(args: argparse.Namespace, manifest_default: str) -> int:
     """Exit 0 when done, 1 when the job cannot be cancelled or found, 2 on bad usage or an
     unreachable store."""
+    args.base_url = "/"
     try:
         store = _store(args, manifest_default)
     except ValueError as exc:
@@ -39,8 +40,8 @@ def run(args: argparse.Namespace, manifest_default: str) -> int:
         if args.action == "list":
             return _list(store, args)
         if args.action == "show":
-            return _show(store, args.job_id)
-        return _cancel(store, args.job_id, args.json)
+            return _show(store, args.job_id, args.base_url)
+        return _cancel(store, args.job_id, args.json, args.base_url)
     except (StoreUnavailable, sqlite3.Error, OSError) as exc:
         print(f"fngw jobs: the store cannot be read: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -60,11 +61,17 @@ def _store(args: argparse.Namespace, manifest_default: str) -> JobStore:
             return SqliteJobStore(Path(path).resolve())
         raise ValueError("--store must be sqlite:PATH or redis://host:port/db")
     manifest_path = Path(args.manifest or manifest_default)
-    loaded = load_manifest(manifest_path)
+    try:
+        loaded = load_manifest(manifest_path)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot read the manifest {manifest_path} ({exc.strerror}); name one with --manifest or --store"
+        ) from None
     if loaded.manifest is None:
         raise ValueError(f"{manifest_path} is not a valid manifest (see: fngw validate {manifest_path})")
     if loaded.manifest.jobs is None:
         raise ValueError(f"{manifest_path} turns jobs off (jobs: false)")
+    args.base_url = loaded.manifest.server.base_url  # the hrefs the gateway itself gives
     return open_store(loaded.manifest.jobs, loaded.manifest.path)
 
 
@@ -83,7 +90,7 @@ def _row(job: Job) -> tuple[str, ...]:
 def _list(store: JobStore, args: argparse.Namespace) -> int:
     jobs = store.jobs(status=args.status, everyone=True)
     if args.json:
-        print(json.dumps([_document(job) for job in jobs], indent=2))
+        print(json.dumps([_document(job, args.base_url) for job in jobs], indent=2))
         return EXIT_OK
     rows = [("ID", "STATUS", "ENDPOINT", "OWNER", "CREATED", "FINISHED", "ERROR"), *map(_row, jobs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -92,8 +99,8 @@ def _list(store: JobStore, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _document(job: Job) -> dict[str, Any]:
-    document = representation(job, "/")
+def _document(job: Job, base_url: str = "/") -> dict[str, Any]:
+    document = representation(job, base_url)
     document.update(
         owner=job.owner,
         attempts=job.attempts,
@@ -105,16 +112,16 @@ def _document(job: Job) -> dict[str, Any]:
     return document
 
 
-def _show(store: JobStore, job_id: str) -> int:
+def _show(store: JobStore, job_id: str, base_url: str) -> int:
     job = store.get(job_id)
     if job is None:
         print(f"fngw jobs: no job {job_id} in {store.describe()}", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(_document(job), indent=2))
+    print(json.dumps(_document(job, base_url), indent=2))
     return EXIT_OK
 
 
-def _cancel(store: JobStore, job_id: str, as_json: bool) -> int:
+def _cancel(store: JobStore, job_id: str, as_json: bool, base_url: str) -> int:
     try:
         job = store.cancel(job_id)
     except KeyError:
@@ -123,5 +130,5 @@ def _cancel(store: JobStore, job_id: str, as_json: bool) -> int:
     except NotCancellable as exc:
         print(f"fngw jobs: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(_document(job), indent=2) if as_json else f"{job.id} cancelled")
+    print(json.dumps(_document(job, base_url), indent=2) if as_json else f"{job.id} cancelled")
     return EXIT_OK

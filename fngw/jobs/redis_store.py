@@ -65,8 +65,8 @@ if tonumber(ARGV[9]) > 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[9]) t
 end
 local entry = redis.call('XADD', KEYS[6], '*', 'id', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'endpoint', ARGV[2], 'status', 'queued', 'owner', ARGV[3],
-  'request', ARGV[4], 'fingerprint', ARGV[5], 'idem', KEYS[5], 'options', ARGV[7], 'created', ARGV[8],
-  'attempts', 0, 'entry', entry, 'stream', KEYS[6])
+  'request', ARGV[4], 'request_body', ARGV[10], 'fingerprint', ARGV[5], 'idem', KEYS[5],
+  'options', ARGV[7], 'created', ARGV[8], 'attempts', 0, 'entry', entry, 'stream', KEYS[6])
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1])
@@ -104,14 +104,24 @@ end
 return {'moved', status}
 """
 
-# KEYS: job, queued, finished; ARGV: expected claimer, now, reason.
-# A lost run: requeued (idempotent, first attempt) or failed; only if still that claimer's.
+# KEYS: job, queued, finished; ARGV: expected claimer, now, reason, "requeue" or "", the pending
+# entry ("" if none), "0" when the run never started its cell (the attempt is not counted).
+# A run whose runner is gone: requeued (asked, or idempotent on its first attempt) or failed, only
+# if still that claimer's. A job whose entry was delivered but never started (its runner died
+# between reading the stream and starting the job) is delivered again.
 _LOST = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'claimed_by') ~= ARGV[1] then
-  return 0
-end
+local status = redis.call('HGET', KEYS[1], 'status')
 local id = redis.call('HGET', KEYS[1], 'id')
 local stream, entry = redis.call('HGET', KEYS[1], 'stream'), redis.call('HGET', KEYS[1], 'entry')
+if status == 'queued' and ARGV[5] ~= '' and entry == ARGV[5] then
+  redis.call('XACK', stream, 'runners', entry)
+  redis.call('XDEL', stream, entry)
+  redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', stream, '*', 'id', id))
+  return 3
+end
+if status ~= 'running' or redis.call('HGET', KEYS[1], 'claimed_by') ~= ARGV[1] then
+  return 0
+end
 redis.call('XACK', stream, 'runners', entry)
 redis.call('XDEL', stream, entry)
 local options = cjson.decode(redis.call('HGET', KEYS[1], 'options'))
@@ -119,6 +129,7 @@ if ARGV[4] == 'requeue' or (options['idempotent'] and tonumber(redis.call('HGET'
   local fresh = redis.call('XADD', stream, '*', 'id', id)
   redis.call('HSET', KEYS[1], 'status', 'queued', 'claimed_by', '', 'entry', fresh)
   redis.call('HDEL', KEYS[1], 'started')
+  if ARGV[6] == '0' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
   redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created'), id)
   return 1
 end
@@ -200,7 +211,9 @@ class RedisJobStore:
         return stream
 
     def _read(self, job_id: str) -> Job | None:
-        fields = self.redis.hgetall(self._job_key(job_id))
+        """The job without its request and response bodies (a status read stays small)."""
+        values = self.redis.hmget(self._job_key(job_id), _FIELDS)
+        fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True) if value is not None}
         return _job(fields) if fields else None
 
     # --- the store -------------------------------------------------------------------------------
@@ -228,16 +241,17 @@ class RedisJobStore:
                 stream,
                 self._key("endpoints"),
             ]
-            args: list[str | int] = [
+            args: list[str | int | bytes] = [
                 job_id,
                 endpoint,
                 owner if owner is not None else "",
-                json.dumps(request.to_json()),
+                json.dumps(request.head_json()),
                 request.fingerprint(),
                 idempotency_key or "",
                 json.dumps(options.to_json()),
                 repr(self.clock()),
                 max_queued or 0,
+                request.body,
             ]
             outcome = self._submit(keys=keys, args=args)
             kind = outcome[0].decode()
@@ -271,8 +285,9 @@ class RedisJobStore:
             ids = [raw.decode() for raw in self.redis.zrange(index, 0, -1)]
             pipe = self.redis.pipeline(transaction=False)
             for job_id in ids:
-                pipe.hgetall(self._job_key(job_id))
-            found = [_job(fields) for fields in pipe.execute() if fields]
+                pipe.hmget(self._job_key(job_id), _FIELDS)
+            rows = [dict(zip((f.encode() for f in _FIELDS), values, strict=True)) for values in pipe.execute()]
+            found = [_job({k: v for k, v in row.items() if v is not None}) for row in rows if row[b"id"] is not None]
         return [job for job in found if status is None or job.status == status]
 
     def queued(self) -> bool:
@@ -349,13 +364,13 @@ class RedisJobStore:
         with self._reachable():
             self._moved(job_id, "failed", "queued,running", "error", reason)
 
-    def requeue(self, job_id: str) -> None:
-        """A running job goes back to the queue."""
+    def requeue(self, job_id: str, ran: bool = True) -> None:
+        """A running job goes back to the queue (not ``ran``: the attempt is not counted)."""
         with self._reachable():
             claimer = self.redis.hget(self._job_key(job_id), "claimed_by")
             if claimer:
                 keys = [self._job_key(job_id), self._key("queued"), self._key("finished")]
-                self._lost(keys=keys, args=[claimer, repr(self.clock()), "", "requeue"])
+                self._lost(keys=keys, args=[claimer, repr(self.clock()), "", "requeue", "", "1" if ran else "0"])
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued or running job. Raises NotCancellable, KeyError."""
@@ -389,9 +404,11 @@ class RedisJobStore:
                         continue
                     job_id = found[0][1][b"id"].decode()
                     keys = [self._job_key(job_id), self._key("queued"), self._key("finished")]
-                    if self._lost(keys=keys, args=[consumer, repr(self.clock()), LOST_REASON, ""]):
+                    args = [consumer, repr(self.clock()), LOST_REASON, "", entry, "1"]
+                    outcome = self._lost(keys=keys, args=args)
+                    if outcome in (1, 2):
                         lost.append(job_id)
-                    else:  # finished or cancelled meanwhile: only the entry was left
+                    elif outcome == 0:  # finished or cancelled meanwhile: only the entry was left
                         self.redis.xack(stream, GROUP, entry)
         return lost
 
@@ -410,9 +427,14 @@ class RedisJobStore:
                     continue
                 if job.status == "expired":
                     self._forget(job)
-                else:
-                    self._moved(job_id, "expired", "succeeded,failed,cancelled")
-                    self.redis.hdel(self._job_key(job_id), "request", "response", "body")
+                elif job.status in ("succeeded", "failed", "cancelled"):
+                    # `finished` stays what it was; the index's score becomes the expiry time, after
+                    # which (another ttl) the tombstone goes.
+                    pipe = self.redis.pipeline()
+                    pipe.hset(self._job_key(job_id), mapping={"status": "expired", "expired": repr(now)})
+                    pipe.hdel(self._job_key(job_id), "request", "request_body", "response", "body")
+                    pipe.zadd(self._key("finished"), {job_id: now})
+                    pipe.execute()
                 count += 1
         return count
 
@@ -462,9 +484,16 @@ def _number(fields: dict[bytes, bytes], name: str) -> float | None:
     return float(value) if value is not None else None
 
 
+# What a status read fetches: every field but the request's and the response's bodies.
+_FIELDS = [
+    "id", "endpoint", "status", "owner", "request", "options", "created", "started", "finished",
+    "claimed_by", "attempts", "response", "error",
+]  # fmt: skip
+
+
 def _job(fields: dict[bytes, bytes]) -> Job:
     request = _text(fields, "request")
-    empty = {"method": "", "target": "", "headers": [], "body": ""}
+    empty = {"method": "", "target": "", "headers": []}
     response = _text(fields, "response")
     created = _number(fields, "created")
     return Job(
@@ -472,7 +501,7 @@ def _job(fields: dict[bytes, bytes]) -> Job:
         endpoint=fields[b"endpoint"].decode(),
         status=fields[b"status"].decode(),  # type: ignore[arg-type]
         owner=_text(fields, "owner"),
-        request=StoredRequest.from_json(json.loads(request) if request else empty),
+        request=StoredRequest.from_parts(json.loads(request) if request else empty, fields.get(b"request_body", b"")),
         options=JobOptions.from_json(json.loads(fields[b"options"])),
         created=created if created is not None else 0.0,
         started=_number(fields, "started"),

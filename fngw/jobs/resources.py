@@ -37,10 +37,17 @@ class JobAccess:
     """Who sees which job: ``caller`` names the token of a request (401 for a wrong one), ``admin``
     names the tokens that see every job."""
 
-    def __init__(self, store: JobStore, caller: Callable[[falcon.Request], str | None], admin: Access | None):
+    def __init__(
+        self,
+        store: JobStore,
+        caller: Callable[[falcon.Request], str | None],
+        admin: Access | None,
+        tokens_configured: bool = True,
+    ):
         self.store = store
         self.caller = caller
         self.admin = admin
+        self.tokens_configured = tokens_configured
 
     def is_admin(self, name: str | None) -> bool:
         """Whether token ``name`` sees every job."""
@@ -74,6 +81,12 @@ class JobListResource:
         if unknown:
             raise GatewayError(400, message=f"status must be one of {', '.join(STATUSES)} (not {unknown[0]!r})")
         name = self.access.caller(req)
+        if name is None and not self.access.tokens_configured:
+            raise GatewayError(
+                403,
+                message="this gateway has no tokens, so no caller can be told apart: a job is reached by its id"
+                " (operators: fngw jobs list)",
+            )
         if name is None:
             raise GatewayError(
                 401,

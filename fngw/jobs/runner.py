@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import gevent
@@ -61,6 +62,7 @@ class JobRun:
     kernel: Interruptible | None = None
     cancelled: bool = False
     done_with_kernel: bool = False  # the kernel was given back: nothing of the run is left to stop
+    deferred: bool = False  # a synchronous request took the kernel first: the job goes back to the queue
     on_lease: Callable[[], None] | None = field(default=None, repr=False)
     on_release: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -128,16 +130,24 @@ class JobRunner:
 
     def close(self, grace: float = 0.0) -> None:
         """Stop: take no more jobs, give running ones ``grace`` seconds to finish, then put those
-        still running back in the queue (idempotent ones, once) or fail them, saying why."""
+        still running back in the queue (those whose cell never started, and idempotent ones
+        once) or fail them, saying why."""
         self._claiming = False
+        self._wake.set()
+        # A claim in flight completes (in the store's thread, whatever happens to its greenlet):
+        # let the loop see it, so that its job is put back below rather than left "running".
+        gevent.joinall(self._loops[:1], timeout=5)
         if grace > 0 and self.running:
             log.info("jobs: %d running; waiting up to %.1fs for them to finish", len(self.running), grace)
             gevent.joinall([greenlet for _, _, greenlet in self.running.values()], timeout=grace)
         gevent.killall(self._loops, block=True, timeout=2)
-        for job, _run, greenlet in list(self.running.values()):
+        for job, run, greenlet in list(self.running.values()):
             greenlet.kill(block=False)
+            started_cell = run.kernel is not None or run.done_with_kernel
             try:
-                if job.options.idempotent and job.attempts < 2:
+                if not started_cell:
+                    self.store.requeue(job.id, ran=False)
+                elif job.options.idempotent and job.attempts < 2:
                     self.store.requeue(job.id)
                 else:
                     self.store.fail(job.id, STOPPED_REASON)
@@ -157,10 +167,11 @@ class JobRunner:
         return stats.queued == 0 and stats.idle - self._reserved.get(pool.name, 0) > 0
 
     def _claim_loop(self) -> None:
-        while True:
-            job = None
-            if self._claiming:
-                job = self._guarded(lambda: self.store.claim(self.claimer, self.can_run))
+        while self._claiming:
+            # Decided here, in the hub: the store may ask from its own thread, where the pools'
+            # figures must not be read.
+            runnable = frozenset(endpoint for endpoint in self.pools if self.can_run(endpoint))
+            job = self._guarded(partial(self.store.claim, self.claimer, runnable.__contains__)) if runnable else None
             if job is not None:
                 self._begin(job)
                 continue
@@ -222,6 +233,9 @@ class JobRunner:
         except Exception as exc:  # the application answers every error itself; this is a bug of ours
             log.exception("job %s: the run failed", job.id)
             self._record_failure(job, f"the gateway failed while running the job: {type(exc).__name__}")
+            return
+        if run.deferred:  # a synchronous request took its kernel: back to the queue, not run
+            self._retrying(lambda: self.store.requeue(job.id, ran=False))
             return
         status: JobStatus = "failed" if response.status >= 500 else "succeeded"
         error = _message(response) if status == "failed" else None

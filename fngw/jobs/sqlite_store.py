@@ -45,12 +45,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     owner TEXT,
     request TEXT,
+    request_body BLOB,
     fingerprint TEXT NOT NULL,
     idempotency_key TEXT,
     options TEXT NOT NULL,
     created REAL NOT NULL,
     started REAL,
     finished REAL,
+    expired REAL,
     claimed_by TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     response TEXT,
@@ -169,13 +171,14 @@ class SqliteJobStore:
                     raise JobQueueFull(f"{waiting} jobs are waiting, the most jobs.max_queued allows")
             job_id = new_job_id()
             db.execute(
-                "INSERT INTO jobs (id, endpoint, status, owner, request, fingerprint, idempotency_key, options,"
-                " created) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, endpoint, status, owner, request, request_body, fingerprint,"
+                " idempotency_key, options, created) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     endpoint,
                     owner,
-                    json.dumps(request.to_json()),
+                    json.dumps(request.head_json()),
+                    request.body,
                     fingerprint,
                     idempotency_key,
                     json.dumps(options.to_json()),
@@ -236,7 +239,8 @@ class SqliteJobStore:
                     (self.clock(), claimer, job_id),
                 )
                 self._seen(db, claimer)
-                return _job(db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
+                query = f"SELECT {_COLUMNS}, request_body FROM jobs WHERE id = ?"  # the runner needs the body
+                return _job(db.execute(query, (job_id,)).fetchone())
         return None
 
     def _seen(self, db: sqlite3.Connection, claimer: str) -> None:
@@ -276,13 +280,13 @@ class SqliteJobStore:
                 (self.clock(), reason, job_id),
             )
 
-    def requeue(self, job_id: str) -> None:
-        """A running job goes back to the queue."""
+    def requeue(self, job_id: str, ran: bool = True) -> None:
+        """A running job goes back to the queue (not ``ran``: the attempt is not counted)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE jobs SET status = 'queued', started = NULL, claimed_by = NULL"
-                " WHERE id = ? AND status = 'running'",
-                (job_id,),
+                "UPDATE jobs SET status = 'queued', started = NULL, claimed_by = NULL,"
+                " attempts = attempts - ? WHERE id = ? AND status = 'running'",
+                (0 if ran else 1, job_id),
             )
 
     def cancel(self, job_id: str) -> Job:
@@ -332,11 +336,11 @@ class SqliteJobStore:
         cutoff = self.clock() - ttl
         with self._transaction() as db:
             expired = db.execute(
-                "UPDATE jobs SET status = 'expired', finished = ?, request = NULL, response = NULL, body = NULL"
-                " WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished < ?",
+                "UPDATE jobs SET status = 'expired', expired = ?, request = NULL, request_body = NULL,"
+                " response = NULL, body = NULL WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished < ?",
                 (self.clock(), cutoff),
             ).rowcount
-            gone = db.execute("DELETE FROM jobs WHERE status = 'expired' AND finished < ?", (cutoff,)).rowcount
+            gone = db.execute("DELETE FROM jobs WHERE status = 'expired' AND expired < ?", (cutoff,)).rowcount
         return expired + gone
 
     def waiting(self) -> tuple[int, float]:
@@ -356,13 +360,15 @@ class SqliteJobStore:
 
 
 def _job(row: sqlite3.Row) -> Job:
-    request = json.loads(row["request"]) if row["request"] else {"method": "", "target": "", "headers": [], "body": ""}
+    head = json.loads(row["request"]) if row["request"] else {"method": "", "target": "", "headers": []}
+    # sqlite3.Row: `in row` would look among the values, not the column names.
+    body = bytes(row["request_body"] or b"") if "request_body" in row.keys() else b""  # noqa: SIM118
     return Job(
         id=row["id"],
         endpoint=row["endpoint"],
         status=row["status"],
         owner=row["owner"],
-        request=StoredRequest.from_json(request),
+        request=StoredRequest.from_parts(head, body),
         options=JobOptions.from_json(json.loads(row["options"])),
         created=row["created"],
         started=row["started"],

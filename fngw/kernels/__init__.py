@@ -20,7 +20,16 @@ from .errors import (
 )
 from .kernel import Kernel
 from .messages import ExecutionError, ExecutionResult, SeedCell
-from .pool import KernelPool, PoolClosed, PoolError, PoolStats, PoolUnavailable, QueueFull, QueueTimeout
+from .pool import (
+    KernelPool,
+    NoIdleKernel,
+    PoolClosed,
+    PoolError,
+    PoolStats,
+    PoolUnavailable,
+    QueueFull,
+    QueueTimeout,
+)
 from .prelude import output_prelude
 from .process import pid_alive
 from .restart import KERNEL_API_KERNEL, POOL_SLOT, RestartPolicy
@@ -44,6 +53,7 @@ __all__ = [
     "PoolError",
     "PoolStats",
     "PoolUnavailable",
+    "NoIdleKernel",
     "QueueFull",
     "KERNEL_API_KERNEL",
     "POOL_SLOT",

@@ -49,6 +49,10 @@ class QueueTimeout(PoolError):
     """No kernel became free within ``queue_timeout``."""
 
 
+class NoIdleKernel(PoolError):
+    """``acquire(wait=False)`` found no idle kernel (a caller that must not queue: a job)."""
+
+
 class PoolUnavailable(PoolError):
     """The pool has no kernel that started; ``cause`` says why (often a failing seed cell)."""
 
@@ -156,11 +160,12 @@ class KernelPool:
 
     # --- leasing -----------------------------------------------------------------------------------
 
-    def acquire(self, queue_timeout: float | None = None) -> Kernel:
+    def acquire(self, queue_timeout: float | None = None, wait: bool = True) -> Kernel:
         """An idle kernel, for the caller's exclusive use until ``release``. Waits at most
-        ``queue_timeout`` seconds (None: the pool's own) behind at most ``max_queue`` others.
-        Raises PoolClosed (shutting down), PoolUnavailable (no kernel can start), QueueFull (the
-        queue is full) or QueueTimeout (no kernel became free in time)."""
+        ``queue_timeout`` seconds (None: the pool's own) behind at most ``max_queue`` others;
+        without ``wait``, never queues. Raises PoolClosed (shutting down), PoolUnavailable (no
+        kernel can start), QueueFull (the queue is full), QueueTimeout (no kernel became free in
+        time) or NoIdleKernel (none idle, and not ``wait``)."""
         if self._closed:
             raise PoolClosed(f"pool {self.name} is shutting down", self.name)
         while self._idle:
@@ -173,6 +178,8 @@ class KernelPool:
             raise PoolUnavailable(
                 f"pool {self.name} has no running kernel" + (f": {cause}" if cause else ""), cause, self.name
             )
+        if not wait:
+            raise NoIdleKernel(f"pool {self.name}: no idle kernel", self.name)
         if len(self._waiters) >= self.max_queue:
             self._rejected += 1
             raise QueueFull(

@@ -157,7 +157,7 @@ def _job_routes(
     by_endpoint = {f"{route.method} {route.path}": pools[route.pool_id] for route in plan.routes}
     runner = JobRunner(store, app, by_endpoint, settings, pid_alive, metrics.observe_job, deliver)
     submitter = JobSubmitter(store, settings, base, auth.caller, runner.wake, metrics.observe_job)
-    access = JobAccess(store, auth.caller, settings.admin)
+    access = JobAccess(store, auth.caller, settings.admin, tokens_configured=bool(manifest.auth.tokens))
     jobs_url = join_url(base, JOBS_PATH)
     app.add_route(jobs_url, JobListResource(access, base))
     app.add_route(jobs_url + "/{job_id}", JobResource(access, base, metrics.observe_job))

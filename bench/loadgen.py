@@ -65,6 +65,7 @@ def main() -> None:
         json.dumps(
             {
                 "rps": len(latencies) / elapsed,
+                "answered": len(latencies) + len(refused),
                 "p50_ms": pct(latencies, 0.5),
                 "p99_ms": pct(latencies, 0.99),
                 "refused": len(refused),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,24 @@ def start_fngw(folder: Path, notebook: Path, pool: int, port: int, max_queue: in
     return common.start_fngw(manifest, port)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def gateway_pids(name: str, proc: subprocess.Popen) -> list[int]:
+    """The gateway's own processes, kernels excluded: Kernel Gateway's one process; gunicorn's
+    master and its workers (the kernels are the workers' children)."""
+    return [proc.pid, *common.children(proc.pid)] if name == "fngw" else [proc.pid]
+
+
 def load(port: int, method: str, clients: int, seconds: float) -> dict:
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "loadgen.py"), str(port), method, str(clients), str(seconds)],
@@ -120,23 +139,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--pools", default="1,4")
     parser.add_argument("--clients", default="1,8,64")
+    parser.add_argument("--servers", default="kg,fngw", help="kg,fngw or fngw alone")
     args = parser.parse_args()
-    kg = ensure_kernel_gateway()
+    kg = ensure_kernel_gateway() if "kg" in args.servers.split(",") else Path("/nonexistent")
     folder = Path(tempfile.mkdtemp(prefix="fngw-bench-"))
     notebook = write_notebook(folder)
     rows = []
     try:
         for pool in [int(p) for p in args.pools.split(",")]:
-            for name, starter in (
+            servers = (
                 ("kg", lambda p, port: start_kg(kg, notebook, p, port)),
                 ("fngw", lambda p, port: start_fngw(folder, notebook, p, port)),
-            ):
+            )
+            for name, starter in [s for s in servers if s[0] in args.servers.split(",")]:
                 port = free_port()
                 proc = starter(pool, port)
                 try:
                     for method in ("GET", "POST"):
                         for clients in [int(c) for c in args.clients.split(",")]:
+                            pids = gateway_pids(name, proc)
+                            before = cpu_seconds(pids)
                             result = load(port, method, clients, args.seconds)
+                            spent = cpu_seconds(pids) - before
+                            result["cpu_ms"] = spent * 1000 / max(1, result["answered"])
                             rows.append({"server": name, "pool": pool, "method": method, "clients": clients, **result})
                             print(json.dumps(rows[-1]), file=sys.stderr)
                 finally:
@@ -157,12 +182,12 @@ def main() -> None:
             r for r in rows if (r["server"], r["pool"], r["method"], r["clients"]) == (server, pool, method, clients)
         )
 
-    print("| server | pool | method | clients | req/s | p50 ms | p99 ms | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| server | pool | method | clients | req/s | p50 ms | p99 ms | gateway CPU ms/request | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['server']} | {r['pool']} | {r['method']} | {r['clients']} | {r['rps']:.0f} | "
-            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['cpu_ms']:.2f} | {r['errors']} |"
         )
     print(f"\ndirect-kernel limit: {direct[1]:.0f} round trips/s on 1 kernel, {direct[4]:.0f} on 4\n")
     print(

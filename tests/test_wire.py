@@ -39,3 +39,30 @@ def test_large_signed_messages_are_verified():
     forged[4] = forged[4].replace(b"yyy", b"zzz", 1)
     with pytest.raises(ValueError, match="Signature"):
         deserialize_cooperatively(session, forged)
+
+
+def _signed(session, msg_type="stream", content=None):
+    msg = session.msg(msg_type, content or {"name": "stdout", "text": "hi"})
+    return session.serialize(msg)
+
+
+def test_every_message_is_checked_as_jupyter_client_checks_it():
+    session = Session(key=b"secret", signature_scheme="hmac-sha256")
+    frames = _signed(session)[1:]  # after the delimiter, as feed_identities leaves them
+    msg = deserialize_cooperatively(session, frames)
+    assert msg["content"] == {"name": "stdout", "text": "hi"} and msg["msg_type"] == "stream"
+    assert isinstance(msg["header"]["date"], str)  # kept as the kernel wrote it
+    with pytest.raises(ValueError, match="Duplicate"):  # the same signature again: a replay
+        deserialize_cooperatively(session, frames)
+    forged = _signed(session)[1:]
+    forged[4] = b'{"name": "stdout", "text": "forged"}'
+    with pytest.raises(ValueError, match="Invalid Signature"):
+        deserialize_cooperatively(session, forged)
+    unsigned = _signed(session)[1:]
+    unsigned[0] = b""
+    with pytest.raises(ValueError, match="Unsigned"):
+        deserialize_cooperatively(session, unsigned)
+    large = _signed(session, content={"name": "stdout", "text": "x" * (1 << 20)})[1:]
+    large[4] = large[4].replace(b"xxxx", b"yyyy", 1)
+    with pytest.raises(ValueError, match="Invalid Signature"):  # the thread-pool path checks too
+        deserialize_cooperatively(session, large)

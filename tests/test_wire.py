@@ -66,3 +66,30 @@ def test_every_message_is_checked_as_jupyter_client_checks_it():
     large[4] = large[4].replace(b"xxxx", b"yyyy", 1)
     with pytest.raises(ValueError, match="Invalid Signature"):  # the thread-pool path checks too
         deserialize_cooperatively(session, large)
+
+
+def test_the_reader_drops_and_counts_a_forged_message_and_reads_on():
+    import zmq
+
+    from fngw.kernels.channels import KernelChannels
+
+    session = Session(key=b"secret", signature_scheme="hmac-sha256")
+    good = session.serialize(session.msg("status", {"execution_state": "idle"}))
+    forged = session.serialize(session.msg("status", {"execution_state": "busy"}))
+    forged[-1] = b'{"execution_state": "forged"}'
+
+    class Socket:
+        frames = [forged, good]
+
+        def recv_multipart(self, copy=True):
+            if not self.frames:
+                raise zmq.ZMQError()  # closed: the reader ends
+            return self.frames.pop(0)
+
+    channels = KernelChannels.__new__(KernelChannels)  # sockets of our own, no kernel
+    channels.sockets, channels.session = {"iopub": Socket()}, session
+    drops: list[int] = []
+    channels.on_drop = lambda: drops.append(1)
+    routed: list[dict] = []
+    channels._read("iopub", lambda channel, msg: routed.append(msg))
+    assert drops == [1] and [msg["content"] for msg in routed] == [{"execution_state": "idle"}]

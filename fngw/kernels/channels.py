@@ -31,7 +31,14 @@ class KernelChannels:
 
     CHANNELS = ("shell", "control", "iopub", "stdin")
 
-    def __init__(self, info: Mapping[str, Any], session: Session, route: Callable[[str, Message], None]):
+    def __init__(
+        self,
+        info: Mapping[str, Any],
+        session: Session,
+        route: Callable[[str, Message], None],
+        on_drop: Callable[[], None] | None = None,
+    ):
+        self.on_drop = on_drop  # told of every message dropped as unreadable (a bad signature, a replay)
         context: Any = zmq_green.Context.instance()
         self.sockets: dict[str, zmq_green.Socket] = {}
         for channel in self.CHANNELS:
@@ -65,6 +72,8 @@ class KernelChannels:
                 msg = deserialize_cooperatively(session, cast(list[bytes], payload))  # megabytes must not stall the hub
             except Exception:  # a malformed or unsigned message: drop it, keep reading
                 log.warning("dropping an unreadable message on %s", channel, exc_info=True)
+                if self.on_drop is not None:
+                    self.on_drop()
                 continue
             route(channel, msg)
             if len(payload) > 4 and len(payload[4]) >= YIELD_AFTER:

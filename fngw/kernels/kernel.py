@@ -77,6 +77,7 @@ class Kernel(KernelEvents):
         self.last_activity = time.time()
         self.restarts = 0
         self.deaths = 0  # unexpected exits of the process, however they were noticed
+        self.dropped_messages = 0  # messages refused as unreadable: bad or replayed signatures, garbage
         self._exit_noted = False
         self._proc: subprocess.Popen | AttachedProcess | None = None
         self.connection_info: dict[str, Any] = {}
@@ -99,7 +100,7 @@ class Kernel(KernelEvents):
         key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
         session = Session(key=key, username="fngw", signature_scheme=info.get("signature_scheme", "hmac-sha256"))
         kernel.connection_info = info
-        kernel._conn = KernelChannels(info, session, kernel._route)
+        kernel._conn = KernelChannels(info, session, kernel._route, kernel._dropped)
         kernel._generation += 1
         kernel._monitor = gevent.spawn(kernel._watch, kernel._proc, kernel._generation)
         kernel.state = "idle"
@@ -187,6 +188,9 @@ class Kernel(KernelEvents):
         )
         return request.result_within(timeout, self.label)
 
+    def _dropped(self) -> None:
+        self.dropped_messages += 1
+
     def interrupt(self) -> None:
         """Interrupt the running cell as the kernelspec says: SIGINT to the group, or a message."""
         if not self.alive:
@@ -259,7 +263,7 @@ class Kernel(KernelEvents):
                 wait_exited(orphan, 5.0)
             raise
         self.connection_info = dict(info)
-        self._conn = KernelChannels(info, session, self._route)
+        self._conn = KernelChannels(info, session, self._route, self._dropped)
         self._monitor = gevent.spawn(self._watch, self._proc, self._generation)
 
     def _wait_ready(self, timeout: float, channel: str = "shell", nudge: float = READY_NUDGE) -> None:

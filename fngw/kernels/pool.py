@@ -82,6 +82,7 @@ class PoolStats:
     deaths: int
     rejected: int
     queue_timeouts: int
+    dropped_messages: int = 0  # kernel messages refused as unreadable (bad or replayed signatures)
 
 
 class KernelPool:
@@ -275,6 +276,7 @@ class KernelPool:
             deaths=sum(k.deaths for k in self._kernels),
             rejected=self._rejected,
             queue_timeouts=self._queue_timeouts,
+            dropped_messages=sum(k.dropped_messages for k in self._kernels),
         )
 
     @property

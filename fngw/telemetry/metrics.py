@@ -88,6 +88,10 @@ class GatewayMetrics:
         self.kernel_deaths = Counter(
             "fngw_kernel_deaths", "Kernels that died without being asked to.", ["pool"], registry=r
         )
+        self.dropped_messages = Counter(
+            "fngw_kernel_messages_dropped", "Kernel messages refused as unreadable: a bad or replayed signature.",
+            ["pool"], registry=r,
+        )  # fmt: skip
         self.api_kernels = gauge("fngw_kernel_api_kernels", "Kernels the kernel API runs.")
         self.api_websockets = gauge("fngw_kernel_api_websockets", "Open kernel API websocket connections.")
         self.jobs = Counter(
@@ -147,6 +151,7 @@ class GatewayMetrics:
             self._advance(self.kernel_starts.labels(s.name), s.name, "starts", s.starts)
             self._advance(self.kernel_restarts.labels(s.name), s.name, "restarts", s.restarts)
             self._advance(self.kernel_deaths.labels(s.name), s.name, "deaths", s.deaths)
+            self._advance(self.dropped_messages.labels(s.name), s.name, "dropped", s.dropped_messages)
 
     def sample_kernel_api(self, kernels: int, websockets: int) -> None:
         """Set the kernel API gauges: kernels this worker owns and its websocket connections."""

@@ -182,6 +182,16 @@ def test_requeue_puts_a_running_job_back(store):
     assert store.get(job.id).attempts == 1 and store.claim("v", everything).attempts == 2
 
 
+def test_redis_expires_a_finished_jobs_keys_itself_as_a_backstop(redis_server):
+    store = RedisJobStore(redis_server.url, prefix=f"test:{uuid.uuid4().hex}", ttl=60)
+    job, _ = store.submit("POST /score", REQUEST, OPTIONS, idempotency_key="k")
+    assert store.redis.ttl(store._job_key(job.id)) == -1  # queued: never expires
+    store.claim("w", everything)
+    store.finish(job.id, OK, "succeeded")
+    assert 170 <= store.redis.ttl(store._job_key(job.id)) <= 180
+    assert 170 <= store.redis.ttl(store._key("idem", "", "k")) <= 180
+
+
 def test_redis_a_job_delivered_to_a_runner_that_died_before_starting_it_is_delivered_again(redis_server):
     store = RedisJobStore(redis_server.url, prefix=f"test:{uuid.uuid4().hex}")
     job, _ = store.submit("POST /score", REQUEST, OPTIONS)

@@ -20,6 +20,7 @@ Unreachable Redis raises ``StoreUnavailable``; the client reconnects by itself w
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,10 +151,12 @@ class RedisJobStore:
         clock: Callable[[], float] = time.time,
         prefix: str = PREFIX,
         client: redis.Redis | None = None,
+        ttl: float | None = None,
     ):
         self.url = url
         self.clock = clock
         self.prefix = prefix
+        self.ttl = ttl  # jobs.ttl: a finished job's keys also expire in Redis itself after three of it
         # Short timeouts: an unreachable Redis must answer submissions with a 503 soon, not hang them.
         # Any: redis-py's hints cover str and bytes replies at once; with decode_responses off (bodies
         # are bytes) every reply here is bytes, which the code below relies on.
@@ -349,7 +352,24 @@ class RedisJobStore:
 
     def _moved(self, job_id: str, status: str, allowed: str, *fields: Any) -> list[Any]:
         keys = [self._job_key(job_id), self._key("queued"), self._key("finished")]
-        return self._move(keys=keys, args=[status, repr(self.clock()), allowed, *fields])
+        outcome = self._move(keys=keys, args=[status, repr(self.clock()), allowed, *fields])
+        if outcome[0] == b"moved":
+            self._backstop(job_id)
+        return outcome
+
+    def _backstop(self, job_id: str) -> None:
+        """A finished job's keys expire in Redis too, after three ttl: runners' sweeps expire it
+        first, but a Redis no gateway sweeps any more must not keep results for ever."""
+        if self.ttl is None:
+            return
+        seconds = max(1, math.ceil(3 * self.ttl))
+        key = self._job_key(job_id)
+        idem = self.redis.hget(key, "idem")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.expire(key, seconds)
+        if idem:
+            pipe.expire(idem, seconds)
+        pipe.execute()
 
     def finish(self, job_id: str, response: StoredResponse, status: JobStatus, error: str | None = None) -> None:
         """A run answered; a job cancelled meanwhile stays cancelled."""
@@ -408,6 +428,8 @@ class RedisJobStore:
                     outcome = self._lost(keys=keys, args=args)
                     if outcome in (1, 2):
                         lost.append(job_id)
+                        if outcome == 2:  # failed: finished
+                            self._backstop(job_id)
                     elif outcome == 0:  # finished or cancelled meanwhile: only the entry was left
                         self.redis.xack(stream, GROUP, entry)
         return lost

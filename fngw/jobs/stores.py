@@ -47,4 +47,4 @@ def open_store(
     from .redis_store import RedisJobStore  # redis-py is imported only by deployments that use it
 
     assert location.url is not None
-    return RedisJobStore(location.url)
+    return RedisJobStore(location.url, ttl=settings.ttl)

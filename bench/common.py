@@ -72,7 +72,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, timeout: float = 90)
     raise RuntimeError("server did not come up")
 
 
-def start_fngw(manifest: Path, port: int, ready_timeout: float = 90) -> subprocess.Popen:
+def start_fngw(manifest: Path, port: int, ready_timeout: float = 90, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "FNGW_MANIFEST": str(manifest)}
     log = server_log("fngw")
     proc = subprocess.Popen(
@@ -83,7 +83,7 @@ def start_fngw(manifest: Path, port: int, ready_timeout: float = 90) -> subproce
             f"127.0.0.1:{port}",
             "--no-control-socket",
             "--workers",
-            "1",
+            str(workers),
         ],
         cwd=ROOT,
         env=env,

@@ -71,13 +71,15 @@ def start_kg(kg: Path, notebook: Path, pool: int, port: int) -> subprocess.Popen
     return proc
 
 
-def start_fngw(folder: Path, notebook: Path, pool: int, port: int, max_queue: int = 1000) -> subprocess.Popen:
+def start_fngw(
+    folder: Path, notebook: Path, pool: int, port: int, max_queue: int = 1000, workers: int = 1
+) -> subprocess.Popen:
     manifest = folder / f"fngw-{pool}-{max_queue}.yaml"
     manifest.write_text(
         f"version: 1\ndefaults:\n  timeout: 60s\n  pool: {{size: {pool}, max_queue: {max_queue}, queue_timeout: 60s}}\n"
         f"notebooks:\n  bench: {{path: {notebook.name}}}\n"
     )
-    return common.start_fngw(manifest, port)
+    return common.start_fngw(manifest, port, workers=workers)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -96,6 +98,12 @@ def gateway_pids(name: str, proc: subprocess.Popen) -> list[int]:
     """The gateway's own processes, kernels excluded: Kernel Gateway's one process; gunicorn's
     master and its workers (the kernels are the workers' children)."""
     return [proc.pid, *common.children(proc.pid)] if name == "fngw" else [proc.pid]
+
+
+def kernel_pids(name: str, proc: subprocess.Popen) -> list[int]:
+    """The kernels: children of fngw's workers, or of Kernel Gateway's process."""
+    parents = common.children(proc.pid) if name == "fngw" else [proc.pid]
+    return [pid for parent in parents for pid in common.children(parent)]
 
 
 def load(port: int, method: str, clients: int, seconds: float) -> dict:
@@ -140,6 +148,7 @@ def main() -> None:
     parser.add_argument("--pools", default="1,4")
     parser.add_argument("--clients", default="1,8,64")
     parser.add_argument("--servers", default="kg,fngw", help="kg,fngw or fngw alone")
+    parser.add_argument("--workers", type=int, default=1, help="fngw's gunicorn workers (each with its pools)")
     args = parser.parse_args()
     kg = ensure_kernel_gateway() if "kg" in args.servers.split(",") else Path("/nonexistent")
     folder = Path(tempfile.mkdtemp(prefix="fngw-bench-"))
@@ -149,7 +158,7 @@ def main() -> None:
         for pool in [int(p) for p in args.pools.split(",")]:
             servers = (
                 ("kg", lambda p, port: start_kg(kg, notebook, p, port)),
-                ("fngw", lambda p, port: start_fngw(folder, notebook, p, port)),
+                ("fngw", lambda p, port: start_fngw(folder, notebook, p, port, workers=args.workers)),
             )
             for name, starter in [s for s in servers if s[0] in args.servers.split(",")]:
                 port = free_port()
@@ -157,11 +166,13 @@ def main() -> None:
                 try:
                     for method in ("GET", "POST"):
                         for clients in [int(c) for c in args.clients.split(",")]:
-                            pids = gateway_pids(name, proc)
-                            before = cpu_seconds(pids)
+                            pids, kernels = gateway_pids(name, proc), kernel_pids(name, proc)
+                            before, kernels_before = cpu_seconds(pids), cpu_seconds(kernels)
                             result = load(port, method, clients, args.seconds)
                             spent = cpu_seconds(pids) - before
-                            result["cpu_ms"] = spent * 1000 / max(1, result["answered"])
+                            answered = max(1, result["answered"])
+                            result["cpu_ms"] = spent * 1000 / answered
+                            result["kernel_cpu_ms"] = (cpu_seconds(kernels) - kernels_before) * 1000 / answered
                             rows.append({"server": name, "pool": pool, "method": method, "clients": clients, **result})
                             print(json.dumps(rows[-1]), file=sys.stderr)
                 finally:
@@ -182,12 +193,15 @@ def main() -> None:
             r for r in rows if (r["server"], r["pool"], r["method"], r["clients"]) == (server, pool, method, clients)
         )
 
-    print("| server | pool | method | clients | req/s | p50 ms | p99 ms | gateway CPU ms/request | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| server | pool | method | clients | req/s | p50 ms | p99 ms | gateway CPU ms/request"
+        " | kernels' CPU ms/request | errors |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['server']} | {r['pool']} | {r['method']} | {r['clients']} | {r['rps']:.0f} | "
-            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['cpu_ms']:.2f} | {r['errors']} |"
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['cpu_ms']:.2f} | {r['kernel_cpu_ms']:.2f} | {r['errors']} |"
         )
     print(f"\ndirect-kernel limit: {direct[1]:.0f} round trips/s on 1 kernel, {direct[4]:.0f} on 4\n")
     print(

@@ -33,6 +33,11 @@ def presented_token(req: falcon.Request) -> str | None:
     return param or None
 
 
+def unauthorized(message: str) -> GatewayError:
+    """A 401 with ``message`` and the challenge that says which scheme to use."""
+    return GatewayError(401, message=message, headers={"WWW-Authenticate": 'Bearer realm="fngw"'})
+
+
 class Guarded:
     """A resource under one access rule for every method it serves: subclasses set ``access``."""
 
@@ -66,9 +71,7 @@ class TokenAuth:
             return None
         name = self.identify(token)
         if name is None:
-            raise GatewayError(
-                401, message="the token is not valid", headers={"WWW-Authenticate": 'Bearer realm="fngw"'}
-            )
+            raise unauthorized("the token is not valid")
         return name
 
     def process_resource(
@@ -84,15 +87,8 @@ class TokenAuth:
         """Raise 401 or 403 unless ``req`` may pass ``access``."""
         if access is None or access.public:
             return
-        token = presented_token(req)
-        name = self.identify(token) if token else None
+        name = self.caller(req)
         if name is None:
-            raise GatewayError(
-                401,
-                message="a valid token is required: Authorization: Bearer <token>"
-                if token is None
-                else "the token is not valid",
-                headers={"WWW-Authenticate": 'Bearer realm="fngw"'},
-            )
+            raise unauthorized("a valid token is required: Authorization: Bearer <token>")
         if name not in access.tokens:
             raise GatewayError(403, message="this token does not grant access to this route")

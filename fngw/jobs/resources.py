@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import falcon
 
+from fngw.auth.middleware import unauthorized
 from fngw.http.errors import GatewayError
 from fngw.manifest import Access
 
@@ -88,11 +89,7 @@ class JobListResource:
                 " (operators: fngw jobs list)",
             )
         if name is None:
-            raise GatewayError(
-                401,
-                message="listing jobs needs a token; without one, a job is reached by its id",
-                headers={"WWW-Authenticate": 'Bearer realm="fngw"'},
-            )
+            raise unauthorized("listing jobs needs a token; without one, a job is reached by its id")
         everyone = self.access.is_admin(name)
         status = wanted[0] if len(wanted) == 1 else None
         jobs = self.access.store.jobs(owner=name, status=status, everyone=everyone)

@@ -242,18 +242,19 @@ class JobRunner:
         self._retrying(lambda: self.store.finish(job.id, response, status, error))
         if not run.cancelled:
             self.observe(job.endpoint, status)
-            self._deliver(job.id, response)
+            self._deliver(job, response)
 
     def _record_failure(self, job: Job, reason: str) -> None:
         self._retrying(lambda: self.store.fail(job.id, reason))
         self.observe(job.endpoint, "failed")
-        self._deliver(job.id, None)
+        self._deliver(job, None)
 
-    def _deliver(self, job_id: str, response: StoredResponse | None) -> None:
-        """Hand the job as the store now has it (finished, with its times) to ``deliver``."""
-        if self.deliver is None:
+    def _deliver(self, job: Job, response: StoredResponse | None) -> None:
+        """Hand the job as the store now has it (finished, with its times) to ``deliver``; a job
+        without a callback URL costs no read."""
+        if self.deliver is None or job.options.callback is None:
             return
-        finished = self._guarded(lambda: self.store.get(job_id))
+        finished = self._guarded(lambda: self.store.get(job.id))
         if finished is not None and finished.status in ("succeeded", "failed"):
             self.deliver(finished, response)
 

@@ -59,7 +59,9 @@ class JobAccess:
         name = self.caller(req)
         job = self.store.get(job_id)
         if job is None or not (job.owner is None or job.owner == name or self.is_admin(name)):
-            raise JobNotFound(f"no job {job_id}")
+            # The same answer whether it does not exist or is another caller's; the hint is for
+            # a caller who forgot the token the job was created with.
+            raise JobNotFound(f"no job {job_id} visible to this caller (a job is seen with the token that created it)")
         return job
 
 

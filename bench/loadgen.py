@@ -1,6 +1,6 @@
 """A small closed-loop HTTP load generator: N keep-alive clients for S seconds against 127.0.0.1.
 
-    python bench/loadgen.py PORT GET|POST CLIENTS SECONDS   -> JSON summary on stdout
+    python bench/loadgen.py PORT GET|POST CLIENTS SECONDS [MAX_REQUESTS]   -> JSON summary on stdout
 
 GET requests /hello; POST sends a small JSON body to /echo. Bounded in time and count by design.
 """
@@ -23,6 +23,7 @@ MAX_REQUESTS = 200_000
 
 def main() -> None:
     port, method, clients, seconds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    limit = int(sys.argv[5]) if len(sys.argv) > 5 else MAX_REQUESTS
     latencies: list[float] = []  # of 200 answers
     refused: list[float] = []  # of 503 answers
     statuses: dict[int, int] = {}
@@ -33,7 +34,7 @@ def main() -> None:
     def client() -> None:
         nonlocal errors
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while time.monotonic() < end and len(latencies) + len(refused) < MAX_REQUESTS:
+        while time.monotonic() < end and len(latencies) + len(refused) < limit:
             t0 = time.perf_counter()
             try:
                 if method == "GET":

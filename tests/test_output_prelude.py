@@ -4,10 +4,11 @@ prelude holds over many cells (IPython 9 re-wraps ``stream.write`` around every 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
-from fngw.kernels import Kernel, SeedCell, output_prelude
+from fngw.kernels import Kernel, SeedCell, cells_prelude, output_prelude
 
 # ipykernel does not capture file-descriptor output when it sees PYTEST_CURRENT_TEST.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
@@ -85,3 +86,35 @@ def test_threads_keep_their_output_in_kernels_that_do_not_isolate(tmp_path):
         assert max(chunks) <= (1 << 20) + 1  # a 5 MiB print arrives in messages of at most 1 MiB
     finally:
         kernel.shutdown()
+
+
+def test_requests_sources_are_forgotten_and_the_notebooks_kept(tmp_path):
+    """IPython keeps every cell's source for tracebacks; a pool kernel runs a different cell per
+    request, so without the cells prelude it grows by each request's source forever."""
+    seed = [
+        SeedCell(-2, cells_prelude("python", keep=8), silent=True),
+        SeedCell(0, "def helper():\n    raise ValueError('from the seed')"),
+    ]
+    kernel = Kernel("python3", seed=seed, runtime_dir=tmp_path, env=ENV)
+    kernel.start()
+    try:
+        before = int(kernel.execute("import linecache; print(len(linecache.cache))", 30).stdout)
+        for i in range(60):  # each a different cell, as requests are
+            assert kernel.execute(f"REQUEST = {'x' * 200 + str(i)!r}; # GET /x\nprint('ok')", 30).stdout == "ok\n"
+        after = int(kernel.execute("print(len(linecache.cache))", 30).stdout)
+        assert after <= before + 8
+        mapped = kernel.execute("print(len(get_ipython().compile._filename_map))", 30).stdout
+        assert int(mapped) <= 8 + 8
+        # The seed's function still shows its own line in a traceback raised from a request.
+        failed = kernel.execute("REQUEST = '{}'; # GET /y\nhelper()", 30)
+        assert failed.error is not None
+        assert "raise ValueError('from the seed')" in _plain(failed.error.traceback)
+        # A request's own failing line is shown too (its source is forgotten only afterwards).
+        failed = kernel.execute("REQUEST = '{}'; # GET /z\nraise KeyError('its own line')", 30)
+        assert failed.error is not None and "raise KeyError('its own line')" in _plain(failed.error.traceback)
+    finally:
+        kernel.shutdown()
+
+
+def _plain(traceback: list[str]) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback))  # without IPython's colours

@@ -30,7 +30,7 @@ from .pool import (
     QueueFull,
     QueueTimeout,
 )
-from .prelude import output_prelude
+from .prelude import cells_prelude, output_prelude
 from .process import pid_alive
 from .restart import KERNEL_API_KERNEL, POOL_SLOT, RestartPolicy
 from .specs import KernelSpecNotFound, ResolvedSpec, installed_kernelspecs, match_kernelspec, resolve_kernelspec
@@ -65,6 +65,7 @@ __all__ = [
     "kernel_environment",
     "match_kernelspec",
     "output_prelude",
+    "cells_prelude",
     "pid_alive",
     "resolve_kernelspec",
 ]

@@ -1,8 +1,14 @@
 """The sockets of one kernel process and the greenlets that read them.
 
-Four ``zmq.green`` sockets (shell, control and stdin as DEALERs, iopub as a SUB), one reader
-greenlet each. Every message read is decoded cooperatively (megabytes must not stall the hub) and
-handed to ``route(channel, msg)``; a malformed or unsigned message is dropped and logged.
+Four ZeroMQ sockets (shell, control and stdin as DEALERs, iopub as a SUB), one reader greenlet
+each. Every message read is decoded cooperatively (megabytes must not stall the hub) and handed to
+``route(channel, msg)``; a malformed or unsigned message is dropped, logged and counted.
+
+The sockets are plain libzmq sockets driven by the gevent hub through ``ChannelSocket`` rather
+than ``zmq.green``'s: a gateway request reads five kernel messages, and ``zmq.green`` pays for
+each wait with a new timer, a new ``AsyncResult``, a failed non-blocking receive (an exception)
+and a state check on every frame; this waits on one persistent watcher instead (measured in
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import gevent
+import gevent.event
 import zmq
-import zmq.green as zmq_green
 from jupyter_client.session import Session
 
 from .protocol import Message
@@ -24,6 +30,62 @@ log = logging.getLogger("fngw.kernels")
 
 YIELD_AFTER = 16 * 1024  # bytes of content after which the reader lets other greenlets run
 IOPUB_QUEUE = 2  # messages (each at most 256 KiB of stream text) a kernel's iopub may queue here
+
+
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+class ChannelSocket:
+    """A libzmq socket that blocks only the calling greenlet.
+
+    libzmq signals its file descriptor (``zmq.FD``) edge-triggered, whenever the socket has
+    commands to process, not when a message is readable: so a waiter first clears ``_changed``,
+    then asks the socket's events (which processes the commands and re-arms the descriptor), and
+    sleeps only if what it needs is not there. A send may process the commands that announced an
+    incoming message, and so take the edge the reader waits for: every send therefore wakes the
+    reader when the socket has become readable.
+    """
+
+    def __init__(self, sock: zmq.Socket[bytes]):
+        self.sock = sock
+        self._changed = gevent.event.Event()
+        self._watcher: Any = gevent.get_hub().loop.io(sock.FD, 1)  # 1: readable
+        self._watcher.start(self._changed.set)
+
+    def _wait_for(self, event: int) -> None:
+        while True:
+            self._changed.clear()
+            if cast(int, self.sock.getsockopt(_EVENTS)) & event:
+                return
+            self._changed.wait()
+
+    def recv_multipart(self) -> list[bytes]:
+        """The next message's frames (bytes); blocks the calling greenlet only. Raises
+        ``zmq.ZMQError`` once the socket is closed."""
+        self._wait_for(_POLLIN)
+        return self.sock.recv_multipart(_NOBLOCK)
+
+    def send_multipart(self, parts: list[Any], copy: bool = True) -> None:
+        """Send one message (``jupyter_client.Session.send`` calls this); waits, without blocking
+        the hub, while the socket's send queue is full (a kernel that stopped reading)."""
+        while True:
+            try:
+                self.sock.send_multipart(parts, _NOBLOCK, copy=copy)
+                break
+            except zmq.Again:
+                self._wait_for(_POLLOUT)
+        if cast(int, self.sock.getsockopt(_EVENTS)) & _POLLIN:
+            self._changed.set()
+
+    def close(self) -> None:
+        """Stop watching and close the socket at once (unsent messages are dropped)."""
+        self._watcher.stop()
+        self._watcher.close()
+        self.sock.close(linger=0)
+        self._changed.set()  # a reader still waiting finds the socket closed
 
 
 class KernelChannels:
@@ -39,8 +101,8 @@ class KernelChannels:
         on_drop: Callable[[], None] | None = None,
     ):
         self.on_drop = on_drop  # told of every message dropped as unreadable (a bad signature, a replay)
-        context: Any = zmq_green.Context.instance()
-        self.sockets: dict[str, zmq_green.Socket] = {}
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()  # made in the worker, after the fork
+        self.sockets: dict[str, ChannelSocket] = {}
         for channel in self.CHANNELS:
             kind = zmq.SUB if channel == "iopub" else zmq.DEALER
             sock = context.socket(kind)
@@ -54,7 +116,7 @@ class KernelChannels:
             else:
                 sock.setsockopt(zmq.IDENTITY, session.bsession)
             sock.connect(f"ipc://{info['ip']}-{info[channel + '_port']}")
-            self.sockets[channel] = sock
+            self.sockets[channel] = ChannelSocket(sock)
         self.session = session
         self.readers = [gevent.spawn(self._read, channel, route) for channel in self.CHANNELS]
 
@@ -63,13 +125,13 @@ class KernelChannels:
         session = self.session
         while True:
             try:
-                frames: list[Any] = sock.recv_multipart(copy=True)
+                frames = sock.recv_multipart()
             except zmq.ZMQError:
                 return  # socket closed
             try:
                 _, payload = session.feed_identities(frames, copy=True)
-                # copy=True above: the frames are bytes. Megabytes must not stall the hub.
-                msg = deserialize_cooperatively(session, cast(list[bytes], payload))  # megabytes must not stall the hub
+                # The frames are bytes (copied out of libzmq). Megabytes must not stall the hub.
+                msg = deserialize_cooperatively(session, cast(list[bytes], payload))
             except Exception:  # a malformed or unsigned message: drop it, keep reading
                 log.warning("dropping an unreadable message on %s", channel, exc_info=True)
                 if self.on_drop is not None:
@@ -81,15 +143,15 @@ class KernelChannels:
                 # letting anyone else run: a stream's writer could not drain its buffer in between.
                 gevent.sleep(0)
 
-    def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
-        """Send a new message of msg_type on channel, signed with the kernel's key; returns its msg_id."""
-        msg = self.session.msg(msg_type, content)
-        self.session.send(self.sockets[channel], msg)
-        return msg["header"]["msg_id"]
+    def send(self, channel: str, msg: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        """Sign ``msg`` (a message built with ``session.msg`` or by a client: header, parent_header,
+        metadata, content) with the kernel's key and send it, with ``buffers``, on ``channel``."""
+        # Session.send only calls send_multipart on what it is given, which ChannelSocket provides.
+        self.session.send(cast(Any, self.sockets[channel]), msg, buffers=buffers)
 
     def close(self) -> None:
         """Stop the readers and close the sockets."""
         current = gevent.getcurrent()
         gevent.killall([g for g in self.readers if g is not current], block=False)
         for sock in self.sockets.values():
-            sock.close(linger=0)
+            sock.close()

@@ -148,7 +148,7 @@ class Kernel(KernelEvents):
         if self._conn is None or not self.alive:
             raise KernelDied(f"{self.label}: kernel {self.id} is not running", started=False)
         buffers = cast("list[bytes | memoryview[bytes]]", msg.get("buffers")) or None  # (invariant in its stub)
-        self._conn.session.send(self._conn.sockets[channel], cast("dict[str, Any]", msg), buffers=buffers)
+        self._conn.send(channel, cast("dict[str, Any]", msg), buffers)
 
     def start(self) -> None:
         """Launch, wait until ready, seed. Raises ``KernelStartError``/``KernelSeedError``; on failure
@@ -289,7 +289,11 @@ class Kernel(KernelEvents):
     def _run_seed(self) -> None:
         for cell in self.seed:
             try:
-                result = self.execute(cell.source, self.start_timeout, silent=cell.silent)
+                # The notebook's cells run with history, as in Jupyter: their sources stay for
+                # tracebacks of the functions they define (requests' do not: prelude/cells.py).
+                result = self.execute(
+                    cell.source, self.start_timeout, silent=cell.silent, store_history=not cell.silent
+                )
             except ExecutionTimeout:
                 raise KernelSeedError(
                     self.label, cell.index, "Timeout", f"the cell ran longer than {self.start_timeout:g}s"
@@ -306,7 +310,7 @@ class Kernel(KernelEvents):
         msg = self._conn.session.msg(msg_type, content)
         request = collector(msg["header"]["msg_id"])
         self._requests[request.msg_id] = request
-        self._conn.session.send(self._conn.sockets[channel], msg)
+        self._conn.send(channel, msg)
         if isinstance(request, PendingExecution) and self.state == "idle":  # seeding keeps "starting"
             self.state = "busy"
         return request

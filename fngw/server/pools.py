@@ -10,7 +10,15 @@ from pathlib import Path
 
 import gevent.pool
 
-from fngw.kernels import Kernel, KernelPool, SeedCell, kernel_environment, output_prelude, resolve_kernelspec
+from fngw.kernels import (
+    Kernel,
+    KernelPool,
+    SeedCell,
+    cells_prelude,
+    kernel_environment,
+    output_prelude,
+    resolve_kernelspec,
+)
 from fngw.routing import PoolSpec, RoutePlan
 
 log = logging.getLogger("fngw.server")
@@ -53,6 +61,9 @@ class GatewayPools:
         prelude = output_prelude(kernelspec.language, isolate=True)
         if prelude is not None:  # before the notebook's own cells, whose threads it must already see
             seed.insert(0, SeedCell(PRELUDE_CELL, prelude, silent=True))
+        cells = cells_prelude(kernelspec.language)
+        if cells is not None:  # requests are cells: their sources must not pile up in the kernel
+            seed.insert(0, SeedCell(PRELUDE_CELL, cells, silent=True))
         label = f"notebook {spec.notebook!r}"
         runtime_dir = self.options.runtime_dir
         start_timeout = self.options.start_timeout

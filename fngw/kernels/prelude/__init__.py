@@ -10,6 +10,7 @@ from importlib import resources
 
 # By the kernelspec's language: which prelude bounds and isolates its output.
 _OUTPUT_PRELUDES = {"python": "output.py", "ipython": "output.py", "python3": "output.py"}
+_IPYTHON = frozenset(_OUTPUT_PRELUDES)  # the languages whose kernels run IPython
 
 
 def source(name: str) -> str:
@@ -26,3 +27,12 @@ def output_prelude(language: str, *, isolate: bool) -> str | None:
     if name is None:
         return None
     return f"{source(name)}\n_fngw_output(isolate={isolate!r})\ndel _fngw_output\n"
+
+
+def cells_prelude(language: str, *, keep: int = 32) -> str | None:
+    """Code for ``language``'s pool kernels that forgets the source of cells run without history
+    (requests) once ``keep`` newer ones have run, where the kernel would keep every one; see
+    ``cells.py``. None where fngw has none for the language."""
+    if language.lower() not in _IPYTHON:
+        return None
+    return f"{source('cells.py')}\n_fngw_cells(keep={keep!r})\ndel _fngw_cells\n"

@@ -5,7 +5,7 @@ kernel_info_reply over the kernel's websocket; the execute round trip over the w
 the direct jupyter_client round trip; execute latency with many idle websockets attached to the
 kernel, whether they stay usable, and the server's RSS; RSS over 5 cycles of 200 connects.
 
-    .venv/bin/python bench/kernel_api.py [--idle 5000] [--kg-idle 200]
+    .venv/bin/python bench/kernel_api.py [--idle 5000] [--kg-idle 200] [--servers kg,fngw|fngw]
 """
 
 from __future__ import annotations
@@ -127,25 +127,8 @@ def measure(name: str, port: int, server_pid: int, idle: int, prewarm_wait: floa
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--idle", type=int, default=5000)
-    parser.add_argument("--kg-idle", type=int, default=200)
-    args = parser.parse_args()
+def measure_kernel_gateway(idle: int) -> dict:
     kg = ensure_kernel_gateway()
-    folder = Path(tempfile.mkdtemp(prefix="fngw-bench-"))
-    manifest = folder / "fngw.yaml"
-    manifest.write_text("version: 1\nkernel_api:\n  list_kernels: true\n  prewarm: 1\n")
-    results = []
-
-    port = free_port()
-    proc = common.start_fngw(manifest, port)
-    try:
-        worker = common.children(proc.pid)[0]
-        results.append(measure("fngw", port, worker, args.idle, prewarm_wait=2.0))
-    finally:
-        stop(proc)
-
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -162,9 +145,33 @@ def main() -> None:
     )
     try:
         wait_http(port, "/api", proc)
-        results.append(measure("kg", port, proc.pid, args.kg_idle, prewarm_wait=0.0))
+        return measure("kg", port, proc.pid, idle, prewarm_wait=0.0)
     finally:
         stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--idle", type=int, default=5000)
+    parser.add_argument("--kg-idle", type=int, default=200)
+    parser.add_argument("--servers", default="kg,fngw", help="kg,fngw or fngw alone")
+    args = parser.parse_args()
+    servers = set(args.servers.split(","))
+    folder = Path(tempfile.mkdtemp(prefix="fngw-bench-"))
+    manifest = folder / "fngw.yaml"
+    manifest.write_text("version: 1\nkernel_api:\n  list_kernels: true\n  prewarm: 1\n")
+    results = []
+
+    port = free_port()
+    proc = common.start_fngw(manifest, port)
+    try:
+        worker = common.children(proc.pid)[0]
+        results.append(measure("fngw", port, worker, args.idle, prewarm_wait=2.0))
+    finally:
+        stop(proc)
+
+    if "kg" in servers:
+        results.append(measure_kernel_gateway(args.kg_idle))
 
     direct = direct_round_trip(300)
     for r in results:

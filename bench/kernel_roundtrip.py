@@ -1,7 +1,10 @@
 """Execute round trip: fngw's gevent Kernel against jupyter_client's BlockingKernelClient.
 
-Both drive the same kernel processes with the same code, in alternating rounds within one run, so
-machine noise hits both alike; results are ratios. Also measures the longest stall of the gevent
+Both drive kernels of the same kernelspec with the same code, in alternating rounds within one run,
+so machine noise hits both alike; results are ratios. Each kernel has one client: a
+``BlockingKernelClient`` in this process blocks the gevent hub while it waits, and a kernel it
+shares with fngw stopped answering fngw's next request in this set-up (seen 2026-12-01, with
+zmq.green sockets as with plain ones). Also measures the longest stall of the gevent
 hub while a cell streams 10 MB of output.
 
     .venv/bin/python bench/kernel_roundtrip.py [--n 300] [--rounds 3] [--parallel 4]
@@ -100,10 +103,11 @@ def main() -> None:
 
     runtime = Path(tempfile.mkdtemp(prefix="fngw-bench-"))
     kernels = [Kernel("python3", runtime_dir=runtime) for _ in range(args.parallel)]
-    gevent.joinall([gevent.spawn(k.start) for k in kernels], raise_error=True)
+    for_direct = [Kernel("python3", runtime_dir=runtime) for _ in range(args.parallel)]
+    gevent.joinall([gevent.spawn(k.start) for k in kernels + for_direct], raise_error=True)
     # Before any direct client connects: their heartbeat threads would compete for the GIL.
     stalls = [hub_stall_during_stream(kernels[0]) for _ in range(3)]
-    clients = [direct_client(str(k._dir / "connection.json")) for k in kernels]
+    clients = [direct_client(str(k._dir / "connection.json")) for k in for_direct]
     try:
         fngw_sequential(kernels[0], 50)  # warm both paths
         direct_sequential(clients[0], 50)
@@ -116,7 +120,7 @@ def main() -> None:
     finally:
         for c in clients:
             c.stop_channels()
-        gevent.joinall([gevent.spawn(k.shutdown) for k in kernels])
+        gevent.joinall([gevent.spawn(k.shutdown) for k in kernels + for_direct])
         shutil.rmtree(runtime, ignore_errors=True)
 
     def p(values: list[float], q: float) -> float:

@@ -38,6 +38,16 @@ _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
+_CONTEXT: list[zmq.Context[zmq.Socket[bytes]]] = []
+
+
+def _context() -> zmq.Context[zmq.Socket[bytes]]:
+    """fngw's own ZeroMQ context, made on first use (in a gunicorn worker: after the fork)."""
+    if not _CONTEXT:
+        _CONTEXT.append(zmq.Context())
+    return _CONTEXT[0]
+
+
 class ChannelSocket:
     """A libzmq socket that blocks only the calling greenlet.
 
@@ -101,7 +111,7 @@ class KernelChannels:
         on_drop: Callable[[], None] | None = None,
     ):
         self.on_drop = on_drop  # told of every message dropped as unreadable (a bad signature, a replay)
-        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()  # made in the worker, after the fork
+        context = _context()
         self.sockets: dict[str, ChannelSocket] = {}
         for channel in self.CHANNELS:
             kind = zmq.SUB if channel == "iopub" else zmq.DEALER

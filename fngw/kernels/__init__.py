@@ -1,7 +1,8 @@
 """Kernel runtime: kernelspecs, kernel processes driven from greenlets, and self-healing pools.
 
 Knows nothing of HTTP. Everything here must run in a gevent-friendly process: it uses gevent
-primitives and ``zmq.green`` sockets, created after fork. (The gunicorn master imports none of it:
+primitives and ZeroMQ sockets waited on through the gevent hub (``channels.ChannelSocket``), created
+after fork. (The gunicorn master imports none of it:
 what it needs of kernels, reaping a dead worker's process groups, is in ``fngw.master``.)
 """
 

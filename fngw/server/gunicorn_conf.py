@@ -12,7 +12,7 @@ from fngw.server import gunicorn_hooks
 # Cloud Foundry, Heroku-style platforms and most Kubernetes charts pass the port in $PORT.
 bind = [f"0.0.0.0:{os.environ['PORT']}"] if os.environ.get("PORT") else ["127.0.0.1:8888"]
 
-# Kernels are driven with zmq.green sockets: the worker must be gevent-patched. Patching happens in
+# Kernels are driven from greenlets through the gevent hub: the worker must be gevent-patched. Patching happens in
 # the worker after fork, so the app is not preloaded (zmq contexts must not cross fork either).
 # fngw's worker is gunicorn's gevent worker that also hands repeated request headers to notebooks.
 worker_class = "fngw.server.worker.GeventWorker"

@@ -25,6 +25,10 @@ class LaunchTimeout(KernelApiError):
     """The kernel did not start (launch and seed) within its launch timeout; nothing is left of it."""
 
 
+class RegistryUnavailable(KernelApiError):
+    """The shared registry (Redis) cannot be reached: the kernel API answers 503 until it can."""
+
+
 class ShuttingDown(KernelApiError):
     """The gateway began to shut down while the kernel started; it was stopped."""
 

@@ -3,8 +3,9 @@
 ``Kernel`` owns the kernel's process (in its own process group), its connection file and its
 channels. jupyter_client's managers and clients cannot run under gevent, so this class uses only its
 low-level parts: ``write_connection_file``, ``launch_kernel`` and ``Session``, with sockets that
-block only the calling greenlet (``channels.ChannelSocket``). One reader greenlet per channel routes every message by ``parent_header.msg_id`` to the
-request that caused it, so any number of greenlets may execute on one kernel at once.
+block only the calling greenlet (``channels.ChannelSocket``). One reader greenlet per channel
+routes every message by ``parent_header.msg_id`` to the request that caused it, so any number of
+greenlets may execute on one kernel at once.
 
 Lifecycle: ``start`` (launch, wait for ``kernel_info_reply`` and the matching iopub ``idle``, run
 the seed cells), ``execute``, ``interrupt`` (signal or message, as the kernelspec says),

@@ -1,0 +1,112 @@
+"""The kernel API's shared records: the same contract in an instance's folder and in Redis, and,
+in Redis, several instances: each sees the others' kernels, and a lost instance's are forgotten."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pytest
+
+from fngw.kernel_api.errors import RegistryUnavailable
+from fngw.kernel_api.redis_records import RedisSharedKernels
+from fngw.kernel_api.shared import SharedKernels
+from fngw.kernels import pid_alive
+
+GONE = 999_999_999  # no such process
+
+
+def redis_records(url: str, prefix: str, instance: str | None = None) -> RedisSharedKernels:
+    return RedisSharedKernels(url, pid_alive=pid_alive, prefix=prefix, instance=instance)
+
+
+@pytest.fixture(params=["folder", "redis"])
+def records(request, tmp_path):
+    if request.param == "folder":
+        return SharedKernels(tmp_path / "shared")
+    server = request.getfixturevalue("redis_server")
+    return redis_records(server.url, f"test:{uuid.uuid4().hex}")
+
+
+def kernel(kernel_id: str, pid: int = os.getpid()) -> dict:
+    return {"id": kernel_id, "name": "python3", "pid": pid, "owner": os.getpid(), "connection": {"key": "k"}}
+
+
+def test_records_are_written_read_listed_and_removed(records):
+    records.write(kernel("a"))
+    records.write(kernel("b"))
+    assert records.read("a")["name"] == "python3"
+    assert sorted(records.ids()) == ["a", "b"]
+    assert sorted(r["id"] for r in records.all()) == ["a", "b"]
+    records.write({**kernel("a"), "name": "other"})  # replaced whole
+    assert records.read("a")["name"] == "other"
+    records.remove("a")
+    records.remove("a")  # twice: no error
+    assert records.read("a") is None and records.ids() == ["b"]
+    assert records.read("../etc/passwd") is None
+
+
+def test_prune_forgets_kernels_whose_process_is_gone_and_keeps_pending_starts(records):
+    records.write(kernel("alive"))
+    records.write(kernel("dead", pid=GONE))
+    records.write({"id": "starting", "pending": True, "owner": os.getpid()})
+    records.write({"id": "orphan", "pending": True, "owner": GONE})
+    records.prune()
+    assert sorted(records.ids()) == ["alive", "starting"]
+
+
+def test_sessions_live_beside_the_kernels(records):
+    session = {"id": "s", "path": "a.ipynb", "name": "", "type": "notebook", "kernel_id": "a", "kernel_name": "python3"}
+    records.sessions.write(session)
+    assert records.sessions.read("s")["path"] == "a.ipynb"
+    assert records.ids() == []  # not a kernel
+    records.sessions.remove("s")
+    assert records.sessions.all() == []
+
+
+def test_the_lock_is_exclusive(records):
+    inside = []
+    overlaps = []
+
+    def hold(n: int) -> None:
+        for _ in range(n):
+            with records.locked():
+                inside.append(1)
+                overlaps.append(len(inside))
+                inside.pop()
+
+    threads = [threading.Thread(target=hold, args=(30,)) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert overlaps == [1] * 90
+
+
+def test_redis_every_instance_sees_every_kernel_and_a_lost_instances_are_forgotten(redis_server):
+    prefix = f"test:{uuid.uuid4().hex}"
+    first, second = redis_records(redis_server.url, prefix, "one"), redis_records(redis_server.url, prefix, "two")
+    first.heartbeat()
+    second.heartbeat()
+    first.write(kernel("k1", pid=GONE))  # a pid on the first instance's host, meaningless here
+    second.sessions.write(
+        {"id": "s1", "path": "n.ipynb", "name": "", "type": "notebook", "kernel_id": "k1", "kernel_name": "python3"}
+    )
+    second.prune()  # another instance's kernel: alive while that instance beats
+    assert second.read("k1")["instance"] == "one"
+    assert second.sessions.read("s1") is not None
+    first.redis.delete(first._instance_key("one"))  # its heartbeat expired: the instance is gone
+    second.prune()
+    assert second.ids() == [] and second.sessions.read("s1") is None
+
+
+def test_redis_unreachable_is_a_clear_error():
+    records = redis_records("redis://127.0.0.1:1/0", "test:down")
+    with pytest.raises(RegistryUnavailable, match=r"Redis at redis://127.0.0.1:1/0\) is unreachable"):
+        records.ids()
+    with pytest.raises(RegistryUnavailable), records.locked():
+        pass
+
+
+def test_redis_describe_hides_the_password():
+    records = RedisSharedKernels("redis://user:s3cret@host:6379/2", pid_alive=pid_alive)
+    assert records.describe() == "redis://host:6379/2"

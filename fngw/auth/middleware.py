@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import falcon
 
@@ -48,11 +48,24 @@ class Guarded:
         return self.access
 
 
+PEER_HEADER = "X-Fngw-Peer"
+
+
+class PeerTrust(Protocol):
+    """Tells a call relayed by another instance of the deployment from anyone else's."""
+
+    def trusts(self, presented: str, /) -> bool:
+        """Whether ``presented`` (the ``X-Fngw-Peer`` header) is the deployment's peer secret."""
+
+
 class TokenAuth:
     """Falcon middleware; ``secrets`` maps token names to their secret values, read at start."""
 
-    def __init__(self, secrets: Mapping[str, str]):
+    def __init__(self, secrets: Mapping[str, str], peers: PeerTrust | None = None):
         self._secrets = {name: secret.encode() for name, secret in secrets.items()}
+        # Other instances of the deployment relay calls they have already authorized (kernel API,
+        # Redis registry); they show the deployment's peer secret instead of a client's token.
+        self._peers = peers
 
     def identify(self, token: str) -> str | None:
         """The name of the configured token equal to ``token``; every secret is compared."""
@@ -81,6 +94,9 @@ class TokenAuth:
         access_for = getattr(resource, "access_for", None)
         if access_for is None or is_preflight(req) or req.env.get(JOB_RUN) is not None:
             return  # a job's replay was authorized when it was accepted
+        peer = req.get_header(PEER_HEADER)
+        if peer is not None and self._peers is not None and self._peers.trusts(peer):
+            return  # relayed by another instance, which authorized the client
         self.authorize(req, access_for(req.method))
 
     def authorize(self, req: falcon.Request, access: Access | None) -> None:

@@ -29,6 +29,20 @@ class RegistryUnavailable(KernelApiError):
     """The shared registry (Redis) cannot be reached: the kernel API answers 503 until it can."""
 
 
+class HostedElsewhere(KernelApiError):
+    """The kernel runs on another instance of the deployment, reached at ``address``."""
+
+    def __init__(self, kernel_id: str, instance: str, address: str):
+        super().__init__(f"kernel {kernel_id} runs on instance {instance}")
+        self.kernel_id = kernel_id
+        self.instance = instance
+        self.address = address
+
+
+class PeerUnavailable(KernelApiError):
+    """Another instance of the deployment, which runs the kernel, cannot be reached."""
+
+
 class ShuttingDown(KernelApiError):
     """The gateway began to shut down while the kernel started; it was stopped."""
 

@@ -36,6 +36,10 @@ class KernelRecord(TypedDict):
     name: NotRequired[str]
     pid: NotRequired[int]
     connection: NotRequired[dict[str, Any]]
+    instance: NotRequired[str]  # in a Redis registry: the instance that runs it
+    execution_state: NotRequired[str]  # as last published, for other instances' listings
+    last_activity: NotRequired[str]
+    connections: NotRequired[int]
 
 
 class SessionRecord(TypedDict):
@@ -59,6 +63,21 @@ class SessionModel(TypedDict):
     type: str
     kernel: KernelModel
     notebook: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RemoteKernel:
+    """A kernel another instance of the deployment runs, as that instance (or its record) reports
+    it; ``address`` reaches that instance."""
+
+    id: str
+    name: str
+    address: str
+    fields: KernelModel
+
+    def model(self) -> KernelModel:
+        """The kernel model of the REST API."""
+        return self.fields
 
 
 def iso_now() -> str:

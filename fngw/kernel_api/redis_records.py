@@ -109,7 +109,8 @@ class RedisSharedKernels(RedisRecords[KernelRecord]):
     """The kernel records of every instance, the session records beside them, and the instances'
     heartbeats, in the Redis database at ``url`` (``redis://[user:password@]host:port/db``,
     ``rediss://`` for TLS). ``instance`` names this instance (default: a new id per process
-    start); ``pid_alive`` tells whether a process of this instance still runs."""
+    start) and ``address`` is where the others reach it (``http://host:port``); ``pid_alive``
+    tells whether a process of this instance still runs."""
 
     def __init__(
         self,
@@ -117,6 +118,7 @@ class RedisSharedKernels(RedisRecords[KernelRecord]):
         *,
         pid_alive: Callable[[int], bool],
         instance: str | None = None,
+        address: str = "",
         prefix: str = PREFIX,
         client: Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -128,6 +130,7 @@ class RedisSharedKernels(RedisRecords[KernelRecord]):
             client, f"{prefix}:sessions", self.instance, self.describe
         )
         self.prefix = prefix
+        self.address = address
         self.pid_alive = pid_alive
         self.clock = clock
         self._beat_at: float | None = None
@@ -146,8 +149,27 @@ class RedisSharedKernels(RedisRecords[KernelRecord]):
         if self._beat_at is not None and now - self._beat_at < HEARTBEAT:
             return
         with self._reachable():
-            self.redis.set(self._instance_key(self.instance), "1", px=int(INSTANCE_TTL * 1000))
+            self.redis.set(self._instance_key(self.instance), self.address, px=int(INSTANCE_TTL * 1000))
         self._beat_at = now
+
+    def address_of(self, instance: str) -> str | None:
+        """Where instance ``instance`` is reached (``http://host:port``), or None once it is gone."""
+        with self._reachable():
+            raw = self.redis.get(self._instance_key(instance))
+        return raw.decode() if raw is not None else None
+
+    def peer_token(self) -> str:
+        """The secret instances show each other on relayed calls (made by the first instance that
+        asks; it lives in Redis, beside the kernels' keys, and is as secret)."""
+        key = f"{self.prefix}:peer-token"
+        with self._reachable():
+            self.redis.set(key, uuid.uuid4().hex + uuid.uuid4().hex, nx=True)
+            return cast(bytes, self.redis.get(key)).decode()
+
+    def instance_of(self, record: KernelRecord) -> str | None:
+        """The other instance that runs ``record``'s kernel, or None when it is this one."""
+        instance = cast(dict[str, Any], record).get("instance")
+        return instance if isinstance(instance, str) and instance != self.instance else None
 
     def alive(self, record: KernelRecord) -> bool:
         """Whether ``record``'s kernel (or its start) may still be running: its instance still beats,

@@ -32,19 +32,31 @@ from fngw.manifest import KernelApiSettings
 
 from . import start_options
 from .culling import cull_idle_kernels
-from .errors import Invalid, KernelApiError, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
+from .errors import (
+    HostedElsewhere,
+    Invalid,
+    KernelApiError,
+    LaunchTimeout,
+    NotFound,
+    ResourceLimit,
+    ShuttingDown,
+    StartFailed,
+)
 from .kernelspecs import AllowedKernelspecs
-from .models import ApiKernel, iso_now
-from .shared import SharedKernels
+from .models import ApiKernel, KernelModel, KernelRecord, RemoteKernel, iso_now
+from .peers import Peers
+from .shared import KernelRecords
 from .supervision import restart_after_death
 
 __all__ = [
     "ApiKernel",
+    "HostedElsewhere",
     "Invalid",
     "KernelApiError",
     "KernelRegistry",
     "LaunchTimeout",
     "NotFound",
+    "RemoteKernel",
     "ResourceLimit",
     "ShuttingDown",
     "StartFailed",
@@ -53,11 +65,15 @@ __all__ = [
 
 log = logging.getLogger("fngw.kernel_api")
 
+PUBLISH_EVERY = 5.0  # seconds between heartbeats (and refreshes of our kernels' published state)
+
 
 class KernelRegistry:
-    """The kernels one worker runs for the kernel API, and its view of the instance's others (through
-    the shared records): start, get, list, interrupt, restart, delete, cull; max_kernels held across
-    workers. Raises the errors of fngw.kernel_api.errors."""
+    """The kernels one worker runs for the kernel API, and its view of the others (through the
+    shared records): the instance's other workers' kernels it attaches to; with a Redis registry,
+    other instances' kernels it reaches through ``peers``. Start, get, list, interrupt, restart,
+    delete, cull; max_kernels held across workers (and instances). Raises the errors of
+    fngw.kernel_api.errors."""
 
     def __init__(
         self,
@@ -69,7 +85,8 @@ class KernelRegistry:
         seed: tuple[SeedCell, ...] = (),
         seed_kernel: str | None = None,
         start_timeout: float = 60.0,
-        shared: SharedKernels | None = None,
+        shared: KernelRecords | None = None,
+        peers: Peers | None = None,
     ):
         self.settings = settings
         self.runtime_dir = runtime_dir
@@ -86,8 +103,11 @@ class KernelRegistry:
         self._starting: set[gevent.Greenlet] = set()  # requests whose kernel is starting
         self.kernelspecs = AllowedKernelspecs(settings.allowed_kernels)
         self._closed = False
-        # Other workers of this instance see our kernels through these files, and we theirs.
+        # Other workers of this instance (and, in Redis, other instances) see our kernels through
+        # these records, and we theirs.
         self.shared = shared
+        self.peers = peers  # other instances' kernels are asked of them
+        self._published: dict[str, tuple[str, str, int]] = {}  # kernel id -> state last published
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -97,6 +117,23 @@ class KernelRegistry:
             self._tasks.spawn(self._warm_one)
         if self.settings.cull.idle is not None:
             self._tasks.spawn(cull_idle_kernels, self)
+        if self.shared is not None:
+            self._tasks.spawn(self._keep_publishing)
+
+    def _keep_publishing(self) -> None:
+        """Every PUBLISH_EVERY seconds: say this instance is alive, and publish the state of the
+        kernels this worker runs that changed (for other instances' listings)."""
+        assert self.shared is not None
+        while not self._closed:
+            try:
+                self.shared.heartbeat()
+                for entry in list(self.kernels.values()):
+                    state = (entry.execution_state, entry.last_activity, entry.connections)
+                    if not entry.kernel.attached and self._published.get(entry.id) != state:
+                        self.publish(entry)
+            except KernelApiError as exc:  # the registry is unreachable: say so, try again
+                log.warning("kernel API: cannot publish to the registry: %s", exc)
+            gevent.sleep(PUBLISH_EVERY)
 
     def _seed_cells(self, spec: ResolvedSpec, name: str) -> tuple[SeedCell, ...]:
         """What a kernel runs on every start and restart: the output prelude, which cuts output into
@@ -206,15 +243,28 @@ class KernelRegistry:
         pid = entry.kernel.pid
         if self.shared is not None and pid is not None:  # (None: not running, nothing to reach)
             connection = entry.kernel.connection_info
+            self._published[entry.id] = (entry.execution_state, entry.last_activity, entry.connections)
             self.shared.write(
-                {"id": entry.id, "name": entry.name, "pid": pid, "owner": os.getpid(), "connection": connection}
+                {
+                    "id": entry.id,
+                    "name": entry.name,
+                    "pid": pid,
+                    "owner": os.getpid(),
+                    "connection": connection,
+                    "execution_state": entry.execution_state,
+                    "last_activity": entry.last_activity,
+                    "connections": entry.connections,
+                }
             )
 
     def _adopt(self, kernel_id: str) -> ApiKernel | None:
         """A kernel another worker of this instance started, reached through our own sockets."""
         shared = self.shared
         record = shared.read(kernel_id) if shared is not None else None
-        if shared is None or not record or record.get("pending") or record.get("owner") == os.getpid():
+        if shared is None or not record or record.get("pending"):
+            return None
+        self._not_elsewhere(kernel_id, record)
+        if record.get("owner") == os.getpid():
             return None
         pid, name, connection = record.get("pid"), record.get("name"), record.get("connection")
         if not isinstance(pid, int) or not isinstance(name, str) or not isinstance(connection, dict):
@@ -237,15 +287,50 @@ class KernelRegistry:
         )
         return self._register(kernel, name, publish=False)
 
-    def entries(self) -> list[ApiKernel]:
-        """Every kernel of the instance (those of other workers adopted on the way)."""
+    def _not_elsewhere(self, kernel_id: str, record: KernelRecord) -> None:
+        """Raise ``HostedElsewhere`` when another instance runs ``record``'s kernel (``NotFound``
+        when that instance is gone: so is its kernel)."""
+        assert self.shared is not None
+        instance = self.shared.instance_of(record)
+        if instance is None:
+            return
+        address = self.shared.address_of(instance)
+        if address is None:
+            self.shared.remove(kernel_id)
+            raise NotFound(f"Kernel does not exist: {kernel_id} (its instance is gone)")
+        raise HostedElsewhere(kernel_id, instance, address)
+
+    def lookup(self, kernel_id: str, fresh: bool = True) -> ApiKernel | RemoteKernel:
+        """The kernel kernel_id wherever it runs: this instance's (adopted on the way), or another
+        instance's as that instance reports it now (``fresh``) or as it last published it. NotFound,
+        PeerUnavailable."""
+        try:
+            return self.get(kernel_id)
+        except HostedElsewhere as elsewhere:
+            record = self.shared.read(kernel_id) if self.shared is not None else None
+            if record is None:
+                raise NotFound(f"Kernel does not exist: {kernel_id}") from None
+            model: KernelModel = {
+                "id": kernel_id,
+                "name": record.get("name", ""),
+                "last_activity": record.get("last_activity"),
+                "execution_state": record.get("execution_state", "idle"),
+                "connections": record.get("connections", 0),
+            }
+            if fresh and self.peers is not None:
+                model = self.peers.model(elsewhere.address, kernel_id)
+            return RemoteKernel(kernel_id, model["name"], elsewhere.address, model)
+
+    def entries(self) -> list[ApiKernel | RemoteKernel]:
+        """Every kernel of the instance (those of other workers adopted on the way), and, with a
+        Redis registry, of the deployment (other instances' as they last published them)."""
         if self.shared is None:
             return list(self.kernels.values())
         self.shared.prune()
-        found = []
+        found: list[ApiKernel | RemoteKernel] = []
         for kernel_id in set(self.shared.ids()) | set(self.kernels):
             with contextlib.suppress(NotFound):
-                found.append(self.get(kernel_id))
+                found.append(self.lookup(kernel_id, fresh=False))
         return found
 
     def local_counts(self) -> tuple[int, int]:
@@ -297,22 +382,42 @@ class KernelRegistry:
         return entry
 
     def delete(self, kernel_id: str) -> None:
-        """Shut kernel_id down and forget it everywhere. NotFound."""
-        entry = self.get(kernel_id)
+        """Shut kernel_id down and forget it everywhere. NotFound, PeerUnavailable."""
+        try:
+            entry = self.get(kernel_id)
+        except HostedElsewhere as elsewhere:
+            self._peers(elsewhere).delete(elsewhere.address, kernel_id)
+            return
         del self.kernels[kernel_id]
+        self._published.pop(kernel_id, None)
         if self.shared is not None:
             self.shared.remove(kernel_id)  # first: the owner then knows the exit is not a crash
         entry.announce("dead")
         entry.kernel.shutdown()
         log.info("kernel API: kernel %s deleted", kernel_id)
 
-    def interrupt(self, kernel_id: str) -> None:
-        """Interrupt kernel_id's running cell. NotFound."""
-        self.get(kernel_id).kernel.interrupt()
+    def _peers(self, elsewhere: HostedElsewhere) -> Peers:
+        if self.peers is None:
+            raise elsewhere
+        return self.peers
 
-    def restart(self, kernel_id: str) -> ApiKernel:
-        """Restart kernel_id (this worker then owns the new process) and re-seed it. NotFound, StartFailed."""
-        entry = self.get(kernel_id)
+    def interrupt(self, kernel_id: str) -> None:
+        """Interrupt kernel_id's running cell. NotFound, PeerUnavailable."""
+        try:
+            entry = self.get(kernel_id)
+        except HostedElsewhere as elsewhere:
+            self._peers(elsewhere).interrupt(elsewhere.address, kernel_id)
+            return
+        entry.kernel.interrupt()
+
+    def restart(self, kernel_id: str) -> ApiKernel | RemoteKernel:
+        """Restart kernel_id (this worker then owns the new process; another instance's kernel is
+        restarted by that instance) and re-seed it. NotFound, StartFailed, PeerUnavailable."""
+        try:
+            entry = self.get(kernel_id)
+        except HostedElsewhere as elsewhere:
+            model = self._peers(elsewhere).restart(elsewhere.address, kernel_id)
+            return RemoteKernel(kernel_id, model["name"], elsewhere.address, model)
         entry.announce("restarting")
         if self.shared is not None:  # this worker becomes the owner of the new process
             self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})

@@ -22,10 +22,11 @@ from fngw.http.errors import GatewayError
 from fngw.kernels import match_kernelspec
 from fngw.manifest import Access, CorsSettings
 
-from .errors import NotFound
+from .errors import HostedElsewhere, NotFound
 from .framing import V1_PROTOCOL
 from .hubs import ChannelHubs
 from .registry import KernelRegistry
+from .relay import RELAYED_HEADER, splice_websocket
 from .sessions import SessionStore
 
 T = TypeVar("T")
@@ -146,7 +147,7 @@ class KernelCollection(RegistryResource):
 @falcon.before(_origin_checked)
 class KernelItem(RegistryResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
-        resp.media = self.registry.get(kernel_id).model()
+        resp.media = self.registry.lookup(kernel_id).model()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
         self.registry.delete(kernel_id)
@@ -214,12 +215,23 @@ class Channels(RegistryResource):
         self.hubs = hubs
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
-        api_kernel = self.registry.get(kernel_id)
+        api_kernel, relay_to = None, None
+        try:
+            api_kernel = self.registry.get(kernel_id)
+        except HostedElsewhere as elsewhere:
+            if req.get_header(RELAYED_HEADER) is not None:  # the records disagree: never relay twice
+                raise
+            relay_to = elsewhere.address
         if (req.get_header("Upgrade") or "").lower() != "websocket" or not req.get_header("Sec-WebSocket-Key"):
             raise GatewayError(400, message='Can "Upgrade" only to "WebSocket".')  # Kernel Gateway's words
         take_over = req.env.get(TAKE_OVER)
         if take_over is None:
             raise GatewayError(400, message="websockets need fngw's gunicorn worker")
+        if relay_to is not None:  # another instance runs it: that instance answers the upgrade
+            resp.status = falcon.HTTP_101  # for the access log: the server sends nothing more
+            splice_websocket(req, take_over, relay_to)
+            return
+        assert api_kernel is not None
         ws = WSConnection(ConnectionType.SERVER)
         raw = req.env.get(RAW_HEADERS) or list(req.headers.items())
         try:

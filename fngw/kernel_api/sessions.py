@@ -10,7 +10,7 @@ import uuid
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .models import ApiKernel, KernelModel, SessionModel, SessionRecord
+from .models import ApiKernel, KernelModel, RemoteKernel, SessionModel, SessionRecord
 from .registry import Invalid, KernelApiError, KernelRegistry, NotFound
 
 
@@ -44,11 +44,11 @@ class SessionStore:
     def _exclusive(self) -> AbstractContextManager[None]:
         return self.records.locked() if self.records is not None else contextlib.nullcontext()
 
-    def _kernel(self, kernel_id: str | None) -> ApiKernel | None:
+    def _kernel(self, kernel_id: str | None) -> ApiKernel | RemoteKernel | None:
         if kernel_id is None:  # the session's kernel is still starting
             return None
         try:
-            return self.registry.get(kernel_id)
+            return self.registry.lookup(kernel_id, fresh=False)
         except NotFound:
             return None
 
@@ -121,7 +121,7 @@ class SessionStore:
             raise Invalid("kernel must be a JSON object with 'name' or 'id'")
         kernel = kernel or {}
         if kernel.get("id"):
-            return self.registry.get(kernel["id"]).id
+            return self.registry.lookup(kernel["id"], fresh=False).id
         return self.registry.start_kernel(kernel.get("name"), kernel.get("env")).id
 
     def create(self, body: dict[str, Any]) -> SessionModel:
@@ -150,7 +150,7 @@ class SessionStore:
         except BaseException:
             self._drop(session["id"])
             raise
-        session["kernel_id"], session["kernel_name"] = kernel_id, self.registry.get(kernel_id).name
+        session["kernel_id"], session["kernel_name"] = kernel_id, self.registry.lookup(kernel_id, fresh=False).name
         self._put(session)
         return self._model(session)
 
@@ -175,7 +175,7 @@ class SessionStore:
         if body.get("kernel") is not None:
             old = session["kernel_id"]
             new = session["kernel_id"] = self._kernel_for(body["kernel"])
-            session["kernel_name"] = self.registry.get(new).name
+            session["kernel_name"] = self.registry.lookup(new, fresh=False).name
             if (
                 old is not None
                 and old != new

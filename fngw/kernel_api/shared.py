@@ -13,8 +13,9 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Generic, TypeVar, cast
+from typing import Generic, Protocol, TypeVar, cast
 
 import gevent
 
@@ -23,6 +24,48 @@ from fngw.kernels import pid_alive
 from .models import KernelRecord, SessionRecord
 
 R = TypeVar("R", KernelRecord, SessionRecord)
+
+
+class RecordStore(Protocol[R]):
+    """JSON records keyed by id, shared by every worker (a folder) or every instance (Redis)."""
+
+    def write(self, record: R, /) -> None:
+        """Store ``record``, replacing the one with its id."""
+
+    def read(self, record_id: str, /) -> R | None:
+        """The record ``record_id``, or None."""
+
+    def remove(self, record_id: str, /) -> None:
+        """Forget ``record_id`` (no error if it is gone)."""
+
+    def ids(self) -> list[str]:
+        """Every record's id."""
+
+    def all(self) -> list[R]:
+        """Every readable record."""
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Exclusive among everyone who shares the records."""
+
+
+class KernelRecords(RecordStore[KernelRecord], Protocol):
+    """The kernel records, the session records beside them, and who runs which kernel."""
+
+    @property
+    def sessions(self) -> RecordStore[SessionRecord]:
+        """The session records."""
+
+    def prune(self) -> None:
+        """Forget the kernels (and starts) whose process or instance is gone."""
+
+    def instance_of(self, record: KernelRecord, /) -> str | None:
+        """The other instance that runs ``record``'s kernel, or None when it is this one."""
+
+    def address_of(self, instance: str, /) -> str | None:
+        """Where ``instance`` is reached (``http://host:port``), or None once it is gone."""
+
+    def heartbeat(self) -> None:
+        """Say this instance is alive (called every few seconds)."""
 
 
 class Records(Generic[R]):
@@ -92,6 +135,17 @@ class SharedKernels(Records[KernelRecord]):
     def __init__(self, folder: Path):
         super().__init__(folder)
         self.sessions: Records[SessionRecord] = Records(folder / "sessions")
+
+    def instance_of(self, record: KernelRecord) -> str | None:
+        """The other instance that runs ``record``'s kernel: never, for a folder of this instance."""
+        return None
+
+    def heartbeat(self) -> None:
+        """Nothing to say: the folder is this instance's alone."""
+
+    def address_of(self, instance: str) -> str | None:
+        """Where another instance is reached: there are none."""
+        return None
 
     def prune(self) -> None:
         """Forget kernels whose process is gone, and starts whose worker died (its master has

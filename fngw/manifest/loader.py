@@ -393,7 +393,14 @@ class _ManifestBuilder:
             seed=self.local_path(raw["seed"]) if "seed" in raw else None,
             env_whitelist=tuple(raw.get("env_whitelist", ())),
             cull=cull,
+            registry=raw.get("registry"),
         )
+        if settings.registry is not None:
+            try:
+                urlsplit(settings.registry).port  # noqa: B018 - raises for a port that is not a number
+            except ValueError:
+                shown = JobStoreLocation("redis", url=settings.registry).describe()  # without the password
+                self.error((*where, "registry"), f"{shown}: the port is not a number", "registry-url")
         if settings.max_kernels is not None and settings.prewarm > settings.max_kernels:
             message = f"prewarm ({settings.prewarm}) exceeds max_kernels ({settings.max_kernels})"
             self.error((*where, "prewarm"), message, "prewarm-exceeds-max")

@@ -201,7 +201,7 @@ class CullSettings:
 @dataclass(frozen=True)
 class KernelApiSettings:
     """kernel_api: auth, list_kernels, max_kernels, default and allowed kernels, prewarm,
-    launch_timeout (seconds), seed, env_whitelist, cull."""
+    launch_timeout (seconds), seed, env_whitelist, cull, registry (a redis URL or None)."""
 
     auth: Access = PUBLIC
     list_kernels: bool = False
@@ -213,6 +213,7 @@ class KernelApiSettings:
     seed: Path | None = None
     env_whitelist: tuple[str, ...] = ()
     cull: CullSettings = CullSettings()
+    registry: str | None = None  # a redis URL (may hold a password: never log it), or the instance's folder
 
 
 @dataclass(frozen=True)

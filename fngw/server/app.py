@@ -72,7 +72,8 @@ def create_app(
     if metrics is None:
         metrics = GatewayMetrics()
     lifecycle = Lifecycle()
-    auth = TokenAuth({name: read_token(source) for name, source in manifest.auth.tokens.items()})
+    peers = kernel_registry.peers if kernel_registry is not None else None
+    auth = TokenAuth({name: read_token(source) for name, source in manifest.auth.tokens.items()}, peers)
     app = falcon.App(middleware=_middleware(manifest, metrics, auth))
     errors.install(app)
     install_error_map(app)

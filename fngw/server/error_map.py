@@ -19,6 +19,7 @@ from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, R
 from fngw.http.disconnect import ClientGone
 from fngw.http.errors import GatewayError
 from fngw.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobQueueFull, NotCancellable, StoreUnavailable
+from fngw.kernel_api.errors import HostedElsewhere, PeerUnavailable, RegistryUnavailable
 from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
 from fngw.kernels import (
     ExecutionTimeout,
@@ -101,6 +102,10 @@ ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (LaunchTimeout, _plain(504)),
     (ShuttingDown, lambda ex: GatewayError(503, message=str(ex), retry_after=1)),
     (StartFailed, _start_failed),
+    (RegistryUnavailable, lambda ex: GatewayError(503, message=str(ex), retry_after=5)),
+    (PeerUnavailable, lambda ex: GatewayError(503, message=str(ex), retry_after=5)),
+    # Only when this instance cannot reach the others (no address): see docs/kernel-api.md.
+    (HostedElsewhere, lambda ex: GatewayError(503, message=f"{ex}, which this instance cannot reach", retry_after=5)),
     (JobQueueFull, lambda ex: GatewayError(503, message=str(ex), retry_after=5)),
     (StoreUnavailable, lambda ex: GatewayError(503, message=f"the job store is unreachable: {ex}", retry_after=5)),
     (IdempotencyConflict, _plain(422)),

@@ -9,18 +9,60 @@ hook reaches ``close`` through the worker, so nothing lives in module globals.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from collections.abc import Mapping
 
 from fngw.deployment import Deployment
 from fngw.kernel_api import KernelRegistry
-from fngw.kernel_api.shared import SharedKernels
+from fngw.kernel_api.peers import Peers
+from fngw.kernel_api.redis_records import RedisSharedKernels
+from fngw.kernel_api.relay import HttpPeers
+from fngw.kernel_api.shared import KernelRecords, SharedKernels
+from fngw.kernels import pid_alive
+from fngw.manifest import KernelApiSettings
 from fngw.master.runtime import InstancePaths
 from fngw.telemetry import GatewayMetrics, configure_logging
 
 from .app import create_app
 from .application import GatewayApplication
 from .pools import GatewayPools, PoolOptions
+
+log = logging.getLogger("fngw.kernel_api")
+
+
+def instance_address(environ: Mapping[str, str]) -> str:
+    """Where the deployment's other instances reach this one (``http://host:port``):
+    ``$FNGW_INSTANCE_ADDRESS``, else Cloud Foundry's ``$CF_INSTANCE_INTERNAL_IP`` and ``$PORT``;
+    empty when neither is set (the others then cannot relay to this instance)."""
+    if environ.get("FNGW_INSTANCE_ADDRESS"):
+        return environ["FNGW_INSTANCE_ADDRESS"].rstrip("/")
+    if environ.get("CF_INSTANCE_INTERNAL_IP") and environ.get("PORT"):
+        return f"http://{environ['CF_INSTANCE_INTERNAL_IP']}:{environ['PORT']}"
+    return ""
+
+
+def kernel_records(
+    settings: KernelApiSettings, instance: InstancePaths, base_url: str, environ: Mapping[str, str]
+) -> tuple[KernelRecords, Peers | None]:
+    """The kernel API's shared records and the way to the other instances: the instance's folder
+    (its workers share it; no other instances), or the Redis registry the manifest names."""
+    if settings.registry is None:
+        return SharedKernels(instance.kernel_api), None
+    address = instance_address(environ)
+    shared = RedisSharedKernels(
+        settings.registry,
+        pid_alive=pid_alive,
+        instance=f"{socket.gethostname()}-{instance.master_pid}",  # every worker of this master
+        address=address,
+    )
+    if not address:
+        log.warning(
+            "kernel API: kernel_api.registry is shared, but FNGW_INSTANCE_ADDRESS is not set: other"
+            " instances cannot relay to this one's kernels (they answer 503)"
+        )
+    return shared, HttpPeers(shared.peer_token, base_url, timeout=settings.launch_timeout + 30)
 
 
 def build_gateway(
@@ -38,13 +80,15 @@ def build_gateway(
     pools = GatewayPools(deployment.plan, options)
     registry = None
     if manifest.kernel_api is not None:
+        shared, peers = kernel_records(manifest.kernel_api, instance, manifest.server.base_url, environ)
         registry = KernelRegistry(
             manifest.kernel_api,
             runtime_dir=options.runtime_dir,
             secrets=secrets,
             seed=deployment.kernel_api_seed.cells,
             seed_kernel=deployment.kernel_api_seed.kernel,
-            shared=SharedKernels(instance.kernel_api),  # every worker of the instance shares it
+            shared=shared,
+            peers=peers,
         )
     app = create_app(manifest, deployment.plan, pools, registry, metrics)
 

@@ -1,4 +1,4 @@
-"""Real services the tests start on 127.0.0.1 and stop by PID: redis-server."""
+"""Real services the tests start on 127.0.0.1 and stop by PID: redis-server, haproxy."""
 
 from __future__ import annotations
 
@@ -59,4 +59,46 @@ class RedisServer:
 
     def close(self) -> None:
         self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Haproxy:
+    """A real round-robin load balancer (Debian's ``haproxy``) on a free port of 127.0.0.1 in front
+    of ``backends`` (ports), without stickiness: consecutive requests, and websocket upgrades, go
+    to the next backend in turn."""
+
+    def __init__(self, backends: list[int]) -> None:
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        assert Path(binary).exists(), "haproxy is not installed (the README's test set-up installs it)"
+        self.port = free_port()
+        self.folder = tempfile.mkdtemp(prefix="fngw-haproxy-")
+        config = Path(self.folder) / "haproxy.cfg"
+        servers = "\n".join(f"    server s{i} 127.0.0.1:{port}" for i, port in enumerate(backends))
+        config.write_text(
+            "defaults\n    mode http\n    option http-server-close\n    timeout connect 5s\n"
+            "    timeout client 120s\n    timeout server 120s\n    timeout tunnel 1h\n"
+            f"frontend in\n    bind 127.0.0.1:{self.port}\n    default_backend gateways\n"
+            f"backend gateways\n    balance roundrobin\n{servers}\n"
+        )
+        self.proc = subprocess.Popen(  # -db: in the foreground, so that its PID is the one to stop
+            [binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("haproxy did not start")
+
+    def close(self) -> None:
+        """Stop it by its PID."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -452,6 +452,10 @@ class KernelRegistry:
         self._tasks.kill(block=True, timeout=5)
         group = gevent.pool.Group()
         for entry in list(self.kernels.values()):
+            if self.shared is not None and not entry.kernel.attached:
+                # Gone from the records first: nobody is sent here for a kernel that is stopping.
+                with contextlib.suppress(KernelApiError):
+                    self.shared.remove(entry.id)
             group.spawn(entry.kernel.shutdown)
         for kernel in list(self._warm):
             group.spawn(kernel.shutdown)

@@ -1,0 +1,139 @@
+"""The kernel API across instances (issue 17): two gateway instances (two workers each) sharing a
+real redis-server as their registry, behind a real round-robin balancer without stickiness
+(haproxy). Any instance answers for any kernel: the one that does not run it relays."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from gateway import Gateway, HttpPeer, call_json, free_port, gateway_env
+from messages import execute_request, run_code, ws_url
+from services import Haproxy
+from websockets.sync.client import connect
+
+MANIFEST = """\
+version: 1
+kernel_api:
+  list_kernels: true
+  max_kernels: 4
+  registry: {url}
+"""
+
+
+@pytest.fixture(scope="module")
+def deployment(redis_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("instances")
+    manifest = folder / "fngw.yaml"
+    manifest.write_text(MANIFEST.format(url=redis_server.url.replace("/0", "/5")))
+    ports = [free_port(), free_port()]
+    gateways = [
+        Gateway(
+            "--workers",
+            "2",
+            port=port,
+            env=gateway_env(FNGW_MANIFEST=str(manifest), FNGW_INSTANCE_ADDRESS=f"http://127.0.0.1:{port}"),
+        )
+        for port in ports
+    ]
+    balancer = None
+    try:
+        for gateway in gateways:
+            gateway.wait_ready("/_fngw/ready", timeout=120)
+        balancer = Haproxy(ports)
+        yield gateways, HttpPeer(balancer.port, balancer.proc)
+    finally:
+        if balancer is not None:
+            balancer.close()
+        for gateway in gateways:
+            gateway.stop()
+
+
+def start_kernel(peer) -> str:
+    status, _, model = call_json(peer, "POST", "/api/kernels", {"name": "python3"})
+    assert status == 201, model
+    return model["id"]
+
+
+def test_any_instance_answers_for_any_kernel(deployment):
+    (a, b), balancer = deployment
+    kernel_id = start_kernel(balancer)
+    for peer in (a, b, balancer, balancer):
+        status, _, model = call_json(peer, "GET", f"/api/kernels/{kernel_id}")
+        assert (status, model["id"], model["name"]) == (200, kernel_id, "python3")
+        status, _, listed = call_json(peer, "GET", "/api/kernels")
+        assert kernel_id in [k["id"] for k in listed]
+    # One kernel, whichever instance a websocket lands on: state set through one is seen through
+    # the other (one of the two connections is relayed to the instance that runs it).
+    with connect(ws_url(a, kernel_id)) as on_a, connect(ws_url(b, kernel_id, session="t")) as on_b:
+        assert run_code(on_a, "shared = 41") == ("", "ok")
+        assert run_code(on_b, "print(shared + 1)") == ("42\n", "ok")
+    for _ in range(4):  # through the balancer: round robin, no stickiness
+        with connect(ws_url(balancer, kernel_id)) as ws:
+            assert run_code(ws, "print(shared)") == ("41\n", "ok")
+    assert call_json(balancer, "DELETE", f"/api/kernels/{kernel_id}")[0] == 204
+    for peer in (a, b):
+        assert call_json(peer, "GET", f"/api/kernels/{kernel_id}")[0] == 404
+
+
+def test_interrupt_and_restart_through_either_instance(deployment):
+    (a, b), _ = deployment
+    kernel_id = start_kernel(a)
+    for other in (b, a):  # one of them does not run it
+        with connect(ws_url(a, kernel_id)) as ws:
+            msg_id, msg = execute_request("import time; time.sleep(60)")
+            ws.send(json.dumps(msg))
+            time.sleep(1.0)  # let the cell start sleeping
+            assert call_json(other, "POST", f"/api/kernels/{kernel_id}/interrupt")[0] == 204
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                reply = json.loads(ws.recv(timeout=20))
+                if reply["msg_type"] == "execute_reply" and reply["parent_header"]["msg_id"] == msg_id:
+                    assert reply["content"]["status"] == "error"
+                    assert reply["content"]["ename"] == "KeyboardInterrupt"
+                    break
+            else:
+                raise AssertionError("the interrupted cell did not reply")
+    with connect(ws_url(b, kernel_id)) as ws:
+        assert run_code(ws, "before = 1") == ("", "ok")
+    status, _, model = call_json(b, "POST", f"/api/kernels/{kernel_id}/restart")
+    assert (status, model["id"]) == (200, kernel_id)
+    with connect(ws_url(a, kernel_id)) as ws:
+        assert run_code(ws, "print('before' in globals())") == ("False\n", "ok")
+    assert call_json(b, "DELETE", f"/api/kernels/{kernel_id}")[0] == 204
+
+
+def test_max_kernels_counts_the_whole_deployment(deployment):
+    (a, b), balancer = deployment
+    started = []
+    results: list[int] = []
+
+    def post() -> None:
+        status, _, model = call_json(balancer, "POST", "/api/kernels", {"name": "python3"})
+        results.append(status)
+        if status == 201:
+            started.append(model["id"])
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    try:
+        assert sorted(results) == [201] * 4 + [403] * 2
+    finally:
+        for kernel_id in started:
+            call_json(a, "DELETE", f"/api/kernels/{kernel_id}")
+    assert call_json(b, "GET", "/api/kernels")[2] == []
+
+
+def test_sessions_are_shared(deployment):
+    (a, b), _ = deployment
+    body = {"path": "shared.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+    status, _, session = call_json(a, "POST", "/api/sessions", body)
+    assert status == 201, session
+    status, _, again = call_json(b, "POST", "/api/sessions", body)  # one session per path
+    assert again["id"] == session["id"] and again["kernel"]["id"] == session["kernel"]["id"]
+    assert call_json(b, "GET", f"/api/sessions/{session['id']}")[2]["path"] == "shared.ipynb"
+    assert call_json(b, "DELETE", f"/api/sessions/{session['id']}")[0] == 204  # and its kernel, on a
+    assert call_json(a, "GET", f"/api/kernels/{session['kernel']['id']}")[0] == 404

@@ -12,6 +12,7 @@ import pytest
 from gateway import Gateway, HttpPeer, call_json, free_port, gateway_env
 from messages import execute_request, run_code, ws_url
 from services import Haproxy
+from test_jupyter_server import run_notebook_code, running_jupyter_server
 from websockets.sync.client import connect
 
 MANIFEST = """\
@@ -137,3 +138,11 @@ def test_sessions_are_shared(deployment):
     assert call_json(b, "GET", f"/api/sessions/{session['id']}")[2]["path"] == "shared.ipynb"
     assert call_json(b, "DELETE", f"/api/sessions/{session['id']}")[0] == 204  # and its kernel, on a
     assert call_json(a, "GET", f"/api/kernels/{session['kernel']['id']}")[0] == 404
+
+
+def test_jupyter_server_runs_notebooks_through_the_balancer(deployment, tmp_path):
+    (a, b), balancer = deployment
+    with running_jupyter_server(tmp_path, balancer.port) as jupyter_server:
+        for _ in range(2):  # its REST calls and its websocket land on both instances in turn
+            assert run_notebook_code(jupyter_server, "print(6 * 7)") == "42\n"
+    assert call_json(a, "GET", "/api/kernels")[2] == []

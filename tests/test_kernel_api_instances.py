@@ -146,3 +146,26 @@ def test_jupyter_server_runs_notebooks_through_the_balancer(deployment, tmp_path
         for _ in range(2):  # its REST calls and its websocket land on both instances in turn
             assert run_notebook_code(jupyter_server, "print(6 * 7)") == "42\n"
     assert call_json(a, "GET", "/api/kernels")[2] == []
+
+
+def test_redis_unreachable_is_503_running_kernels_keep_working_and_it_recovers(deployment, redis_server):
+    (a, b), _ = deployment
+    kernel_id = start_kernel(a)
+    with connect(ws_url(a, kernel_id)) as ws:
+        assert run_code(ws, "x = 1") == ("", "ok")
+        redis_server.stop()
+        try:
+            status, headers, body = call_json(b, "GET", f"/api/kernels/{kernel_id}")
+            assert status == 503 and "retry-after" in headers
+            assert "the kernel registry (Redis at redis://127.0.0.1:" in body["message"]
+            assert call_json(a, "POST", "/api/kernels", {"name": "python3"})[0] == 503
+            assert run_code(ws, "print(x + 1)") == ("2\n", "ok")  # the open websocket keeps working
+        finally:
+            redis_server.start()  # without its data: the instances publish their kernels again
+    deadline = time.monotonic() + 30
+    while call_json(b, "GET", f"/api/kernels/{kernel_id}")[0] != 200:
+        assert time.monotonic() < deadline, "the kernel was not published again"
+        time.sleep(0.5)
+    with connect(ws_url(b, kernel_id)) as ws:
+        assert run_code(ws, "print(x)") == ("1\n", "ok")
+    assert call_json(b, "DELETE", f"/api/kernels/{kernel_id}")[0] == 204

@@ -110,3 +110,40 @@ def test_redis_unreachable_is_a_clear_error():
 def test_redis_describe_hides_the_password():
     records = RedisSharedKernels("redis://user:s3cret@host:6379/2", pid_alive=pid_alive)
     assert records.describe() == "redis://host:6379/2"
+
+
+def test_redis_heartbeat_tells_a_process_its_records_were_lost(redis_server):
+    now = [0.0]
+    records = RedisSharedKernels(
+        redis_server.url, pid_alive=pid_alive, prefix=f"test:{uuid.uuid4().hex}", clock=lambda: now[0]
+    )
+    assert records.heartbeat() is False  # the first: nothing was known before
+    now[0] += 60
+    assert records.heartbeat() is False  # still known
+    for key in records.redis.scan_iter(f"{records.prefix}:*"):  # Redis restarted without its data
+        records.redis.delete(key)
+    now[0] += 60
+    assert records.heartbeat() is True
+    assert records.address_of(records.instance) == ""
+
+
+def test_peers_trust_the_deployments_secret_and_follow_a_new_one():
+    from fngw.kernel_api.relay import HttpPeers
+
+    secrets = iter(["first", "second"])
+    current = ["first"]
+
+    def registry_secret() -> str:
+        current[0] = next(secrets, current[0])
+        return current[0]
+
+    peers = HttpPeers(registry_secret)
+    assert peers.trusts("first")
+    assert not peers.trusts("forged")
+    assert peers.trusts("second")  # the registry made a new one (it lost its data): read again
+    assert peers.token() == "second"
+
+    def unreachable() -> str:
+        raise RegistryUnavailable("down")
+
+    assert not HttpPeers(unreachable).trusts("anything")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ R = TypeVar("R", KernelRecord, SessionRecord)
 
 PREFIX = "fngw:kernel_api"
 INSTANCE_TTL = 30.0  # seconds without a heartbeat after which an instance's kernels are gone
-HEARTBEAT = 10.0  # seconds between heartbeats
+HEARTBEAT = 5.0  # seconds between heartbeats
 LOCK_TIMEOUT = 10.0  # seconds a holder may keep the lock (a crashed holder's lock frees itself)
 
 
@@ -143,14 +144,23 @@ class RedisSharedKernels(RedisRecords[KernelRecord]):
     def _instance_key(self, instance: str) -> str:
         return f"{self.prefix}:instance:{instance}"
 
-    def heartbeat(self) -> None:
-        """Say this instance is alive (at most every HEARTBEAT seconds; call it often)."""
+    def heartbeat(self) -> bool:
+        """Say this instance is alive (at most every HEARTBEAT seconds; call it often). True when
+        the registry had forgotten this instance (a Redis restarted without its data, or a pause
+        longer than INSTANCE_TTL): its kernels' records must then be written again."""
         now = self.clock()
         if self._beat_at is not None and now - self._beat_at < HEARTBEAT:
-            return
+            return False
+        ttl = int(INSTANCE_TTL * 1000)
         with self._reachable():
-            self.redis.set(self._instance_key(self.instance), self.address, px=int(INSTANCE_TTL * 1000))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self._instance_key(self.instance), self.address, px=ttl)
+            # Each process asks for its own key: every worker learns that its records were lost.
+            pipe.set(f"{self._instance_key(self.instance)}:{os.getpid()}", "1", px=ttl, get=True)
+            previous = pipe.execute()[1]
+        forgotten = self._beat_at is not None and previous is None
         self._beat_at = now
+        return forgotten
 
     def address_of(self, instance: str) -> str | None:
         """Where instance ``instance`` is reached (``http://host:port``), or None once it is gone."""

@@ -65,7 +65,7 @@ __all__ = [
 
 log = logging.getLogger("fngw.kernel_api")
 
-PUBLISH_EVERY = 5.0  # seconds between heartbeats (and refreshes of our kernels' published state)
+PUBLISH_EVERY = 2.0  # seconds between looks at the registry: heartbeats, our kernels' published state
 
 
 class KernelRegistry:
@@ -126,7 +126,9 @@ class KernelRegistry:
         assert self.shared is not None
         while not self._closed:
             try:
-                self.shared.heartbeat()
+                if self.shared.heartbeat():  # the registry lost our records: write them all again
+                    log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
+                    self._published.clear()
                 for entry in list(self.kernels.values()):
                     state = (entry.execution_state, entry.last_activity, entry.connections)
                     if not entry.kernel.attached and self._published.get(entry.id) != state:

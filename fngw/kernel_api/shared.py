@@ -64,8 +64,9 @@ class KernelRecords(RecordStore[KernelRecord], Protocol):
     def address_of(self, instance: str, /) -> str | None:
         """Where ``instance`` is reached (``http://host:port``), or None once it is gone."""
 
-    def heartbeat(self) -> None:
-        """Say this instance is alive (called every few seconds)."""
+    def heartbeat(self) -> bool:
+        """Say this instance is alive (called every few seconds); True when the records had
+        forgotten it, and its kernels' records must be written again."""
 
 
 class Records(Generic[R]):
@@ -140,8 +141,9 @@ class SharedKernels(Records[KernelRecord]):
         """The other instance that runs ``record``'s kernel: never, for a folder of this instance."""
         return None
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> bool:
         """Nothing to say: the folder is this instance's alone."""
+        return False
 
     def address_of(self, instance: str) -> str | None:
         """Where another instance is reached: there are none."""

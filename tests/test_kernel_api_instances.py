@@ -5,15 +5,19 @@ real redis-server as their registry, behind a real round-robin balancer without 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 
 import pytest
-from gateway import Gateway, HttpPeer, call_json, free_port, gateway_env
+from gateway import Gateway, HttpPeer, call_json, children_of, free_port, gateway_env, running
 from messages import execute_request, run_code, ws_url
 from services import Haproxy
 from test_jupyter_server import run_notebook_code, running_jupyter_server
 from websockets.sync.client import connect
+
+from fngw.kernel_api.redis_records import INSTANCE_TTL
 
 MANIFEST = """\
 version: 1
@@ -169,3 +173,27 @@ def test_redis_unreachable_is_503_running_kernels_keep_working_and_it_recovers(d
     with connect(ws_url(b, kernel_id)) as ws:
         assert run_code(ws, "print(x)") == ("1\n", "ok")
     assert call_json(b, "DELETE", f"/api/kernels/{kernel_id}")[0] == 204
+
+
+def test_a_lost_instances_kernels_are_reported_gone_within_the_heartbeat_ttl(deployment):
+    """Last in this module: it kills instance a. Every process of it dies at once (a lost machine):
+    nothing is left to tidy the records, so the heartbeat's expiry must."""
+    (a, b), balancer = deployment
+    body = {"path": "lost.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+    status, _, session = call_json(a, "POST", "/api/sessions", body)
+    assert status == 201, session
+    kernel_id = session["kernel"]["id"]
+    assert call_json(b, "GET", f"/api/kernels/{kernel_id}")[0] == 200
+    workers = children_of(a.proc.pid)
+    doomed = [a.proc.pid, *workers, *[k for w in workers for k in children_of(w)]]
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    a.proc.wait()
+    lost_at = time.monotonic()
+    while call_json(b, "GET", f"/api/kernels/{kernel_id}")[0] != 404:
+        assert time.monotonic() - lost_at < INSTANCE_TTL + 10, "the lost instance's kernel is still listed"
+        time.sleep(1)
+    assert call_json(b, "GET", "/api/kernels")[2] == []
+    assert call_json(b, "GET", f"/api/sessions/{session['id']}")[0] == 404
+    for pid in doomed:
+        assert not running(pid)

@@ -147,3 +147,11 @@ def test_peers_trust_the_deployments_secret_and_follow_a_new_one():
         raise RegistryUnavailable("down")
 
     assert not HttpPeers(unreachable).trusts("anything")
+
+
+def test_the_registry_url_takes_its_password_from_the_environment():
+    from fngw.server.gateway import expand_environment
+
+    url = "redis://:${REDIS_PASSWORD}@host:6379/0"
+    assert expand_environment(url, {"REDIS_PASSWORD": "s3cret"}) == "redis://:s3cret@host:6379/0"
+    assert expand_environment(url, {}) == url  # unset: left as written (Redis then refuses it)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Mapping
 
@@ -43,6 +44,13 @@ def instance_address(environ: Mapping[str, str]) -> str:
     return ""
 
 
+def expand_environment(text: str, environ: Mapping[str, str]) -> str:
+    """``text`` with every ``${NAME}`` replaced by that environment variable (left as it is when
+    unset), so that a registry URL's password can come from the platform's secrets rather than the
+    manifest."""
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: environ.get(m.group(1), m.group(0)), text)
+
+
 def kernel_records(
     settings: KernelApiSettings, instance: InstancePaths, base_url: str, environ: Mapping[str, str]
 ) -> tuple[KernelRecords, Peers | None]:
@@ -52,7 +60,7 @@ def kernel_records(
         return SharedKernels(instance.kernel_api), None
     address = instance_address(environ)
     shared = RedisSharedKernels(
-        settings.registry,
+        expand_environment(settings.registry, environ),
         pid_alive=pid_alive,
         instance=f"{socket.gethostname()}-{instance.master_pid}",  # every worker of this master
         address=address,

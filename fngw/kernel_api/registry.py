@@ -108,6 +108,9 @@ class KernelRegistry:
         self.shared = shared
         self.peers = peers  # other instances' kernels are asked of them
         self._published: dict[str, tuple[str, str, int]] = {}  # kernel id -> state last published
+        # Kernels this worker answers for (publishes, stops with the instance): those it started,
+        # and those it took over from a worker that is gone (a reload, a killed worker).
+        self._owned: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -129,9 +132,10 @@ class KernelRegistry:
                 if self.shared.heartbeat():  # the registry lost our records: write them all again
                     log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
                     self._published.clear()
+                self._take_over_orphans()
                 for entry in list(self.kernels.values()):
                     state = (entry.execution_state, entry.last_activity, entry.connections)
-                    if not entry.kernel.attached and self._published.get(entry.id) != state:
+                    if entry.id in self._owned and self._published.get(entry.id) != state:
                         self.publish(entry)
             except KernelApiError as exc:  # the registry is unreachable: say so, try again
                 log.warning("kernel API: cannot publish to the registry: %s", exc)
@@ -157,6 +161,7 @@ class KernelRegistry:
             runtime_dir=self.runtime_dir,
             start_timeout=self.start_timeout,
             kernel_id=kernel_id,
+            outlives_parent=True,  # a killed worker or a reload leaves it running for the others
         )
 
     def _base_env(self) -> dict[str, str]:
@@ -228,9 +233,43 @@ class KernelRegistry:
             self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})
         self._reserved += 1
 
+    def _take_over_orphans(self) -> None:
+        """Answer for this instance's kernels whose worker is gone (it was replaced by a reload, or
+        killed): their processes outlive it, and one of the workers must publish and cull them."""
+        assert self.shared is not None
+        for record in self.shared.all():
+            owner = record.get("owner")
+            if record.get("pending") or self.shared.instance_of(record) is not None:
+                continue
+            if not isinstance(owner, int) or owner == os.getpid() or pid_alive(owner):
+                continue
+            with contextlib.suppress(KernelApiError):
+                self.get(record["id"])  # adopts it, and takes it over (see _adopt)
+
+    def _claim(self, kernel_id: str) -> bool:
+        """Become the worker that answers for kernel_id if its worker is gone (under the records'
+        lock: one worker claims it). Whether this worker now owns it."""
+        assert self.shared is not None
+        with self.shared.locked():
+            record = self.shared.read(kernel_id)
+            owner = record.get("owner") if record is not None else None
+            if record is None or record.get("pending") or not isinstance(owner, int) or pid_alive(owner):
+                return False
+            self.shared.write({**record, "owner": os.getpid()})
+        self._owned.add(kernel_id)
+        log.info(
+            "kernel API: took over kernel %s (pid %s) from worker %s, which is gone",
+            kernel_id,
+            record.get("pid"),
+            owner,
+        )
+        return True
+
     def _register(self, kernel: Kernel, name: str, publish: bool = True) -> ApiKernel:
         entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")
         self.kernels[kernel.id] = entry
+        if publish:
+            self._owned.add(kernel.id)
         kernel.on_death(lambda k: self._tasks.spawn(restart_after_death, self, entry))
         kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
         if publish:
@@ -286,8 +325,11 @@ class KernelRegistry:
             seed=self._seed_cells(spec, name),
             start_timeout=self.start_timeout,
             env={**self._base_env(), "KERNEL_GATEWAY": "1"},
+            outlives_parent=True,  # a restart through this worker starts a process that outlives it too
         )
-        return self._register(kernel, name, publish=False)
+        entry = self._register(kernel, name, publish=False)
+        self._claim(kernel_id)  # its worker may be gone: then this one answers for it
+        return entry
 
     def _not_elsewhere(self, kernel_id: str, record: KernelRecord) -> None:
         """Raise ``HostedElsewhere`` when another instance runs ``record``'s kernel (``NotFound``
@@ -392,6 +434,7 @@ class KernelRegistry:
             return
         del self.kernels[kernel_id]
         self._published.pop(kernel_id, None)
+        self._owned.discard(kernel_id)
         if self.shared is not None:
             self.shared.remove(kernel_id)  # first: the owner then knows the exit is not a crash
         entry.announce("dead")
@@ -448,13 +491,18 @@ class KernelRegistry:
         for waiting in list(self._starting):
             gevent.kill(waiting, ShuttingDown("the gateway is shutting down; start the kernel again"))
 
-    def shutdown(self) -> None:
-        """Stop the background tasks and every kernel of this worker (at most about 15 s)."""
+    def shutdown(self, hand_over: bool = False) -> None:
+        """Stop the background tasks and this worker's kernels (at most about 15 s): those it owns,
+        unless ``hand_over`` (the instance goes on, a reload: they keep running, in the records, for
+        the workers that follow); kernels of other workers it only attached to are left alone."""
         self._closed = True
         self._tasks.kill(block=True, timeout=5)
         group = gevent.pool.Group()
         for entry in list(self.kernels.values()):
-            if self.shared is not None and not entry.kernel.attached:
+            if hand_over or entry.id not in self._owned:
+                entry.kernel.detach()
+                continue
+            if self.shared is not None:
                 # Gone from the records first: nobody is sent here for a kernel that is stopping.
                 with contextlib.suppress(KernelApiError):
                     self.shared.remove(entry.id)

@@ -35,7 +35,7 @@ from .channels import KernelChannels
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
 from .events import KernelEvents
 from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExecution, PendingRequest, SeedCell
-from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
+from .process import PGID_FILE, AttachedProcess, launch, output_tail, signal_group, wait_exited
 from .protocol import Message
 from .specs import ResolvedSpec, resolve_kernelspec
 
@@ -65,8 +65,12 @@ class Kernel(KernelEvents):
         runtime_dir: str | Path | None = None,
         start_timeout: float = 60.0,
         kernel_id: str | None = None,
+        outlives_parent: bool = False,
     ):
         self.spec = resolve_kernelspec(spec) if isinstance(spec, str) else spec
+        # False: the kernel exits when the process that started it does (ipykernel watches its
+        # parent); True: it keeps running for another process of the instance to take over.
+        self.outlives_parent = outlives_parent
         self.id = kernel_id or str(uuid.uuid4())
         self.label = label
         self.seed = tuple(seed)
@@ -101,6 +105,11 @@ class Kernel(KernelEvents):
         key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
         session = Session(key=key, username="fngw", signature_scheme=info.get("signature_scheme", "hmac-sha256"))
         kernel.connection_info = info
+        # The kernel's folder (its IPC sockets are named <folder>/ipc-<port>): whoever stops the
+        # kernel removes it, so that no stale process-group id is left for a master to signal.
+        folder = Path(str(info.get("ip", ""))).parent
+        if info.get("transport") == "ipc" and (folder / PGID_FILE).exists():
+            kernel._dir = folder
         kernel._conn = KernelChannels(info, session, kernel._route, kernel._dropped)
         kernel._generation += 1
         kernel._monitor = gevent.spawn(kernel._watch, kernel._proc, kernel._generation)
@@ -253,7 +262,9 @@ class Kernel(KernelEvents):
         session = Session(key=uuid.uuid4().hex.encode(), username="fngw", signature_scheme="hmac-sha256")
         # In a greenlet of its own: an interruption of ours (a launch timeout, a client that left)
         # arriving while the process is being created must not leave it running unknown to us.
-        launching = gevent.spawn(launch, self.spec, self._dir, session.key, {**self.env, **self.spec.env}, self.cwd)
+        launching = gevent.spawn(
+            launch, self.spec, self._dir, session.key, {**self.env, **self.spec.env}, self.cwd, self.outlives_parent
+        )
         try:
             self._proc, info = launching.get()
         except BaseException:

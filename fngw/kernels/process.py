@@ -26,12 +26,19 @@ CHANNEL_PORTS = ("shell", "iopub", "stdin", "control", "hb")
 
 
 def launch(
-    spec: ResolvedSpec, folder: Path, key: bytes, env: Mapping[str, str], cwd: str | None
+    spec: ResolvedSpec,
+    folder: Path,
+    key: bytes,
+    env: Mapping[str, str],
+    cwd: str | None,
+    outlives_parent: bool = False,
 ) -> tuple[subprocess.Popen, dict[str, Any]]:
     """Start ``spec``'s kernel with IPC sockets in ``folder`` (file paths cannot be taken by another
     process between choosing and binding, as TCP ports can), its output in ``folder/stderr.log`` and
     its pgid in ``folder/PGID_FILE`` (so a gunicorn master can kill the group if the worker dies
-    without cleaning up). Returns the process and the connection info."""
+    without cleaning up). Unless ``outlives_parent``, the kernel is told its parent's pid
+    (``JPY_PARENT_PID``), and ipykernel exits once that process is gone. Returns the process and
+    the connection info."""
     connection_file = str(folder / "connection.json")
     # IPC endpoints are named <ip>-<port>: the "ports" only tell the channels' sockets apart.
     shell, iopub, stdin, control, hb = range(1, len(CHANNEL_PORTS) + 1)
@@ -53,8 +60,9 @@ def launch(
             stdin=subprocess.DEVNULL,
             stdout=err.fileno(),
             stderr=err.fileno(),
-            env={**env, "KERNEL_GATEWAY": "1"},
+            env={**{k: v for k, v in env.items() if k != "JPY_PARENT_PID"}, "KERNEL_GATEWAY": "1"},
             cwd=cwd,
+            independent=outlives_parent,
         )
     (folder / PGID_FILE).write_text(str(proc.pid))
     return proc, dict(info)

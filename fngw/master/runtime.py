@@ -44,6 +44,18 @@ class InstancePaths:
         """The kernel API's records of kernels and sessions, shared by the workers."""
         return self.root / "kernel-api"
 
+    @property
+    def kernel_api_kernels(self) -> Path:
+        """The kernel API's kernels' folders (connection files, process-group ids): the instance's,
+        not a worker's, because these kernels outlive the worker that started them."""
+        return self.root / "kernel-api-kernels"
+
+    @property
+    def handover(self) -> Path:
+        """A file per worker that a reload replaces: as it exits, it leaves its kernel API kernels
+        running for the new workers instead of stopping them."""
+        return self.root / "handover"
+
 
 def worker_runtime_dir(master_pid: int, worker_pid: int) -> Path:
     """``InstancePaths(master_pid).worker(worker_pid)``."""

@@ -67,17 +67,19 @@ class GatewayApplication:
             self.runner.stop_claiming()
         self._begin_shutdown()
 
-    def close(self, grace: float = 0.0) -> None:
+    def close(self, grace: float = 0.0, hand_over: bool = False) -> None:
         """Stop the background loops and every kernel of this worker; running jobs get ``grace``
-        seconds to finish first."""
+        seconds to finish first. With ``hand_over`` (a reload: the instance goes on) the kernel API's
+        kernels keep running for the workers that follow."""
         gevent.killall(self._loops, block=False)
         if self.runner is not None:
             self.runner.close(
                 grace
             )  # before the pools: unfinished jobs are requeued or failed, not run into a closed pool
-        for owner in (self.pools, self.registry):
-            if owner is not None:
-                owner.shutdown()
+        if self.pools is not None:
+            self.pools.shutdown()
+        if self.registry is not None:
+            self.registry.shutdown(hand_over=hand_over)
 
 
 def _every(seconds: float, action: Callable[[], None]) -> None:

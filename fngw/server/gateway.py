@@ -91,7 +91,7 @@ def build_gateway(
         shared, peers = kernel_records(manifest.kernel_api, instance, manifest.server.base_url, environ)
         registry = KernelRegistry(
             manifest.kernel_api,
-            runtime_dir=options.runtime_dir,
+            runtime_dir=instance.kernel_api_kernels,  # they outlive this worker
             secrets=secrets,
             seed=deployment.kernel_api_seed.cells,
             seed_kernel=deployment.kernel_api_seed.kernel,

@@ -62,6 +62,11 @@ def on_reload(server: Arbiter) -> None:
     problems = validate_manifest()
     if problems is None:
         server.log.info("fngw: manifest valid; new workers start with it, old ones serve until they are ready")
+        # The old workers hand their kernel API kernels over to the new ones rather than stop them.
+        handover = InstancePaths(os.getpid()).handover
+        handover.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for pid in server.WORKERS:
+            (handover / str(pid)).touch()
         _keep_old_workers_until_new_ready(server)
         return
     for line in problems.splitlines():
@@ -114,7 +119,8 @@ def worker_exit(server: Arbiter, worker: Worker) -> None:
     grace = 0.0
     if stopping_since is not None:
         grace = worker.cfg.graceful_timeout - (time.monotonic() - stopping_since) - JOB_GRACE_MARGIN
-    close(grace=max(0.0, grace))
+    hand_over = (InstancePaths(os.getppid()).handover / str(os.getpid())).exists()  # replaced by a reload
+    close(grace=max(0.0, grace), hand_over=hand_over)
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:
@@ -123,6 +129,7 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
     metrics_dir.forget_worker(worker.pid)
     instance = InstancePaths(os.getpid())
     (instance.ready / str(worker.pid)).unlink(missing_ok=True)
+    (instance.handover / str(worker.pid)).unlink(missing_ok=True)
     killed = reap_runtime_dir(instance.worker(worker.pid))
     if killed:
         server.log.warning(
@@ -131,5 +138,10 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
 
 
 def on_exit(server: Arbiter) -> None:
-    """In the master, as it exits: remove the instance folder."""
-    shutil.rmtree(InstancePaths(os.getpid()).root, ignore_errors=True)
+    """In the master, as it exits: kill the kernel API kernels no worker stopped (they outlive
+    workers, not the instance), then remove the instance folder."""
+    instance = InstancePaths(os.getpid())
+    killed = reap_runtime_dir(instance.kernel_api_kernels)
+    if killed:
+        server.log.info("fngw: stopped %d kernel API kernel(s) left running", len(killed))
+    shutil.rmtree(instance.root, ignore_errors=True)

@@ -11,6 +11,7 @@ from fngw.endpoints.errors import CellFailed, RequestInvalid, RequestTooLarge, R
 from fngw.http import errors
 from fngw.http.disconnect import ClientGone
 from fngw.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobQueueFull, NotCancellable, StoreUnavailable
+from fngw.kernel_api.errors import HostedElsewhere, PeerUnavailable, RegistryUnavailable
 from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceLimit, ShuttingDown, StartFailed
 from fngw.kernels import (
     ExecutionTimeout,
@@ -52,6 +53,9 @@ CASES = [
     (ResourceLimit("x"), 403, {}),
     (LaunchTimeout("did not start within 1s"), 504, {}),
     (ShuttingDown("shutting down"), 503, {}),
+    (RegistryUnavailable("the kernel registry (Redis at redis://r:6379/0) is unreachable: refused"), 503, {}),
+    (PeerUnavailable("the instance at http://10.0.0.2:8080 that runs the kernel cannot be reached"), 503, {}),
+    (HostedElsewhere("k", "other", ""), 503, {}),
     (StartFailed("seed failed", KernelSeedError("nb", 2, "NameError", "y")), 500, {"ename": "NameError"}),
     (JobQueueFull("1000 jobs are waiting"), 503, {}),
     (StoreUnavailable("Redis at redis://r:6379/0: refused"), 503, {}),

@@ -4,9 +4,12 @@ stopping the instance stops them. One instance, two workers, real kernels."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 from conftest import REPO
 from gateway import Gateway, call_json, children_of, gateway_env, running
@@ -66,3 +69,34 @@ def test_kernels_survive_a_killed_worker_and_a_reload_and_stop_with_the_instance
     finally:
         gateway.stop()
     wait_until(lambda: not running(pid), 10, "the kernel outlived its instance")
+
+
+def test_a_killed_workers_prewarmed_kernels_go_with_it_and_its_started_ones_stay(tmp_path):
+    manifest = tmp_path / "fngw.yaml"
+    manifest.write_text("version: 1\nkernel_api:\n  list_kernels: true\n  prewarm: 1\n")
+    gateway = Gateway(env=gateway_env(FNGW_MANIFEST=str(manifest)))
+    folders = Path(tempfile.gettempdir()) / f"fngw-{gateway.proc.pid}" / "kernel-api-kernels"
+
+    def kernels() -> dict[bool, list[int]]:
+        """The kernels' pids (their process groups), by whether they are kept (started for a client)."""
+        found: dict[bool, list[int]] = {True: [], False: []}
+        for folder in folders.glob("k-*"):
+            with contextlib.suppress(OSError, ValueError):
+                found[(folder / "kept").exists()].append(int((folder / "pgid").read_text()))
+        return found
+
+    try:
+        gateway.wait_ready()
+        [worker] = children_of(gateway.proc.pid)
+        status, _, model = call_json(gateway, "POST", "/api/kernels", {})
+        assert status == 201, model
+        # A started kernel (kept) and a prewarmed one waiting for the next client.
+        wait_until(lambda: len(kernels()[True]) == 1 and len(kernels()[False]) == 1, what="no prewarmed kernel")
+        [started], [spare] = kernels()[True], kernels()[False]
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: not running(spare), 20, "the killed worker's prewarmed kernel was left running")
+        assert running(started)
+        wait_until(lambda: call_json(gateway, "GET", f"/api/kernels/{model['id']}")[0] == 200)
+    finally:
+        gateway.stop()
+    wait_until(lambda: not running(started), 10, "the kernel outlived its instance")

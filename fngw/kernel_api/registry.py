@@ -282,6 +282,7 @@ class KernelRegistry:
     def publish(self, entry: ApiKernel) -> None:
         """Write entry's record (this worker owns its process) for the instance's other workers."""
         pid = entry.kernel.pid
+        entry.kernel.keep()  # known to the records from now on: it outlives this worker
         if self.shared is not None and pid is not None:  # (None: not running, nothing to reach)
             connection = entry.kernel.connection_info
             self._published[entry.id] = (entry.execution_state, entry.last_activity, entry.connections)

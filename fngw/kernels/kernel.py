@@ -31,11 +31,13 @@ import gevent
 import gevent.event
 from jupyter_client.session import Session
 
+from fngw.master.reaper import KEPT_FILE, PGID_FILE
+
 from .channels import KernelChannels
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
 from .events import KernelEvents
 from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExecution, PendingRequest, SeedCell
-from .process import PGID_FILE, AttachedProcess, launch, output_tail, signal_group, wait_exited
+from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
 from .protocol import Message
 from .specs import ResolvedSpec, resolve_kernelspec
 
@@ -125,6 +127,13 @@ class Kernel(KernelEvents):
                 "%s: kernel %s did not answer on iopub within %gs of attaching", kernel.label, kernel.id, ATTACH_TIMEOUT
             )
         return kernel
+
+    def keep(self) -> None:
+        """Mark the running process as one to outlive the process that launched it (with
+        ``outlives_parent``): a gunicorn master then leaves it running when that process dies,
+        for another to take over (``fngw.master.reaper.reap_unkept``)."""
+        if self._dir is not None:
+            (self._dir / KEPT_FILE).touch()
 
     @property
     def attached(self) -> bool:

@@ -18,7 +18,7 @@ import gevent
 from jupyter_client.connect import write_connection_file
 from jupyter_client.launcher import launch_kernel
 
-from fngw.master.reaper import PGID_FILE
+from fngw.master.reaper import PARENT_FILE, PGID_FILE
 
 from .specs import ResolvedSpec
 
@@ -54,6 +54,7 @@ def launch(
         control_port=control,
         hb_port=hb,
     )
+    (folder / PARENT_FILE).write_text(str(os.getpid()))  # before the process exists: see reap_unkept
     with open(folder / "stderr.log", "wb") as err:
         proc = launch_kernel(
             spec.command(connection_file),

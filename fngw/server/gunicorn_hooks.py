@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fngw.master import metrics_dir
-from fngw.master.reaper import reap_runtime_dir
+from fngw.master.reaper import reap_runtime_dir, reap_unkept
 from fngw.master.runtime import InstancePaths
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
 
@@ -131,6 +131,9 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
     (instance.ready / str(worker.pid)).unlink(missing_ok=True)
     (instance.handover / str(worker.pid)).unlink(missing_ok=True)
     killed = reap_runtime_dir(instance.worker(worker.pid))
+    # Its kernel API kernels live on for the other workers, except those it was still starting
+    # or held in reserve (prewarmed), which no record names.
+    killed += reap_unkept(instance.kernel_api_kernels, worker.pid)
     if killed:
         server.log.warning(
             "worker %s left %d kernel(s) running; killed process groups %s", worker.pid, len(killed), killed

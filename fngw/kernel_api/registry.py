@@ -467,10 +467,12 @@ class KernelRegistry:
         entry.announce("restarting")
         if self.shared is not None:  # this worker becomes the owner of the new process
             self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})
+        self._owned.add(kernel_id)
         try:
             entry.kernel.restart()
         except KernelError as exc:
             self.kernels.pop(kernel_id, None)
+            self._owned.discard(kernel_id)
             if self.shared is not None:
                 self.shared.remove(kernel_id)
             entry.announce("dead")

@@ -5,12 +5,14 @@ workers; the assertions hold whichever worker answers."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
 from conftest import REPO
 from gateway import Gateway, call_json, children_of, gateway_env
-from messages import run_code, ws_url
+from messages import execute_request, run_code, ws_url
 from websockets.sync.client import connect
 
 HERE = REPO / "tests" / "kernel_api"
@@ -97,3 +99,30 @@ def test_sessions_are_the_same_through_every_worker(gw):
         assert call(gw, "DELETE", f"/api/sessions/{sid}")[0] == 204
     for _ in range(5):
         assert call(gw, "GET", f"/api/sessions/{sid}")[0] == 404
+
+
+def test_a_session_reconnecting_through_any_worker_gets_what_it_missed(gw):
+    """One worker serves all of a kernel's websockets (the others splice theirs to it), so the
+    replay of a disconnected session is there whichever worker its new connection reaches."""
+    status, model = call(gw, "POST", "/api/kernels", {})
+    assert status == 201
+    kid = model["id"]
+    try:
+        for round_ in range(4):  # new connections: each lands on any of the three workers
+            session = f"away{round_}"
+            msg_id, msg = execute_request(f"import time; time.sleep(0.5); print('missed {round_}')", session)
+            with connect(ws_url(gw, kid, session)) as ws:
+                ws.send(json.dumps(msg))
+            time.sleep(1.5)  # the output comes while no connection of the session is open
+            with connect(ws_url(gw, kid, session)) as again:
+                got, replied = [], False
+                while not replied or not got:
+                    reply = json.loads(again.recv(timeout=30))
+                    if reply["parent_header"].get("msg_id") != msg_id:
+                        continue
+                    if reply["msg_type"] == "stream":
+                        got.append(reply["content"]["text"])
+                    replied = replied or reply["msg_type"] == "execute_reply"
+                assert got == [f"missed {round_}\n"]
+    finally:
+        assert call(gw, "DELETE", f"/api/kernels/{kid}")[0] == 204

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fngw.manifest import CorsSettings, KernelApiSettings, join_url
 
 from . import resources
+from .handoff import WorkerHandoff
 from .hubs import MAX_QUEUE, ChannelHubs
 from .registry import KernelRegistry
 from .sessions import SessionStore
@@ -28,6 +30,7 @@ class KernelApi:
         cors: CorsSettings | None,
         base_url: str,
         max_websocket_queue: int = MAX_QUEUE,
+        handoff_dir: Path | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -35,6 +38,13 @@ class KernelApi:
         self.cors = cors
         self.base_url = base_url
         self.hubs = ChannelHubs(registry, max_websocket_queue)
+        # With several workers: each kernel's websockets are served by the worker that answers for it.
+        self.handoff = WorkerHandoff(handoff_dir, registry, self.hubs) if handoff_dir is not None else None
+
+    def start(self) -> None:
+        """Take websockets other workers hand over (in the worker, after the fork)."""
+        if self.handoff is not None:
+            self.handoff.start()
 
     def routes(self) -> list[tuple[Any, ...]]:
         """``(URL template, Falcon resource[, responder suffix])`` for every route of the kernel API."""
@@ -48,12 +58,18 @@ class KernelApi:
             (join_url(base, "kernelspecs/{name}/{filename}"), resources.KernelSpecFile(access, cors, registry)),
             (join_url(base, "api/kernels"), resources.KernelCollection(access, cors, registry, base)),
             (join_url(base, "api/kernels/{kernel_id}"), resources.KernelItem(access, cors, registry)),
-            (join_url(base, "api/kernels/{kernel_id}/channels"), resources.Channels(access, cors, registry, self.hubs)),
+            (
+                join_url(base, "api/kernels/{kernel_id}/channels"),
+                resources.Channels(access, cors, registry, self.hubs, self.handoff),
+            ),
             (join_url(base, "api/kernels/{kernel_id}/{action}"), resources.KernelAction(access, cors, registry)),
             (join_url(base, "api/sessions"), sessions),
             (join_url(base, "api/sessions/{session_id}"), sessions, "item"),
         ]
 
     def close_websockets(self) -> None:
-        """Tell every websocket client that the gateway is going away (1001)."""
+        """Take no more handed-over websockets, and tell every websocket client that the gateway is
+        going away (1001)."""
+        if self.handoff is not None:
+            self.handoff.stop()
         self.hubs.close_all()

@@ -203,7 +203,8 @@ class WebSocket:
         self.unsent_replies: list[tuple[str, Message]] = []  # replies of a dropped connection
         self.closed = False
         self.last_seen = time.monotonic()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
+        if sock.family in (socket.AF_INET, socket.AF_INET6):  # (not a worker's handoff socket)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
 
     def send(self, channel: str, msg: Message, encoded: dict | None = None) -> None:
         """Queue ``msg``; ``encoded`` caches the framed event across connections (a broadcast is

@@ -87,6 +87,7 @@ class KernelRegistry:
         start_timeout: float = 60.0,
         shared: KernelRecords | None = None,
         peers: Peers | None = None,
+        handoff_dir: Path | None = None,
     ):
         self.settings = settings
         self.runtime_dir = runtime_dir
@@ -107,6 +108,7 @@ class KernelRegistry:
         # these records, and we theirs.
         self.shared = shared
         self.peers = peers  # other instances' kernels are asked of them
+        self.handoff_dir = handoff_dir  # where each worker of the instance takes spliced websockets
         self._published: dict[str, tuple[str, str, int]] = {}  # kernel id -> state last published
         # Kernels this worker answers for (publishes, stops with the instance): those it started,
         # and those it took over from a worker that is gone (a reload, a killed worker).

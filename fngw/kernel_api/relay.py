@@ -123,12 +123,27 @@ def splice_websocket(req: falcon.Request, take_over: Callable[[], socket.socket]
         upstream = gevent.socket.create_connection((host, port), timeout=10)
     except OSError as exc:
         raise PeerUnavailable(f"the instance at {address} that runs the kernel cannot be reached: {exc}") from None
+    splice(req, take_over, upstream, f"{host}:{port}")
+
+
+def splice(req: falcon.Request, take_over: Callable[[], socket.socket], upstream: socket.socket, host: str) -> None:
+    """Send the upgrade request ``req`` (its raw headers, ``Host: host``, marked as relayed, with
+    the request id this gateway gave it) on the connected ``upstream``, take the client's
+    connection over, and copy bytes both ways until either side closes."""
     raw = req.env.get(RAW_HEADERS) or list(req.headers.items())
-    lines = [f"GET {req.relative_uri} HTTP/1.1", f"Host: {host}:{port}", f"{RELAYED_HEADER}: 1"]
-    lines += [f"{name}: {value}" for name, value in raw if name.lower() not in ("host", RELAYED_HEADER.lower())]
+    request_id = getattr(req.context, "request_id", None)
+    lines = [f"GET {req.relative_uri} HTTP/1.1", f"Host: {host}", f"{RELAYED_HEADER}: 1"]
+    skip = ("host", RELAYED_HEADER.lower(), "x-request-id")
+    lines += [f"{name}: {value}" for name, value in raw if name.lower() not in skip]
+    if request_id:
+        lines.append(f"X-Request-Id: {request_id}")
     upstream.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     upstream.settimeout(None)
     client = take_over()
+    for sock in (client, upstream):  # frames are copied as they come: no 40 ms Nagle waits
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def pump(source: socket.socket, target: socket.socket) -> None:
         try:

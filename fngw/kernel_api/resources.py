@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import falcon
+import gevent.socket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
@@ -24,9 +27,10 @@ from fngw.manifest import Access, CorsSettings
 
 from .errors import HostedElsewhere, NotFound
 from .framing import V1_PROTOCOL
+from .handoff import WorkerHandoff
 from .hubs import ChannelHubs
 from .registry import KernelRegistry
-from .relay import RELAYED_HEADER, splice_websocket
+from .relay import RELAYED_HEADER, splice, splice_websocket
 from .sessions import SessionStore
 
 T = TypeVar("T")
@@ -210,12 +214,23 @@ class Channels(RegistryResource):
     request (routing, token, origin, CORS, request id, access log, metrics), the handshake done by
     wsproto; then the socket is taken over from the server and served until it closes."""
 
-    def __init__(self, access: Access, cors: CorsSettings | None, registry: KernelRegistry, hubs: ChannelHubs):
+    def __init__(
+        self,
+        access: Access,
+        cors: CorsSettings | None,
+        registry: KernelRegistry,
+        hubs: ChannelHubs,
+        handoff: WorkerHandoff | None = None,
+    ):
         super().__init__(access, cors, registry)
         self.hubs = hubs
+        self.handoff = handoff  # to the worker of this instance that answers for the kernel
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, kernel_id: str) -> None:
         api_kernel, relay_to = None, None
+        owner = self.handoff.owner_elsewhere(kernel_id) if self.handoff is not None else None
+        if owner is not None and self._hand_over(req, resp, owner):
+            return
         try:
             api_kernel = self.registry.get(kernel_id)
         except HostedElsewhere as elsewhere:
@@ -251,3 +266,19 @@ class Channels(RegistryResource):
         resp.status = falcon.HTTP_101  # for the access log: the server sends nothing more
         session_id = req.get_param("session_id") or f"anonymous-{id(sock)}"
         self.hubs.serve(sock, ws, api_kernel, session_id, v1)
+
+    def _hand_over(self, req: falcon.Request, resp: falcon.Response, owner: Path) -> bool:
+        """Splice the upgrade to the worker listening at ``owner``; False (serve it here) when that
+        worker cannot be reached or this is not an upgrade fngw's worker can take over."""
+        take_over = req.env.get(TAKE_OVER)
+        if take_over is None or (req.get_header("Upgrade") or "").lower() != "websocket":
+            return False
+        upstream = gevent.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(str(owner))
+        except OSError:
+            upstream.close()
+            return False
+        resp.status = falcon.HTTP_101  # for the access log: the server sends nothing more
+        splice(req, take_over, upstream, "localhost")
+        return True

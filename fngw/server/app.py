@@ -94,6 +94,7 @@ def create_app(
             manifest.server.cors,
             manifest.server.base_url,
             manifest.server.max_websocket_queue,
+            kernel_registry.handoff_dir,
         )
         for template, resource, *suffix in api.routes():
             app.add_route(template, resource, suffix=suffix[0] if suffix else None)
@@ -104,7 +105,9 @@ def create_app(
             api.close_websockets()
             registry.abandon_starts()
 
-        return GatewayApplication(app, begin_shutdown, pools, kernel_registry, sample, jobs.runner if jobs else None)
+        return GatewayApplication(
+            app, begin_shutdown, pools, kernel_registry, sample, jobs.runner if jobs else None, on_start=api.start
+        )
     return GatewayApplication(
         app, lifecycle.begin_draining, pools, kernel_registry, sample, jobs.runner if jobs else None
     )

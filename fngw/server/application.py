@@ -28,8 +28,10 @@ class GatewayApplication:
         registry: KernelRegistry | None = None,
         sample: Callable[[], None] | None = None,
         runner: JobRunner | None = None,
+        on_start: Callable[[], None] | None = None,
     ):
         self.runner = runner
+        self._on_start = on_start  # what else starts with the kernels (the kernel API's handoff socket)
         self.falcon = falcon_app
         self.sample = sample  # copies the kernels' figures into the metrics
         self._begin_shutdown = begin_shutdown
@@ -48,6 +50,8 @@ class GatewayApplication:
             self.pools.start()
         if self.registry is not None:
             self.registry.start_background()
+        if self._on_start is not None:
+            self._on_start()
         if self.runner is not None:
             self.runner.start()
         if sample is not None:

@@ -97,6 +97,7 @@ def build_gateway(
             seed_kernel=deployment.kernel_api_seed.kernel,
             shared=shared,
             peers=peers,
+            handoff_dir=instance.root / "handoff",  # each kernel's websockets go to one worker
         )
     app = create_app(manifest, deployment.plan, pools, registry, metrics)
 

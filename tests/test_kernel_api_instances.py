@@ -175,6 +175,32 @@ def test_redis_unreachable_is_503_running_kernels_keep_working_and_it_recovers(d
     assert call_json(b, "DELETE", f"/api/kernels/{kernel_id}")[0] == 204
 
 
+def test_a_kernel_outlives_its_killed_worker_and_a_reload(deployment):
+    (a, b), _ = deployment
+    kernel_id = start_kernel(a)
+    with connect(ws_url(b, kernel_id)) as ws:
+        assert run_code(ws, "survivor = 'yes'") == ("", "ok")
+    [(pid, worker)] = [(k, w) for w in children_of(a.proc.pid) for k in children_of(w)]
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:  # another worker of a takes it over; b relays to a meanwhile
+        with connect(ws_url(b, kernel_id)) as ws:
+            if run_code(ws, "print(survivor)") == ("yes\n", "ok"):
+                break
+        assert time.monotonic() < deadline, "the kernel did not survive its worker"
+        time.sleep(0.5)
+    before = set(children_of(a.proc.pid))
+    a.proc.send_signal(signal.SIGHUP)
+    while before & set(children_of(a.proc.pid)) or len(children_of(a.proc.pid)) != 2:
+        assert time.monotonic() < deadline + 60, "the reload did not replace the workers"
+        time.sleep(0.2)
+    assert running(pid)
+    for peer in (a, b):
+        with connect(ws_url(peer, kernel_id)) as ws:
+            assert run_code(ws, "print(survivor)") == ("yes\n", "ok")
+    assert call_json(b, "DELETE", f"/api/kernels/{kernel_id}")[0] == 204
+
+
 def test_a_lost_instances_kernels_are_reported_gone_within_the_heartbeat_ttl(deployment):
     """Last in this module: it kills instance a. Every process of it dies at once (a lost machine):
     nothing is left to tidy the records, so the heartbeat's expiry must."""

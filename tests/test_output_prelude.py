@@ -92,7 +92,7 @@ def test_requests_sources_are_forgotten_and_the_notebooks_kept(tmp_path):
     """IPython keeps every cell's source for tracebacks; a pool kernel runs a different cell per
     request, so without the cells prelude it grows by each request's source forever."""
     seed = [
-        SeedCell(-2, cells_prelude("python", keep=8), silent=True),
+        SeedCell(-2, cells_prelude("python", keep=8, spare=1), silent=True),
         SeedCell(0, "def helper():\n    raise ValueError('from the seed')"),
     ]
     kernel = Kernel("python3", seed=seed, runtime_dir=tmp_path, env=ENV)

@@ -52,31 +52,54 @@ class ChannelSocket:
     """A libzmq socket that blocks only the calling greenlet.
 
     libzmq signals its file descriptor (``zmq.FD``) edge-triggered, whenever the socket has
-    commands to process, not when a message is readable: so a waiter first clears ``_changed``,
-    then asks the socket's events (which processes the commands and re-arms the descriptor), and
-    sleeps only if what it needs is not there. A send may process the commands that announced an
-    incoming message, and so take the edge the reader waits for: every send therefore wakes the
-    reader when the socket has become readable.
+    commands to process, not when a message is readable or room to send appears; and any call on
+    the socket (a receive, a send, a look at its events) may process those commands, taking the
+    edge with it. So a waiter clears its flag, then asks the socket's events, and sleeps only if
+    what it needs is not there; and whoever looks at the events wakes the waiters of the other
+    direction when their condition holds (a reader may take the edge that announced room for a
+    blocked sender, and a sender the one that announced a message). Readers and senders have a flag
+    each, so that waking one never makes the other spin.
     """
 
     def __init__(self, sock: zmq.Socket[bytes]):
         self.sock = sock
-        self._changed = gevent.event.Event()
+        self._ready = {_POLLIN: gevent.event.Event(), _POLLOUT: gevent.event.Event()}
+        self._waiting = {_POLLIN: 0, _POLLOUT: 0}
         self._watcher: Any = gevent.get_hub().loop.io(sock.FD, 1)  # 1: readable
-        self._watcher.start(self._changed.set)
+        self._watcher.start(self._state_changed)
+
+    def _state_changed(self) -> None:
+        for flag in self._ready.values():
+            flag.set()
+
+    def _events(self) -> int:
+        """The socket's events, after waking the waiters they satisfy."""
+        events = cast(int, self.sock.getsockopt(_EVENTS))
+        for event, flag in self._ready.items():
+            if events & event and self._waiting[event]:
+                flag.set()
+        return events
 
     def _wait_for(self, event: int) -> None:
-        while True:
-            self._changed.clear()
-            if cast(int, self.sock.getsockopt(_EVENTS)) & event:
-                return
-            self._changed.wait()
+        flag = self._ready[event]
+        self._waiting[event] += 1
+        try:
+            while True:
+                flag.clear()
+                if self._events() & event:
+                    return
+                flag.wait()
+        finally:
+            self._waiting[event] -= 1
 
     def recv_multipart(self) -> list[bytes]:
         """The next message's frames (bytes); blocks the calling greenlet only. Raises
         ``zmq.ZMQError`` once the socket is closed."""
         self._wait_for(_POLLIN)
-        return self.sock.recv_multipart(_NOBLOCK)
+        frames = self.sock.recv_multipart(_NOBLOCK)
+        if self._waiting[_POLLOUT]:
+            self._events()  # the receive may have taken the edge a blocked sender waits for
+        return frames
 
     def send_multipart(self, parts: list[Any], copy: bool = True) -> None:
         """Send one message (``jupyter_client.Session.send`` calls this); waits, without blocking
@@ -87,15 +110,15 @@ class ChannelSocket:
                 break
             except zmq.Again:
                 self._wait_for(_POLLOUT)
-        if cast(int, self.sock.getsockopt(_EVENTS)) & _POLLIN:
-            self._changed.set()
+        if self._waiting[_POLLIN]:
+            self._events()  # the send may have taken the edge that announced a message
 
     def close(self) -> None:
         """Stop watching and close the socket at once (unsent messages are dropped)."""
         self._watcher.stop()
         self._watcher.close()
         self.sock.close(linger=0)
-        self._changed.set()  # a reader still waiting finds the socket closed
+        self._state_changed()  # waiters find the socket closed
 
 
 class KernelChannels:

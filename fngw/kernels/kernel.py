@@ -310,11 +310,7 @@ class Kernel(KernelEvents):
     def _run_seed(self) -> None:
         for cell in self.seed:
             try:
-                # The notebook's cells run with history, as in Jupyter: their sources stay for
-                # tracebacks of the functions they define (requests' do not: prelude/cells.py).
-                result = self.execute(
-                    cell.source, self.start_timeout, silent=cell.silent, store_history=not cell.silent
-                )
+                result = self.execute(cell.source, self.start_timeout, silent=cell.silent)
             except ExecutionTimeout:
                 raise KernelSeedError(
                     self.label, cell.index, "Timeout", f"the cell ran longer than {self.start_timeout:g}s"

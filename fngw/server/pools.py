@@ -61,7 +61,7 @@ class GatewayPools:
         prelude = output_prelude(kernelspec.language, isolate=True)
         if prelude is not None:  # before the notebook's own cells, whose threads it must already see
             seed.insert(0, SeedCell(PRELUDE_CELL, prelude, silent=True))
-        cells = cells_prelude(kernelspec.language)
+        cells = cells_prelude(kernelspec.language, spare=len(spec.seed_cells))
         if cells is not None:  # requests are cells: their sources must not pile up in the kernel
             seed.insert(0, SeedCell(PRELUDE_CELL, cells, silent=True))
         label = f"notebook {spec.notebook!r}"

@@ -29,10 +29,11 @@ def output_prelude(language: str, *, isolate: bool) -> str | None:
     return f"{source(name)}\n_fngw_output(isolate={isolate!r})\ndel _fngw_output\n"
 
 
-def cells_prelude(language: str, *, keep: int = 32) -> str | None:
+def cells_prelude(language: str, *, keep: int = 32, spare: int = 0) -> str | None:
     """Code for ``language``'s pool kernels that forgets the source of cells run without history
-    (requests) once ``keep`` newer ones have run, where the kernel would keep every one; see
-    ``cells.py``. None where fngw has none for the language."""
+    (requests) once ``keep`` newer ones have run, where the kernel would keep every one, except the
+    ``spare`` cells that follow it (the seed cells); see ``cells.py``. None where fngw has none for
+    the language."""
     if language.lower() not in _IPYTHON:
         return None
-    return f"{source('cells.py')}\n_fngw_cells(keep={keep!r})\ndel _fngw_cells\n"
+    return f"{source('cells.py')}\n_fngw_cells(keep={keep!r}, spare={spare!r})\ndel _fngw_cells\n"

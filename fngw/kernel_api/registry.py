@@ -138,7 +138,11 @@ class KernelRegistry:
                 for entry in list(self.kernels.values()):
                     state = (entry.execution_state, entry.last_activity, entry.connections)
                     if entry.id in self._owned and self._published.get(entry.id) != state:
+                        if self.kernels.get(entry.id) is not entry:
+                            continue  # deleted meanwhile
                         self.publish(entry)
+                        if self.kernels.get(entry.id) is not entry:  # deleted while we wrote: not back
+                            self.shared.remove(entry.id)
             except KernelApiError as exc:  # the registry is unreachable: say so, try again
                 log.warning("kernel API: cannot publish to the registry: %s", exc)
             gevent.sleep(PUBLISH_EVERY)

@@ -203,7 +203,7 @@ class WebSocket:
         self.unsent_replies: list[tuple[str, Message]] = []  # replies of a dropped connection
         self.closed = False
         self.last_seen = time.monotonic()
-        if sock.family in (socket.AF_INET, socket.AF_INET6):  # (not a worker's handoff socket)
+        if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6):  # (not a handoff socket)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle waits on replies
 
     def send(self, channel: str, msg: Message, encoded: dict | None = None) -> None:

@@ -12,6 +12,17 @@ from pathlib import Path
 from gateway import free_port
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM to ``proc``'s PID, SIGKILL if it has not exited within 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class RedisServer:
     """A throwaway ``redis-server`` (no persistence) on a free port; ``url`` names its database 0."""
 
@@ -48,13 +59,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop it by its PID."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def close(self) -> None:
@@ -94,11 +100,5 @@ class Haproxy:
 
     def close(self) -> None:
         """Stop it by its PID."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         shutil.rmtree(self.folder, ignore_errors=True)

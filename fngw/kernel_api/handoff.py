@@ -37,6 +37,7 @@ from .registry import KernelRegistry
 log = logging.getLogger("fngw.kernel_api")
 
 MAX_HEAD = 64 * 1024  # bytes of a spliced upgrade request's head
+HEAD_TIMEOUT = 10.0  # seconds to receive it
 
 
 class WorkerHandoff:
@@ -87,12 +88,18 @@ class WorkerHandoff:
 
     def _serve(self, sock: Any, _address: Any) -> None:
         head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)
-            if not data or len(head) > MAX_HEAD:
-                sock.close()
-                return
-            head += data
+        sock.settimeout(HEAD_TIMEOUT)  # a splicing worker that died mid-request must not hold this one
+        try:
+            while b"\r\n\r\n" not in head:
+                data = sock.recv(4096)
+                if not data or len(head) > MAX_HEAD:
+                    sock.close()
+                    return
+                head += data
+        except OSError:
+            sock.close()
+            return
+        sock.settimeout(None)
         ws = WSConnection(ConnectionType.SERVER)
         try:
             ws.receive_data(head)

@@ -10,9 +10,10 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from fngw import __version__
-from fngw.deployment import CheckResult, check_deployment
+from fngw.deployment import CheckResult, Deployment, check_deployment
 from fngw.manifest import Problem, manifest_schema, render
 from fngw.manifest.model import JOB_STATUSES as STATUSES
 from fngw.manifest.reference import schema_reference_markdown
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument(
         "--strict", action="store_true", help="a token secret that cannot be read is an error, not a warning"
+    )
+    validate.add_argument(
+        "--describe",
+        metavar="JSON_FILE",
+        help="also write what a valid manifest deploys as JSON: the files it reads (sources) and server.watch",
     )
 
     routes = sub.add_parser("routes", help="print the table of routes a manifest serves")
@@ -69,8 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         help="output format (default: github under GitHub Actions, else text)",
     )
 
-    serve = sub.add_parser("serve", help="serve one notebook's annotated cells, without writing a manifest")
-    serve.add_argument("notebook", metavar="NOTEBOOK.ipynb")
+    serve = sub.add_parser(
+        "serve",
+        help="serve notebooks' annotated cells without writing a manifest (several: each at /NAME)",
+    )
+    serve.add_argument(
+        "notebooks",
+        nargs="+",
+        metavar="NOTEBOOK",
+        help="notebook files, or folders whose notebooks with annotated cells are all served",
+    )
+    serve.add_argument(
+        "--reload", action="store_true", help="reload when a notebook changes (server.watch), for development"
+    )
     serve.add_argument("--pool", type=int, default=1, help="warm kernels (default 1)")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 8888")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -78,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, default=10, help="requests waiting for a kernel (default 10)")
     serve.add_argument("--workers", type=int, default=1, help="gunicorn workers, each with its own pool")
     serve.add_argument("--kernel-api", action="store_true", help="also serve the Jupyter kernel API")
-    serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.add_argument(
+        "--log-format", choices=("auto", "text", "json"), default="auto", help="default: text on a terminal, else JSON"
+    )
 
     jobs = sub.add_parser("jobs", help="list, show or cancel the asynchronous calls in a job store")
     jobs.add_argument("action", choices=("list", "show", "cancel"))
@@ -136,12 +155,25 @@ def _validate(args: argparse.Namespace) -> int:
             unreadable = True
             continue
         results.append((file, result.problems))
+        if args.describe and result.deployment is not None:
+            _describe(result.deployment, args.describe)
     if results:
         print(render(results, fmt))
     if unreadable:
         return EXIT_USAGE
     invalid = any(p.severity == "error" for _, problems in results for p in problems)
     return EXIT_INVALID if invalid else EXIT_VALID
+
+
+def _describe(deployment: Deployment, target: str) -> None:
+    """``{"sources": [absolute paths], "watch": bool}``: what the gunicorn master needs to know of a
+    manifest without importing what reading one takes."""
+    description = {
+        "sources": sorted(str(path) for path in deployment.sources()),
+        "watch": deployment.manifest.server.watch,
+    }
+    with open(target, "w", encoding="utf-8") as out:
+        json.dump(description, out)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -183,7 +215,6 @@ def _test(args: argparse.Namespace) -> int:
     """Exit 0 when every example passes (or none is declared), 1 when one fails or the manifest is
     invalid, 2 on bad usage (an unreadable manifest, an --endpoint that names no example)."""
     import time
-    from pathlib import Path
 
     from fngw.server.trial import run_examples, selected_routes
     from fngw.server.trial_report import github_report, text_report, write_junit
@@ -220,8 +251,6 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fngw.starter import find_notebooks, starter_manifest
 
     folder = Path(args.folder)
@@ -249,14 +278,12 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
-    from pathlib import Path
-
     from fngw.master.runtime import InstancePaths
-    from fngw.starter import single_notebook_manifest
+    from fngw.starter import serve_manifest
 
-    notebook = Path(args.notebook).resolve()
-    if not notebook.is_file():
-        print(f"fngw serve: {args.notebook}: no such notebook", file=sys.stderr)
+    notebooks = _served_notebooks(args.notebooks)
+    if isinstance(notebooks, str):
+        print(f"fngw serve: {notebooks}", file=sys.stderr)
         return EXIT_USAGE
     if args.pool < 1 or args.workers < 1 or args.max_queue < 0:
         print("fngw serve: --pool and --workers must be at least 1, --max-queue at least 0", file=sys.stderr)
@@ -266,22 +293,23 @@ def _serve(args: argparse.Namespace) -> int:
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     manifest = runtime / "serve.yaml"
     manifest.write_text(
-        single_notebook_manifest(
-            notebook,
+        serve_manifest(
+            notebooks,
             pool=args.pool,
             timeout=args.timeout,
             max_queue=args.max_queue,
             kernel_api=args.kernel_api,
             log_format=args.log_format,
+            watch=args.reload,
         ),
         encoding="utf-8",
     )
     result = _check(str(manifest), offline=False, strict=True)
     problem = None
     if result is None or result.deployment is None:
-        problem = render([(str(notebook), result.problems if result else [])], "text")
+        problem = render([(" ".join(args.notebooks), result.problems if result else [])], "text")
     elif not result.deployment.plan.routes:
-        problem = f"fngw serve: {args.notebook} has no annotated cell (such as `# GET /hello`)"
+        problem = f"fngw serve: {' '.join(args.notebooks)}: no annotated cell (such as `# GET /hello`)"
     if problem is not None:
         shutil.rmtree(runtime, ignore_errors=True)  # no gunicorn will run to remove it
         print(problem, file=sys.stderr)
@@ -292,9 +320,34 @@ def _serve(args: argparse.Namespace) -> int:
         sys.executable, "-m", "gunicorn", "-c", "python:fngw.server.gunicorn_conf",
         "--bind", f"{args.host}:{port}", "--workers", str(args.workers), "fngw.wsgi",
     ]  # fmt: skip
+    if len(notebooks) > 1:
+        print(f"fngw serve: {len(notebooks)} notebooks, each under /NAME:", file=sys.stderr)
+        for name in sorted({r.notebook for r in result.deployment.plan.routes}):  # type: ignore[union-attr]
+            print(f"  /{name}", file=sys.stderr)
     sys.stdout.flush()
+    sys.stderr.flush()
     os.execve(sys.executable, argv, env)
     return EXIT_USAGE  # not reached
+
+
+def _served_notebooks(arguments: list[str]) -> list[Path] | str:
+    """The absolute notebook files ``fngw serve`` was given (a folder: its notebooks that have
+    annotated cells), or what is wrong with the arguments."""
+    from fngw.starter import find_notebooks
+
+    notebooks: list[Path] = []
+    for argument in arguments:
+        path = Path(argument).resolve()
+        if path.is_dir():
+            found = [path / nb.path for nb in find_notebooks(path) if nb.endpoints]
+            if not found:
+                return f"{argument}: no notebook in this folder has an annotated cell (such as `# GET /hello`)"
+            notebooks.extend(found)
+        elif path.is_file():
+            notebooks.append(path)
+        else:
+            return f"{argument}: no such notebook or folder"
+    return list(dict.fromkeys(notebooks))  # a notebook named twice is served once
 
 
 if __name__ == "__main__":  # pragma: no cover

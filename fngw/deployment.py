@@ -7,15 +7,16 @@ route collisions), then the machine (kernelspecs installed, token secrets readab
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from fngw.auth import TokenUnavailable, read_token
 from fngw.kernels import SeedCell, installed_kernelspecs, match_kernelspec
 from fngw.manifest import JsonPath, Manifest, Problem, ProblemReport, load_manifest
 from fngw.notebook import NotebookError, read_notebook
-from fngw.routing import RoutePlan, display_path, plan_routes
+from fngw.routing import RoutePlan, display_path, notebook_problem, plan_routes
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,20 @@ class Deployment:
     manifest: Manifest
     plan: RoutePlan
     kernel_api_seed: KernelApiSeed = KernelApiSeed()
+
+    def sources(self) -> set[Path]:
+        """The files the deployment was read from, absolute: the manifest, its notebooks, the kernel
+        API's seed notebook, and the schema files its contracts' ``$ref``s reach. What
+        ``server.watch`` watches."""
+        manifest = self.manifest
+        files = {manifest.path, *(nb.path for nb in manifest.notebooks.values())}
+        if manifest.kernel_api is not None and manifest.kernel_api.seed is not None:
+            files.add(manifest.kernel_api.seed)
+        for route in self.plan.routes:
+            contract = route.settings.contract
+            if contract is not None:
+                files.update(_file_uris(contract.schemas.registry.keys()))
+        return {Path(os.path.abspath(f)) for f in files}
 
 
 @dataclass
@@ -71,6 +86,14 @@ def check_deployment(
     return CheckResult(Deployment(manifest, planned.plan, _kernel_api_seed(manifest)), problems)
 
 
+def _file_uris(uris: Iterable[str]) -> Iterator[Path]:
+    """The local files among ``uris`` (``file:`` URIs without their fragment)."""
+    for uri in uris:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            yield Path(unquote(parsed.path))
+
+
 def _kernel_api_seed(manifest: Manifest) -> KernelApiSeed:
     """The seed notebook's code cells (it was read and checked with the rest)."""
     api = manifest.kernel_api
@@ -98,7 +121,7 @@ def _machine_problems(
             read_notebook(api.seed)
         except NotebookError as exc:
             where = ("kernel_api", "seed")
-            report.add(where, f"{display_path(api.seed, manifest)}: {exc}", "notebook-unreadable", "error")
+            notebook_problem(report, where, api.seed, exc)
     token_severity = "error" if strict else "warning"
     for name, source in manifest.auth.tokens.items():
         try:

@@ -32,16 +32,9 @@ def notebook_name(stem: str) -> str:
 def find_notebooks(folder: Path) -> list[FoundNotebook]:
     """The notebooks under ``folder`` (checkpoints and hidden folders left out), with their endpoints."""
     found: list[FoundNotebook] = []
-    taken: set[str] = set()
-    for path in sorted(folder.rglob("*.ipynb")):
+    paths = [path for path in sorted(folder.rglob("*.ipynb")) if not _hidden(path.relative_to(folder))]
+    for name, path in unique_names(paths).items():
         relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        name = base = notebook_name(path.stem)
-        n = 2
-        while name in taken:
-            name, n = f"{base}-{n}", n + 1
-        taken.add(name)
         try:
             parsed = parse_notebook(path)
         except NotebookError as exc:
@@ -50,6 +43,11 @@ def find_notebooks(folder: Path) -> list[FoundNotebook]:
         endpoints = tuple(f"{e.method} {e.path}" for e in parsed.endpoints)
         found.append(FoundNotebook(name, relative, endpoints))
     return found
+
+
+def _hidden(relative: Path) -> bool:
+    """Under a hidden folder or hidden itself (``.ipynb_checkpoints``, ``.venv``)."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def starter_manifest(notebooks: list[FoundNotebook]) -> str:
@@ -64,7 +62,7 @@ def starter_manifest(notebooks: list[FoundNotebook]) -> str:
         "server:",
         "  base_url: /",
         "  max_body: 10MB              # larger request bodies get 413",
-        "  log_format: json            # or text, for development",
+        "  log_format: auto            # text on a terminal, JSON otherwise (or force text or json)",
         "",
         "auth:",
         "  default: public             # the gateway's own routes; see the tokens below",
@@ -101,20 +99,43 @@ def starter_manifest(notebooks: list[FoundNotebook]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def single_notebook_manifest(
-    notebook: Path, *, pool: int, timeout: str, max_queue: int, kernel_api: bool, log_format: str
+def serve_manifest(
+    notebooks: list[Path],
+    *,
+    pool: int,
+    timeout: str,
+    max_queue: int,
+    kernel_api: bool,
+    log_format: str,
+    watch: bool = False,
 ) -> str:
-    """The manifest `fngw serve NOTEBOOK` runs: that notebook at the root, nothing else."""
+    """The manifest `fngw serve` runs: one notebook at the root, or several, each mounted at its
+    name (``/scotches`` for ``scotches.ipynb``), since notebooks may declare the same paths."""
+    server = f"log_format: {log_format}" + (", watch: true" if watch else "")
     lines = [
         "version: 1",
-        f"server: {{log_format: {log_format}}}",
+        f"server: {{{server}}}",
         f"defaults: {{timeout: {timeout}, pool: {{size: {pool}, max_queue: {max_queue}}}}}",
         "notebooks:",
-        f"  {notebook_name(notebook.stem)}: {{path: {_yaml_string(str(notebook))}}}",
     ]
+    for name, path in unique_names(notebooks).items():
+        mount = f", mount: /{name}" if len(notebooks) > 1 else ""
+        lines.append(f"  {name}: {{path: {_yaml_string(str(path))}{mount}}}")
     if kernel_api:
         lines.append("kernel_api: {}")
     return "\n".join(lines) + "\n"
+
+
+def unique_names(paths: list[Path]) -> dict[str, Path]:
+    """A manifest name for each notebook (``notebook_name``), ``-2``, ``-3`` ... added to repeats."""
+    named: dict[str, Path] = {}
+    for path in paths:
+        name = base = notebook_name(path.stem)
+        n = 2
+        while name in named:
+            name, n = f"{base}-{n}", n + 1
+        named[name] = path
+    return named
 
 
 def _yaml_string(text: str) -> str:

@@ -135,8 +135,8 @@ CASES = [
         [(3, 14, "$.notebooks.nb.path", "notebook-unreadable")],
     ),
     (
-        "notebook not JSON",
-        "version: 1\nnotebooks:\n  nb: {path: junk.ipynb}\n",
+        "notebook missing",
+        "version: 1\nnotebooks:\n  nb: {path: missing.ipynb}\n",
         [(3, 14, "$.notebooks.nb.path", "notebook-unreadable")],
     ),
     (
@@ -220,6 +220,16 @@ def test_broken_manifest_is_reported_exactly(workspace, text, expected):
     for problem in result.problems:
         assert problem.file == str(path)
         assert problem.message and "Traceback" not in problem.message
+
+
+def test_a_notebook_that_is_not_json_is_located_in_the_notebook(workspace):
+    path = workspace / "fngw.yaml"
+    path.write_text("version: 1\nnotebooks:\n  nb: {path: junk.ipynb}\n", encoding="utf-8")
+    (workspace / "junk.ipynb").write_text('{"cells": [],\n  "metadata": {not json')
+    result = check_deployment(path)
+    [problem] = result.problems
+    assert (problem.file, problem.line, problem.col) == (str(workspace / "junk.ipynb"), 2, 16)
+    assert problem.rule == "notebook-unreadable" and "not JSON" in problem.message
 
 
 def test_the_table_is_large_enough():

@@ -70,7 +70,7 @@ def test_serve_one_notebook_then_sigterm_leaves_nothing(tmp_path):
         code = proc.wait(15)
     assert code == 0, peer.describe()
     assert not runtime.exists()
-    assert "fngw.access: GET /double/21 200" in peer.describe()  # text logs by default
+    assert '"message": "GET /double/21 200"' in peer.describe()  # JSON logs when not on a terminal
 
 
 def test_serve_refuses_a_notebook_without_endpoints_and_leaves_nothing(tmp_path):

@@ -38,6 +38,7 @@ from .model import (
     ServerSettings,
     StreamSettings,
     TokenSource,
+    TracingSettings,
 )
 from .problems import Problem
 from .schema_problems import schema_problems
@@ -95,6 +96,21 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 
 
 # --- typed settings -------------------------------------------------------------------------------
+
+
+def _tracing(raw: Any) -> TracingSettings | None:
+    """server.tracing: None when absent (the OTEL_* environment decides), off for ``false``."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        return TracingSettings(enabled=raw)
+    ratio = raw.get("sample_ratio")
+    return TracingSettings(
+        exporter=raw.get("exporter"),
+        endpoint=raw.get("endpoint"),
+        service_name=raw.get("service_name"),
+        sample_ratio=None if ratio is None else float(ratio),
+    )
 
 
 def _frozen(mapping: Mapping) -> Mapping:
@@ -193,6 +209,8 @@ class _ManifestBuilder:
             log_format=raw.get("log_format", ServerSettings.log_format),
             metrics=raw.get("metrics", ServerSettings.metrics),
             docs=raw.get("docs", ServerSettings.docs),
+            watch=raw.get("watch", ServerSettings.watch),
+            tracing=_tracing(raw.get("tracing")),
         )
 
     def auth(self, raw: dict[str, Any]) -> AuthSettings:

@@ -60,18 +60,33 @@ class CorsSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """server.tracing: OpenTelemetry traces. ``exporter`` is ``otlp`` (OTLP over HTTP to
+    ``endpoint``), ``console`` or ``none``; ``sample_ratio`` is the share of new traces kept (a
+    client's sampled ``traceparent`` is always followed). None fields defer to the OTEL_* variables."""
+
+    enabled: bool = True
+    exporter: str | None = None
+    endpoint: str | None = None
+    service_name: str | None = None
+    sample_ratio: float | None = None
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """server: base_url, max_body/max_response/max_websocket_queue (bytes), cors, log_format, metrics,
-    docs (the interactive API page)."""
+    docs (the interactive API page), watch (reload on change), tracing (OpenTelemetry)."""
 
     base_url: str = "/"
     max_body: int = 10 * 1000**2
     max_response: int = 64 * 1024**2
     max_websocket_queue: int = 16 * 1024**2
     cors: CorsSettings | None = None
-    log_format: str = "json"
+    log_format: str = "auto"  # text on a terminal, JSON otherwise
     metrics: bool = True
     docs: bool = True
+    watch: bool = False  # reload when the manifest, a notebook or a schema file changes
+    tracing: TracingSettings | None = None  # None: as the OTEL_* environment says (off when unset)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Deliberate differences from Kernel Gateway, all documented in docs/compatibility
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,7 +62,13 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=@%-]+$")
 
 
 class NotebookError(Exception):
-    """The file is not a readable nbformat notebook."""
+    """The file is not a readable nbformat notebook. ``line`` and ``col`` (1-based) say where in
+    the file, when the file is not JSON."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.col = col
 
 
 @dataclass(frozen=True)
@@ -124,12 +131,26 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     except (OSError, UnicodeDecodeError) as exc:
         raise NotebookError(f"cannot read it: {exc}") from None
     except Exception as exc:  # nbformat raises plain ValueError/NotJSONError/AttributeError for junk
+        located = _json_error(Path(path))
+        if located is not None:  # a half-saved or hand-edited file: say where it breaks
+            raise NotebookError(f"not a notebook: not JSON: {located.msg}", located.lineno, located.colno) from None
         raise NotebookError(f"not a notebook: {str(exc).splitlines()[0][:200]}") from None
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
         raise NotebookError(f"not a valid nbformat 4 notebook: {exc.message[:200]}") from None
     return nb
+
+
+def _json_error(path: Path) -> json.JSONDecodeError | None:
+    """Where ``path`` stops being JSON (None: it is JSON, or unreadable)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return exc
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def cell_source(cell: Mapping[str, Any]) -> str:

@@ -79,6 +79,16 @@ def display_path(path: Path, manifest: Manifest) -> str:
     return os.path.relpath(path, manifest.path.parent)
 
 
+def notebook_problem(report: ProblemReport, where: JsonPath, path: Path, error: NotebookError) -> None:
+    """An unreadable notebook: located in the notebook itself when its JSON breaks at a known
+    place (``nb.ipynb:3:5``), else at the manifest's ``where``."""
+    if error.line is not None and error.col is not None:
+        problem = Problem(str(path), error.line, error.col, "$", str(error), "notebook-unreadable")
+        report.problems.append(problem)
+        return
+    report.add(where, f"{display_path(path, report.manifest)}: {error}", "notebook-unreadable")
+
+
 def pool_id(notebook: str, endpoint: Endpoint | None = None) -> str:
     return notebook if endpoint is None else f"{notebook}:{endpoint.annotation}"
 
@@ -96,7 +106,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
         try:
             notebook = parse_openapi_notebook(nb.path) if nb.api == "openapi" else parse_notebook(nb.path)
         except NotebookError as exc:
-            problem((*where, "path"), f"{display_path(nb.path, manifest)}: {exc}", "notebook-unreadable")
+            notebook_problem(report, (*where, "path"), nb.path, exc)
             continue
         parsed[name] = notebook
         kernel = _notebook_problems(problem, where, nb, notebook)

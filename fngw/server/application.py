@@ -7,6 +7,7 @@ from typing import Any
 
 import falcon
 import gevent
+import gevent.event
 
 from fngw.jobs import JobRunner
 from fngw.kernel_api import KernelRegistry
@@ -37,6 +38,7 @@ class GatewayApplication:
         self._begin_shutdown = begin_shutdown
         self.pools = pools
         self.registry = registry
+        self.ready = gevent.event.Event()  # set once every pool is up (after start)
         self._loops: list[gevent.Greenlet] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -56,13 +58,14 @@ class GatewayApplication:
             self.runner.start()
         if sample is not None:
             self._loops.append(gevent.spawn(_every, SAMPLE_INTERVAL, sample))
-        if on_ready is not None:
-            self._loops.append(gevent.spawn(self._when_ready, on_ready))
+        self._loops.append(gevent.spawn(self._when_ready, on_ready))
 
-    def _when_ready(self, on_ready: Callable[[], None]) -> None:
+    def _when_ready(self, on_ready: Callable[[], None] | None) -> None:
         while self.pools is not None and self.pools.readiness_gaps():
             gevent.sleep(0.1)
-        on_ready()
+        self.ready.set()
+        if on_ready is not None:
+            on_ready()
 
     def begin_shutdown(self) -> None:
         """SIGTERM: readiness turns to 503, websocket clients are told the gateway is going, and no

@@ -5,12 +5,16 @@ The master imports this module: it imports only ``fngw.master`` and the standard
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fngw.master import metrics_dir
@@ -18,17 +22,21 @@ from fngw.master.reaper import reap_runtime_dir, reap_unkept
 from fngw.master.runtime import InstancePaths
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
 
+WATCH_MARK = "validated"  # fngw.server.watch.VALIDATED_MARK (the master does not import that module)
+
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from gunicorn.workers.base import Worker
 
 
-def validate_manifest() -> str | None:
+def validate_manifest(describe: Path | None = None) -> str | None:
     """`fngw validate --strict` on the manifest, in a child process because checking kernelspecs
-    imports jupyter_client, which the master must not. None when valid, else what to print."""
+    imports jupyter_client, which the master must not. None when valid, else what to print. With
+    ``describe``, a valid manifest's description is written there (``fngw validate --describe``)."""
     path = manifest_path()
+    extra = ["--describe", str(describe)] if describe is not None else []
     check = subprocess.run(
-        [sys.executable, "-m", "fngw", "validate", "--strict", "--format", "text", str(path)],
+        [sys.executable, "-m", "fngw", "validate", "--strict", "--format", "text", *extra, str(path)],
         capture_output=True,
         text=True,
     )
@@ -43,12 +51,43 @@ def validate_manifest() -> str | None:
 def on_starting(server: Arbiter) -> None:
     """In the master, before any worker forks: refuse to start on a manifest that does not validate,
     printing `fngw validate --strict` output once instead of once per worker."""
-    problems = validate_manifest()
+    instance = InstancePaths(os.getpid())
+    instance.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    description = instance.root / "deployment.json"
+    problems = validate_manifest(describe=description)
     if problems is not None:
         print(problems, file=sys.stderr, flush=True)
         raise SystemExit(EXIT_APP_LOAD_ERROR)
     # One metrics folder for the instance: workers write there, any of them renders the sum.
-    metrics_dir.prepare(InstancePaths(os.getpid()).metrics)
+    metrics_dir.prepare(instance.metrics)
+    if json.loads(description.read_text(encoding="utf-8")).get("watch"):
+        _start_watcher(server, instance)
+
+
+_watcher: subprocess.Popen[bytes] | None = None
+
+
+def _start_watcher(server: Arbiter, instance: InstancePaths) -> None:
+    """server.watch: a process that SIGHUPs this master when the deployment's files change
+    (fngw.server.watch); stopped by PID in on_exit."""
+    global _watcher
+    mark = instance.root / WATCH_MARK
+    command = [sys.executable, "-m", "fngw.server.watch", "--master", str(os.getpid()), "--mark", str(mark)]
+    _watcher = subprocess.Popen([*command, str(manifest_path())])
+    server.log.info("fngw: server.watch: reloading when the manifest, a notebook or a schema file changes")
+
+
+def _stop_watcher() -> None:
+    global _watcher
+    if _watcher is None:
+        return
+    _watcher.terminate()
+    try:
+        _watcher.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        _watcher.kill()
+        _watcher.wait()
+    _watcher = None
 
 
 def on_reload(server: Arbiter) -> None:
@@ -59,7 +98,12 @@ def on_reload(server: Arbiter) -> None:
     With a valid manifest, gunicorn would stop the old workers as soon as it has forked the new
     ones, leaving the instance without warm kernels until the new pools have started. Instead the
     old workers keep serving until every new worker says its pools are up (``InstancePaths.ready``)."""
-    problems = validate_manifest()
+    mark = InstancePaths(os.getpid()).root / WATCH_MARK
+    if mark.exists():  # the watcher checked the deployment just now (it checks faster: warm imports)
+        mark.unlink(missing_ok=True)
+        problems = None
+    else:
+        problems = validate_manifest()
     if problems is None:
         server.log.info("fngw: manifest valid; new workers start with it, old ones serve until they are ready")
         # The old workers hand their kernel API kernels over to the new ones rather than stop them.
@@ -100,7 +144,14 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
         else:
             server.log.warning("fngw: new workers not ready after %ss; stopping the old ones anyway", READY_TIMEOUT)
         if server.fngw_reload_generation == generation:
-            server.num_workers = wanted  # the master's next manage_workers stops the oldest: the old ones
+            server.num_workers = wanted
+            # Stop them now: the master's own loop would only in up to graceful_timeout seconds
+            # (gunicorn's reload waits that long for old workers to go, without managing workers),
+            # and meanwhile they would answer every other request with the old notebooks. Signals
+            # only: gunicorn's WORKERS table is the master thread's to change.
+            for pid in old:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     threading.Thread(target=wait_then_retire, name="fngw-reload", daemon=True).start()
 
@@ -143,6 +194,7 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
 def on_exit(server: Arbiter) -> None:
     """In the master, as it exits: kill the kernel API kernels no worker stopped (they outlive
     workers, not the instance), then remove the instance folder."""
+    _stop_watcher()
     instance = InstancePaths(os.getpid())
     killed = reap_runtime_dir(instance.kernel_api_kernels)
     if killed:

@@ -33,8 +33,12 @@ from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 from fngw.http.body import UnreadableBody
 from fngw.http.environ import RAW_HEADERS, TAKE_OVER, TAKEN_OVER, WATCH_DISCONNECT
+from fngw.kernels.process import pid_alive
+from fngw.master.runtime import InstancePaths
 
 from .disconnect_watch import watch_disconnect
+
+REPLACEMENT_READY_TIMEOUT = 120.0  # gunicorn_hooks.READY_TIMEOUT: the master retires the old workers then
 
 
 def _take_over(environ: dict[str, Any], sock: socket.socket) -> socket.socket:
@@ -96,6 +100,26 @@ class GeventWorker(_GeventWorker):
         self._open: set[socket.socket] = set()  # client sockets of this worker
         self._busy: set[socket.socket] = set()  # the sockets whose request is being handled
 
+    def run(self) -> None:
+        """Serve; a worker started by a reload first waits until its pools are up (the workers it
+        replaces serve meanwhile), so no request waits on its kernels starting."""
+        if self.fngw_replacing():
+            ready = getattr(self.fngw_application, "ready", None)
+            deadline = time.monotonic() + REPLACEMENT_READY_TIMEOUT
+            while ready is not None and not ready.is_set() and time.monotonic() < deadline and self.alive:
+                self.notify()  # the master's heartbeat check
+                ready.wait(0.5)
+        super().run()
+
+    def fngw_replacing(self) -> bool:
+        """Whether this worker replaces others (a reload is under way): workers marked to hand over
+        are still running."""
+        folder = InstancePaths(self.ppid).handover
+        try:
+            return any(entry.name.isdigit() and pid_alive(int(entry.name)) for entry in folder.iterdir())
+        except OSError:
+            return False
+
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         """Track the connection, so SIGTERM can end idle keep-alive ones."""
         self._open.add(client)
@@ -105,7 +129,10 @@ class GeventWorker(_GeventWorker):
             self._open.discard(client)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        """SIGTERM: begin the application's shutdown and end idle keep-alive connections."""
+        """SIGTERM: begin the application's shutdown and end idle keep-alive connections. Once: a
+        reload's retirement and the master's worker management may both send it."""
+        if getattr(self, "fngw_stopping_since", None) is not None:
+            return
         self.fngw_stopping_since = time.monotonic()  # worker_exit gives running jobs what is left
         super().handle_exit(sig, frame)
         begin = getattr(self, "_begin_shutdown", None)

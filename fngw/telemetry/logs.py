@@ -1,5 +1,9 @@
 """The gateway's log lines: JSON (one object per line, for collectors) or text (for people).
 
+``auto`` (the default) picks text when the log goes to a terminal and JSON otherwise. Text puts a
+request on one short line (``12:01:02 GET /hello 200 6.1 ms pool=hello kernel=3f2a``); JSON keeps
+every field, for machines.
+
 Every fngw logger writes through ``configure``'s handler. A record may carry structured fields in
 ``extra={"fields": {...}}``; they become keys of the JSON object, or ``key=value`` pairs in text.
 Nothing here ever logs a request body, a header value or a query string: callers pass only the
@@ -15,7 +19,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-FORMATS = ("json", "text")
+FORMATS = ("auto", "json", "text")
 
 
 def _time(record: logging.LogRecord) -> str:
@@ -55,32 +59,78 @@ def _printable(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [key=value ...]``, one line per record (tracebacks excepted),
-    control characters escaped."""
+    """One short line per record, for a person at a terminal: local time, then a request as
+    ``GET /hello 200 6.1 ms pool=hello kernel=3f2a id=9c1e04b2``, or anything else as
+    ``LEVEL logger: message [key=value ...]``. Control characters are escaped; a traceback follows
+    its line in full."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as one line of text."""
+        """The record as one line of text (and its traceback, if any)."""
         fields = getattr(record, "fields", None) or {}
-        extra = " ".join(f"{k}={_printable(str(v))}" for k, v in fields.items() if v is not None)
-        text = f"{_time(record)} {record.levelname:<7} {record.name}: {_printable(record.getMessage())}"
-        if extra:
-            text += f" [{extra}]"
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        if fields.get("event") == "request":
+            text = f"{stamp} {_request_line(fields)}"
+        else:
+            extra = " ".join(f"{k}={_printable(str(v))}" for k, v in fields.items() if v is not None)
+            text = f"{stamp} {record.levelname:<7} {record.name}: {_printable(record.getMessage())}"
+            if extra:
+                text += f" [{extra}]"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
 
 
-def configure(log_format: str = "json", stream: TextIO | None = None, level: int = logging.INFO) -> None:
-    """Route every ``fngw.*`` logger to ``stream`` (stderr) in ``log_format``; idempotent."""
+# Short forms of ids: enough to tell a terminal's lines apart; the JSON log keeps them whole.
+_SHORT = {"kernel_id": ("kernel", 4), "request_id": ("id", 8), "job_id": ("job", 8)}
+
+
+def _request_line(fields: dict[str, Any]) -> str:
+    """``GET /hello 200 6.1 ms`` and the fields a person looks at, from an access record's fields."""
+    parts = [str(fields.get("method")), _printable(str(fields.get("path"))), str(fields.get("status"))]
+    duration = fields.get("duration_ms")
+    if duration is not None:
+        parts.append(f"{duration:.1f} ms")
+    if fields.get("pool") is not None:
+        parts.append(f"pool={_printable(str(fields['pool']))}")
+    wait = fields.get("pool_wait_ms")
+    if wait is not None and wait >= 1:  # waiting for a kernel is worth a glance; microseconds are not
+        parts.append(f"wait={wait:.0f}ms")
+    for key, (name, length) in _SHORT.items():
+        value = fields.get(key)
+        if value is not None:
+            parts.append(f"{name}={_printable(str(value))[:length]}")
+    if fields.get("trace_id") is not None:
+        parts.append(f"trace={fields['trace_id']}")
+    if fields.get("stream") is not None:
+        parts.append(f"stream={fields['stream']}")
+    if fields.get("client_left"):
+        parts.append("client-left")
+    return " ".join(parts)
+
+
+def resolve_format(log_format: str, stream: TextIO) -> str:
+    """``json`` or ``text``: ``auto`` is text on a terminal, JSON otherwise."""
     if log_format not in FORMATS:
         raise ValueError(f"log format must be one of {FORMATS}, not {log_format!r}")
+    if log_format != "auto":
+        return log_format
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def configure(log_format: str = "auto", stream: TextIO | None = None, level: int = logging.INFO) -> str:
+    """Route every ``fngw.*`` logger to ``stream`` (stderr) in ``log_format`` (one of ``FORMATS``);
+    idempotent. Returns the format chosen (``json`` or ``text``); ``ValueError`` for another name."""
+    stream = stream or sys.stderr
+    chosen = resolve_format(log_format, stream)
     root = logging.getLogger("fngw")
     for handler in list(root.handlers):
         if getattr(handler, "fngw", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.fngw = True  # type: ignore[attr-defined]
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    return chosen

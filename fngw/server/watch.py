@@ -1,0 +1,171 @@
+"""``server.watch`` and ``fngw serve --reload``: reload the gateway when its sources change.
+
+A process of its own beside the gunicorn master (which starts it at ``on_starting`` and stops it by
+PID at ``on_exit``): it watches the files the deployment was read from (``Deployment.sources``:
+the manifest, its notebooks, the seed notebook, the schema files), and when one of them changes
+content it checks the deployment as ``fngw validate --strict`` does. Valid: it leaves a mark in the
+instance folder (so the master does not check again) and sends the master SIGHUP, which reloads
+as an operator's SIGHUP does (new pools start; the old workers serve until they are ready). Not
+valid: it prints the located problems once and the running version keeps serving.
+
+Why a process, not a thread of the master: checking a deployment imports jupyter_client, nbformat
+and jsonschema, which the master must not, and importing them on every save would cost a second;
+kept warm here, a check takes milliseconds.
+
+Folders are watched, not files: editors and Jupyter save by writing a new file and renaming it over
+the old one, which a watch on the old file would miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TextIO
+
+from fngw.deployment import CheckResult, check_deployment
+from fngw.manifest import render
+
+VALIDATED_MARK = "validated"  # in the instance folder: the master's on_reload skips its own check
+PARENT_CHECK_MS = 1000  # how often a quiet watch checks that the master is still there
+STEP_MS = 50  # a save is often several writes: changes closer than this are one change
+
+
+def fingerprint(path: Path) -> str | None:
+    """The content's digest (None: unreadable or gone). Saving without a change (an autosave, a
+    ``touch``) must not reload."""
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    except OSError:
+        return None
+
+
+class SourceWatcher:
+    """Decides what a change means: reload (``reload()``), report (written to ``out``), or nothing.
+
+    ``check`` is ``check_deployment`` (strict); ``sources`` is what a valid deployment was read from.
+    """
+
+    def __init__(
+        self,
+        manifest: Path,
+        reload: Callable[[], None],
+        out: TextIO,
+        check: Callable[[Path], CheckResult] = lambda path: check_deployment(path, strict=True),
+    ):
+        self.manifest = manifest.absolute()
+        self.reload = reload
+        self.out = out
+        self.check = check
+        self.files: set[Path] = {self.manifest}
+        self.seen: dict[Path, str | None] = {}
+        self.reported: str | None = None  # the last problems printed, so a broken state prints once
+        result = check(self.manifest)
+        if result.deployment is not None:
+            self.files |= result.deployment.sources()
+        self._remember(self.files)
+
+    def folders(self) -> set[Path]:
+        """The folders to watch: those of the watched files that exist."""
+        return {path.parent for path in self.files if path.parent.is_dir()}
+
+    def _remember(self, files: Iterable[Path]) -> None:
+        for path in files:
+            self.seen[path] = fingerprint(path)
+
+    def changed(self, paths: Iterable[str]) -> list[Path]:
+        """The watched files among ``paths`` whose content differs from the last one seen."""
+        changed = []
+        for raw in paths:
+            path = Path(raw).absolute()
+            if path in self.files and fingerprint(path) != self.seen.get(path):
+                changed.append(path)
+        return sorted(set(changed))
+
+    def on_change(self, paths: Iterable[str]) -> bool:
+        """Handle one batch of file events; True when the gateway was told to reload."""
+        changed = self.changed(paths)
+        if not changed:
+            return False
+        self._remember(changed)
+        names = ", ".join(_display(path) for path in changed)
+        result = self.check(self.manifest)
+        if result.deployment is None:
+            report = render([(_display(self.manifest), result.problems)], "text")
+            if report != self.reported:
+                self.reported = report
+                print(
+                    f"fngw: {names} changed, but is not valid; still serving the last valid version:",
+                    file=self.out,
+                )
+                print(report, file=self.out, flush=True)
+            return False
+        self.reported = None
+        sources = result.deployment.sources()
+        self._remember(sources - self.files)
+        self.files = sources | {self.manifest}
+        print(f"fngw: {names} changed; reloading", file=self.out, flush=True)
+        self.reload()
+        return True
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working folder when it is under it, else absolute."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def signal_master(master_pid: int, mark: Path) -> Callable[[], None]:
+    """The reload of a gunicorn master: leave the mark, then SIGHUP."""
+
+    def reload() -> None:
+        mark.touch()
+        os.kill(master_pid, signal.SIGHUP)
+
+    return reload
+
+
+def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
+    """Watch until ``stop`` is set or the master is gone (its PID no longer our parent)."""
+    import watchfiles  # only in this process
+
+    while not stop.is_set() and os.getppid() == master_pid:
+        folders = watcher.folders()
+        for changes in watchfiles.watch(
+            *folders,
+            recursive=False,
+            step=STEP_MS,
+            rust_timeout=PARENT_CHECK_MS,
+            yield_on_timeout=True,
+            stop_event=stop,
+            raise_interrupt=False,
+        ):
+            if os.getppid() != master_pid:
+                return
+            if changes and watcher.on_change(path for _, path in changes) and watcher.folders() != folders:
+                break  # the deployment reads files in another folder now: watch those too
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fngw.server.watch --master PID --mark FILE MANIFEST``, as the gunicorn hooks start it."""
+    parser = argparse.ArgumentParser(prog="fngw-watch")
+    parser.add_argument("--master", type=int, required=True)
+    parser.add_argument("--mark", type=Path, required=True)
+    parser.add_argument("manifest", type=Path)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    watcher = SourceWatcher(args.manifest, signal_master(args.master, args.mark), sys.stderr)
+    print(f"fngw: watching {len(watcher.files)} file(s) for changes", file=sys.stderr, flush=True)
+    run(watcher, args.master, stop)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

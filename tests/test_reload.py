@@ -1,0 +1,293 @@
+"""Reloading on change (`fngw serve --reload`, `server.watch: true`) and readable logs on a terminal.
+
+The fast tests drive ``SourceWatcher`` directly; the others run real gateways, edit their files
+while a client keeps calling, and read what a person at a terminal would see (a pseudo-terminal).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_notebook
+from gateway import Gateway, HttpPeer, children_of, free_port, gateway_env
+
+from fngw.server.watch import SourceWatcher
+
+FNGW = [sys.executable, "-m", "fngw"]
+# After the new version first answers, the old workers may answer for about a second more: they
+# finish what they accepted and gunicorn's worker loop sees the stop signal once a second.
+SWITCH_SECONDS = 2.5
+
+
+def _manifest(folder: Path, notebook: str = "nb.ipynb", extra: str = "") -> Path:
+    path = folder / "fngw.yaml"
+    path.write_text(f"version: 1\nserver: {{watch: true}}\nnotebooks:\n  nb: {{path: {notebook}}}\n{extra}")
+    return path
+
+
+class _Reloads:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def test_the_watcher_reloads_on_a_change_of_content_only(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    reloads, out = _Reloads(), io.StringIO()
+    watcher = SourceWatcher(_manifest(tmp_path), reloads, out)
+    assert watcher.files == {tmp_path / "fngw.yaml", tmp_path / "nb.ipynb"}
+    assert watcher.folders() == {tmp_path}
+
+    (tmp_path / "nb.ipynb").touch()  # saved without a change (an autosave)
+    (tmp_path / "other.txt").write_text("not a source")
+    assert not watcher.on_change([str(tmp_path / "nb.ipynb"), str(tmp_path / "other.txt")])
+
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(2)"])
+    assert watcher.on_change([str(tmp_path / "nb.ipynb")]) and reloads.count == 1
+    assert "nb.ipynb changed; reloading" in out.getvalue()
+
+
+def test_a_broken_edit_is_reported_once_with_its_place_and_does_not_reload(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    manifest = _manifest(tmp_path)
+    reloads, out = _Reloads(), io.StringIO()
+    watcher = SourceWatcher(manifest, reloads, out)
+
+    manifest.write_text(manifest.read_text() + "defaults: {timeout: soon}\n")
+    assert not watcher.on_change([str(manifest)])
+    report = out.getvalue()
+    assert "not valid; still serving the last valid version" in report
+    assert re.search(r"fngw\.yaml:5:\d+: error", report), report  # file:line:col
+    # The same broken state again (another save): not printed twice.
+    manifest.write_text(manifest.read_text() + "\n")
+    assert not watcher.on_change([str(manifest)])
+    assert out.getvalue() == report and reloads.count == 0
+
+    manifest.write_text(manifest.read_text().replace("soon", "5s"))
+    assert watcher.on_change([str(manifest)]) and reloads.count == 1
+
+
+def test_the_watcher_follows_the_files_a_new_version_reads(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    write_notebook(tmp_path / "more" / "second.ipynb", ["# GET /b\nprint(2)"])
+    schema = tmp_path / "schemas" / "item.json"
+    schema.parent.mkdir()
+    schema.write_text('{"type": "object"}')
+    manifest = _manifest(tmp_path)
+    watcher = SourceWatcher(manifest, _Reloads(), io.StringIO())
+    manifest.write_text(
+        manifest.read_text()
+        + "  second:\n    path: more/second.ipynb\n    mount: /second\n"
+        + "    endpoints:\n      GET /b:\n        responses:\n"
+        + "          '200': {content_type: application/json, schema: {$ref: schemas/item.json}}\n"
+    )
+    assert watcher.on_change([str(manifest)]), watcher.out.getvalue()
+    assert {tmp_path / "more" / "second.ipynb", schema} <= watcher.files
+    assert tmp_path / "more" in watcher.folders() and tmp_path / "schemas" in watcher.folders()
+
+
+class _Caller:
+    """Calls an endpoint in a loop from a thread, keeping every answer (or failure) in order."""
+
+    def __init__(self, peer: HttpPeer, path: str):
+        self.peer, self.path = peer, path
+        self.answers: list[tuple[float, int, bytes]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                status, _, body = self.peer.request("GET", self.path, timeout=30)
+            except OSError as exc:
+                status, body = 0, repr(exc).encode()
+            self.answers.append((time.monotonic(), status, body))
+            time.sleep(0.02)
+
+    def first(self, body: bytes, since: float, timeout: float = 60) -> float:
+        """Seconds from ``since`` to the first answer ``body``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, _, got in list(self.answers):
+                if at >= since and got == body:
+                    return at - since
+            time.sleep(0.02)
+        raise AssertionError(f"never answered {body!r}: last {self.answers[-3:]}")
+
+    def finish(self) -> list[tuple[float, int, bytes]]:
+        self.stop.set()
+        self.thread.join(30)
+        return self.answers
+
+
+class _Terminal:
+    """A pseudo-terminal as the gateway's stdout and stderr, read continuously (a full terminal
+    buffer would block the gateway)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        self.text = ""
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # the last writer is gone
+                return
+            if not data:
+                return
+            self.text += data.decode(errors="replace")
+
+    def close(self) -> None:
+        os.close(self.slave)
+        self.thread.join(10)
+        os.close(self.master)
+
+
+def _edit_cell(notebook: Path, old: str, new: str) -> None:
+    text = notebook.read_text()
+    assert old in text
+    notebook.write_text(text.replace(old, new))
+
+
+def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_people(tmp_path):
+    notebook = write_notebook(tmp_path / "hello.ipynb", ["# GET /hello\nprint('one')"])
+    port = free_port()
+    terminal = _Terminal()
+    proc = subprocess.Popen(
+        [*FNGW, "serve", str(notebook), "--reload", "--port", str(port), "--workers", "2"],
+        env=gateway_env(),
+        stdout=terminal.slave,
+        stderr=terminal.slave,
+        cwd=tmp_path,
+    )
+    peer = HttpPeer(port, proc)
+    peer.describe = lambda: terminal.text
+    caller = None
+    try:
+        peer.wait_ready("/_fngw/ready", timeout=90)
+        caller = _Caller(peer, "/hello")
+        caller.first(b"one\n", 0)
+        saved = time.monotonic()
+        _edit_cell(notebook, "print('one')", "print('two')")
+        seconds = caller.first(b"two\n", saved)
+        print(f"an edit was served {seconds:.2f} s after it was saved")
+        # None failed meanwhile; once the old workers are gone every answer is the new one.
+        time.sleep(SWITCH_SECONDS + 1)
+        answers = caller.finish()
+        assert all(status == 200 for _, status, _ in answers), [a for a in answers if a[1] != 200][:3]
+        assert {body for _, _, body in answers} == {b"one\n", b"two\n"}
+        switched = saved + seconds
+        late = [body for at, _, body in answers if at > switched + SWITCH_SECONDS]
+        assert late and set(late) == {b"two\n"}, answers[-5:]
+        old_after = [at - switched for at, _, body in answers if at > switched and body == b"one\n"]
+        print(f"the old version answered {len(old_after)} more time(s), the last {max(old_after, default=0):.2f} s later")
+
+        # A broken edit: reported once, with its place; the last version keeps serving.
+        notebook.write_text('{"cells": [')
+        deadline = time.monotonic() + 30
+        while "still serving the last valid version" not in terminal.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        assert terminal.text.count("still serving the last valid version") == 1, terminal.text
+        assert re.search(r"hello\.ipynb:\d+:\d+: error", terminal.text), terminal.text
+        assert peer.request("GET", "/hello")[2] == b"two\n"
+        write_notebook(notebook, ["# GET /hello\nprint('three')"])
+        caller = _Caller(peer, "/hello")
+        caller.first(b"three\n", time.monotonic() - 1)
+        assert all(status == 200 for _, status, _ in caller.finish())
+    finally:
+        if caller is not None:
+            caller.finish()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+        terminal.close()
+    assert code == 0, terminal.text
+    # A request on a terminal: one short line a person reads.
+    line = re.compile(r"^\d\d:\d\d:\d\d GET /hello 200 \d+\.\d ms pool=hello kernel=[0-9a-f]{4} id=[0-9a-f]{8}", re.M)
+    assert line.search(terminal.text), terminal.text[-2000:]
+    assert '"logger": "fngw.access"' not in terminal.text  # no JSON on a terminal
+    assert not (Path(tempfile.gettempdir()) / f"fngw-{proc.pid}").exists()
+
+
+def test_server_watch_reloads_a_manifest_edit_and_keeps_serving_through_a_broken_one(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint('a')"])
+    write_notebook(tmp_path / "other.ipynb", ["# GET /b\nprint('b')"])
+    manifest = _manifest(tmp_path)
+    with Gateway(env=gateway_env(FNGW_MANIFEST=str(manifest))) as gateway:
+        gateway.wait_ready("/_fngw/ready", timeout=90)
+        assert gateway.request("GET", "/a")[2] == b"a\n"
+        manifest.write_text(manifest.read_text() + "  other: {path: other.ipynb, mount: /other}\n")
+        caller = _Caller(gateway, "/other/b")
+        caller.first(b"b\n", 0)
+        manifest.write_text(manifest.read_text() + "defaults: {timeout: soon}\n")
+        deadline = time.monotonic() + 30
+        while "still serving the last valid version" not in gateway.output and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert re.search(r"fngw\.yaml:6:\d+: error", gateway.output), gateway.output
+        time.sleep(1)
+        answers = caller.finish()
+        # The old workers answer 404 until they stop, a moment after the new ones are ready.
+        first = next(at for at, _, body in answers if body == b"b\n")
+        assert all(status == 200 for at, status, _ in answers if at > first + SWITCH_SECONDS), answers[-5:]
+        assert gateway.request("GET", "/a")[2] == b"a\n"
+        assert gateway.output.count("still serving the last valid version") == 1
+        master = gateway.proc.pid
+        watcher = [pid for pid in children_of(master) if b"fngw.server.watch" in _cmdline(pid)]
+        assert len(watcher) == 1
+    assert gateway.proc.returncode == 0, gateway.output
+    assert not Path(f"/proc/{watcher[0]}").exists()  # the master stopped its watcher
+
+
+def test_serve_a_folder_mounts_each_notebook_at_its_name(tmp_path):
+    write_notebook(tmp_path / "Sales.ipynb", ["# GET /total\nprint(3)"])
+    write_notebook(tmp_path / "score.ipynb", ["# GET /total\nprint(4)"])
+    write_notebook(tmp_path / "notes.ipynb", ["print('no endpoint')"])
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="fngw-test-serve-", suffix=".log")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [*FNGW, "serve", str(tmp_path), "--port", str(port)], env=gateway_env(), stdout=log, stderr=subprocess.STDOUT
+    )
+    peer = HttpPeer(port, proc)
+    peer.describe = lambda: Path(log.name).read_text()
+    try:
+        peer.wait_ready("/_fngw/ready", timeout=90)
+        assert peer.request("GET", "/sales/total")[2] == b"3\n"
+        assert peer.request("GET", "/score/total")[2] == b"4\n"
+        assert peer.request("GET", "/total")[0] == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, peer.describe()
+    assert "/sales" in peer.describe() and "/score" in peer.describe()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["missing.ipynb"], "no such notebook or folder"), (["."], "no notebook in this folder has an annotated cell")],
+)
+def test_serve_refuses_what_it_cannot_serve(tmp_path, arguments, message):
+    result = subprocess.run([*FNGW, "serve", *arguments], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -197,7 +197,8 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         late = [body for at, _, body in answers if at > switched + SWITCH_SECONDS]
         assert late and set(late) == {b"two\n"}, answers[-5:]
         old_after = [at - switched for at, _, body in answers if at > switched and body == b"one\n"]
-        print(f"the old version answered {len(old_after)} more time(s), the last {max(old_after, default=0):.2f} s later")
+        last = max(old_after, default=0)
+        print(f"the old version answered {len(old_after)} more time(s), the last {last:.2f} s later")
 
         # A broken edit: reported once, with its place; the last version keeps serving.
         notebook.write_text('{"cells": [')

@@ -78,3 +78,18 @@ def test_ready_reports_a_failing_seed_with_its_cell(tmp_path):
             time.sleep(0.1)
         assert status == 503
         assert "seeding notebook 'nb' failed at cell 1: ModuleNotFoundError" in body["missing"][0]
+
+
+def test_the_master_imports_no_kernel_runtime_before_workers_fork():
+    """gunicorn imports the worker class and the hooks in the master, before fork and before gevent
+    patches the worker: a module bound there to the standard ``subprocess.Popen`` (jupyter_client's
+    launcher) cannot start kernels in a worker. Shown once as a worker that never got ready."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fngw.server.worker, fngw.server.gunicorn_hooks;"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('jupyter_client', 'zmq'))}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

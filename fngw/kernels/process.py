@@ -19,6 +19,7 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.launcher import launch_kernel
 
 from fngw.master.reaper import PARENT_FILE, PGID_FILE
+from fngw.master.runtime import pid_alive
 
 from .specs import ResolvedSpec
 
@@ -92,16 +93,6 @@ def output_tail(folder: Path, limit: int = 2000) -> str:
         return (folder / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
     except OSError:
         return ""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs: it exists and is not a zombie (read from /proc, so it works
-    for processes that are not our children and for any user's)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 class AttachedProcess:

@@ -60,3 +60,13 @@ class InstancePaths:
 def worker_runtime_dir(master_pid: int, worker_pid: int) -> Path:
     """``InstancePaths(master_pid).worker(worker_pid)``."""
     return InstancePaths(master_pid).worker(worker_pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and is not a zombie (read from /proc, so it works
+    for processes that are not our children and for any user's)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False

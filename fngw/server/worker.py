@@ -33,8 +33,7 @@ from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 from fngw.http.body import UnreadableBody
 from fngw.http.environ import RAW_HEADERS, TAKE_OVER, TAKEN_OVER, WATCH_DISCONNECT
-from fngw.kernels.process import pid_alive
-from fngw.master.runtime import InstancePaths
+from fngw.master.runtime import InstancePaths, pid_alive
 
 from .disconnect_watch import watch_disconnect
 

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlparse
 from fngw.auth import TokenUnavailable, read_token
 from fngw.kernels import SeedCell, installed_kernelspecs, match_kernelspec
 from fngw.manifest import JsonPath, Manifest, Problem, ProblemReport, load_manifest
+from fngw.manifest.environment import unset_variables
 from fngw.notebook import NotebookError, read_notebook
 from fngw.routing import RoutePlan, display_path, notebook_problem, plan_routes
 
@@ -129,6 +130,12 @@ def _machine_problems(
         except TokenUnavailable as exc:
             where = ("auth", "tokens", name)
             report.add(where, f"token {name!r}: {exc}", "token-unavailable", token_severity, key=True)
+    for where, url in _service_urls(manifest):
+        missing = unset_variables(url, environ)
+        if missing:
+            names = ", ".join(f"${{{n}}}" for n in missing)
+            message = f"the URL names {names}, not set in this environment (the gateway will not start without it)"
+            report.add(where, message, "variable-unset", token_severity)
     callbacks = manifest.jobs.callbacks if manifest.jobs is not None else None
     if callbacks is not None:  # the gateway cannot sign callbacks without it: it would not start
         try:
@@ -137,6 +144,15 @@ def _machine_problems(
             where = ("jobs", "callbacks", "secret")
             report.add(where, f"the callback secret: {exc}", "token-unavailable", token_severity)
     return report.problems
+
+
+def _service_urls(manifest: Manifest) -> Iterator[tuple[JsonPath, str]]:
+    """The manifest's service URLs, which may name environment variables (``fngw.manifest.environment``)."""
+    if manifest.kernel_api is not None and manifest.kernel_api.registry is not None:
+        yield ("kernel_api", "registry"), manifest.kernel_api.registry
+    store = manifest.jobs.store if manifest.jobs is not None else None
+    if store is not None and store.url is not None:
+        yield ("jobs", "store"), store.url
 
 
 def _kernelspec_problems(report: ProblemReport, plan: RoutePlan | None, severity: str) -> None:

@@ -92,6 +92,25 @@ def test_missing_token_is_a_warning_and_an_error_with_strict(notebook, manifest,
     assert main(["validate", "--strict", str(path)]) == 0
 
 
+def test_an_unset_variable_in_a_service_url_is_a_warning_and_an_error_with_strict(manifest, capsys, monkeypatch):
+    # The gateway validates with --strict before it serves: it refuses to start rather than send
+    # "${FNGW_TEST_REDIS_PASSWORD}" to Redis as the password.
+    monkeypatch.delenv("FNGW_TEST_REDIS_PASSWORD", raising=False)
+    path = manifest(
+        "version: 1\nkernel_api:\n  registry: redis://:${FNGW_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0\n"
+        "jobs:\n  store: redis://:${FNGW_TEST_REDIS_PASSWORD}@127.0.0.1:6379/1\n"
+    )
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}:3:13: warning: $.kernel_api.registry: the URL names ${{FNGW_TEST_REDIS_PASSWORD}}" in out
+    assert ": warning: $.jobs.store:" in out
+    assert main(["validate", "--strict", str(path)]) == 1
+    assert ": error: $.kernel_api.registry:" in capsys.readouterr().out
+    monkeypatch.setenv("FNGW_TEST_REDIS_PASSWORD", "s3cret")
+    assert main(["validate", "--strict", str(path)]) == 0
+    assert "s3cret" not in capsys.readouterr().out
+
+
 def test_missing_kernelspec_is_a_warning_offline(notebook, manifest, capsys):
     notebook("nb.ipynb", ["# GET /x\nprint(1)"], kernelspec="julia-1.10", language="julia")
     path = manifest("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n")

@@ -15,7 +15,7 @@ from gateway import Gateway, HttpPeer, call_json, children_of, free_port, gatewa
 from messages import execute_request, run_code, ws_url
 from services import Haproxy
 from test_jupyter_server import run_notebook_code, running_jupyter_server
-from websockets.exceptions import ConnectionClosed, InvalidMessage
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect
 
 from fngw.kernel_api.redis_records import INSTANCE_TTL
@@ -145,6 +145,42 @@ def test_sessions_are_shared(deployment):
     assert call_json(a, "GET", f"/api/kernels/{session['kernel']['id']}")[0] == 404
 
 
+def test_one_session_per_path_when_asked_at_once_through_both_instances(deployment):
+    (a, b), balancer = deployment
+    body = {"path": "at-once.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+    answers: list[tuple[int, dict]] = []
+
+    def post(peer) -> None:
+        status, _, session = call_json(peer, "POST", "/api/sessions", body)
+        answers.append((status, session))
+
+    threads = [threading.Thread(target=post, args=(peer,)) for peer in (a, b, balancer, balancer, a, b)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert {status for status, _ in answers} == {201}, answers
+    assert len({session["id"] for _, session in answers}) == 1, answers
+    assert len({session["kernel"]["id"] for _, session in answers}) == 1, answers
+    kernels = call_json(a, "GET", "/api/kernels")[2]
+    assert [k["id"] for k in kernels] == [answers[0][1]["kernel"]["id"]]
+    assert call_json(b, "DELETE", f"/api/sessions/{answers[0][1]['id']}")[0] == 204
+
+
+def test_a_browser_page_of_the_gateway_opens_websockets_on_either_instance(deployment):
+    # A browser sends Origin with the websocket upgrade; the instance a relayed upgrade reaches
+    # checks it against the Host the browser used, as the relaying one did.
+    (a, b), balancer = deployment
+    kernel_id = start_kernel(a)
+    try:
+        for peer in (a, b, balancer, balancer):
+            with connect(ws_url(peer, kernel_id), origin=f"http://127.0.0.1:{peer.port}") as ws:
+                assert run_code(ws, "print(1)") == ("1\n", "ok")
+        with pytest.raises(InvalidStatus) as refused:  # and another site's page is still refused
+            connect(ws_url(b, kernel_id), origin="http://elsewhere.example")
+        assert refused.value.response.status_code == 403
+    finally:
+        call_json(a, "DELETE", f"/api/kernels/{kernel_id}")
+
+
 def test_jupyter_server_runs_notebooks_through_the_balancer(deployment, tmp_path):
     (a, b), balancer = deployment
     with running_jupyter_server(tmp_path, balancer.port) as jupyter_server:
@@ -165,6 +201,11 @@ def test_redis_unreachable_is_503_running_kernels_keep_working_and_it_recovers(d
             assert "the kernel registry (Redis at redis://127.0.0.1:" in body["message"]
             assert call_json(a, "POST", "/api/kernels", {"name": "python3"})[0] == 503
             assert run_code(ws, "print(x + 1)") == ("2\n", "ok")  # the open websocket keeps working
+            # A new websocket to the instance that runs the kernel reaches the worker serving it,
+            # which answers from what it knows; listing and creating need the registry.
+            with connect(ws_url(a, kernel_id, session="meanwhile")) as again:
+                assert run_code(again, "print(x + 2)") == ("3\n", "ok")
+            assert call_json(a, "DELETE", f"/api/kernels/{kernel_id}")[0] == 503  # nothing changes
         finally:
             redis_server.start()  # without its data: the instances publish their kernels again
     deadline = time.monotonic() + 30

@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import redis
 
 from fngw.kernel_api.errors import RegistryUnavailable
 from fngw.kernel_api.redis_records import RedisSharedKernels
 from fngw.kernel_api.shared import SharedKernels
 from fngw.kernels import pid_alive
+from fngw.manifest.environment import expand_url
 
 GONE = 999_999_999  # no such process
 
@@ -45,6 +48,16 @@ def test_records_are_written_read_listed_and_removed(records):
     records.remove("a")  # twice: no error
     assert records.read("a") is None and records.ids() == ["b"]
     assert records.read("../etc/passwd") is None
+
+
+def test_update_never_brings_back_a_removed_record(records):
+    # An owner publishing its kernel's state must not revive a kernel another process deleted.
+    records.write(kernel("a"))
+    assert records.update({**kernel("a"), "execution_state": "busy"}) is True
+    assert records.read("a")["execution_state"] == "busy"
+    records.remove("a")
+    assert records.update({**kernel("a"), "execution_state": "idle"}) is False
+    assert records.read("a") is None and records.ids() == []
 
 
 def test_prune_forgets_kernels_whose_process_is_gone_and_keeps_pending_starts(records):
@@ -149,9 +162,32 @@ def test_peers_trust_the_deployments_secret_and_follow_a_new_one():
     assert not HttpPeers(unreachable).trusts("anything")
 
 
-def test_the_registry_url_takes_its_password_from_the_environment():
-    from fngw.server.gateway import expand_environment
+def test_service_urls_take_their_password_from_the_environment_percent_encoded():
+    from fngw.manifest.environment import UnsetVariable
 
     url = "redis://:${REDIS_PASSWORD}@host:6379/0"
-    assert expand_environment(url, {"REDIS_PASSWORD": "s3cret"}) == "redis://:s3cret@host:6379/0"
-    assert expand_environment(url, {}) == url  # unset: left as written (Redis then refuses it)
+    assert expand_url(url, {"REDIS_PASSWORD": "s3cret"}) == "redis://:s3cret@host:6379/0"
+    # Characters that mean something in a URL stay inside the password.
+    expanded = expand_url(url, {"REDIS_PASSWORD": "a/b#c?d@e:f"})
+    assert urlsplit(expanded).hostname == "host" and urlsplit(expanded).port == 6379
+    assert unquote(urlsplit(expanded).password) == "a/b#c?d@e:f"
+    with pytest.raises(UnsetVariable, match=r"^\$\{REDIS_PASSWORD\} is not set$"):
+        expand_url(url, {})
+
+
+def test_redis_with_a_password_reaches_it_and_a_wrong_one_is_named_so(redis_server):
+    password = "p/w#1?x@y"
+    client = redis.Redis.from_url(redis_server.url)
+    client.config_set("requirepass", password)
+    try:
+        url = redis_server.url.replace("redis://", "redis://:${REDIS_PASSWORD}@")
+        good = redis_records(expand_url(url, {"REDIS_PASSWORD": password}), f"test:{uuid.uuid4().hex}")
+        good.write(kernel("a"))
+        assert good.read("a")["id"] == "a"
+        wrong = redis_records(expand_url(url, {"REDIS_PASSWORD": "nope"}), f"test:{uuid.uuid4().hex}")
+        with pytest.raises(RegistryUnavailable, match="refused this gateway's credentials") as refused:
+            wrong.ids()
+        assert "nope" not in str(refused.value)
+    finally:
+        authed = redis.Redis.from_url(redis_server.url, password=password)
+        authed.config_set("requirepass", "")

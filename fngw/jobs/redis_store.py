@@ -193,6 +193,11 @@ class RedisJobStore:
     def _reachable(self) -> Iterator[None]:
         try:
             yield
+        except redis.exceptions.AuthenticationError as exc:  # a ConnectionError, but not a network fault
+            raise StoreUnavailable(
+                f"Redis at {self.describe()} refused this gateway's credentials (the user and password of"
+                f" jobs.store): {exc}"
+            ) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailable(f"Redis at {self.describe()}: {exc}") from None
         except redis.exceptions.ResponseError as exc:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fngw.manifest import JobSettings
+from fngw.manifest.environment import expand_url
 
 from .model import JobStore
 from .offhub import off_hub
@@ -34,7 +35,8 @@ def default_store_path(manifest_path: Path, environ: Mapping[str, str] = os.envi
 def open_store(
     settings: JobSettings, manifest_path: Path, environ: Mapping[str, str] = os.environ, *, in_hub: bool = False
 ) -> JobStore:
-    """The store ``settings`` name. A Redis store connects lazily: opening never fails for an
+    """The store ``settings`` name (``${NAME}`` in a Redis URL from ``environ``: ``UnsetVariable``
+    when one is not set). A Redis store connects lazily: opening never fails for an
     unreachable server (calls raise ``StoreUnavailable`` until it is back). ``in_hub``: the caller
     is a gevent worker, so SQLite's blocking calls go to the thread pool (``off_hub``); Redis's
     sockets are gevent's own and stay in the hub (a socket must not move between threads)."""
@@ -47,4 +49,4 @@ def open_store(
     from .redis_store import RedisJobStore  # redis-py is imported only by deployments that use it
 
     assert location.url is not None
-    return RedisJobStore(location.url, ttl=settings.ttl)
+    return RedisJobStore(expand_url(location.url, environ), ttl=settings.ttl)

@@ -29,9 +29,10 @@ from wsproto.utilities import RemoteProtocolError
 
 from fngw.kernels import pid_alive
 
-from .errors import KernelApiError
+from .errors import KernelApiError, RegistryUnavailable
 from .framing import V1_PROTOCOL
 from .hubs import ChannelHubs
+from .owners import noted_owner
 from .registry import KernelRegistry
 
 log = logging.getLogger("fngw.kernel_api")
@@ -77,8 +78,16 @@ class WorkerHandoff:
         when this worker should serve its websocket itself (it answers for it, or nobody alive
         does, or another instance runs it)."""
         shared = self.registry.shared
-        record = shared.read(kernel_id) if shared is not None else None
-        if record is None or record.get("pending") or shared is None or shared.instance_of(record) is not None:
+        if shared is None:
+            return None
+        try:
+            record = shared.read(kernel_id)
+        except RegistryUnavailable:  # this instance's own kernels stay reachable: the folder's note
+            owner = noted_owner(self.folder, kernel_id)
+            if owner is None:
+                raise
+            record = {"id": kernel_id, "owner": owner}
+        if record is None or record.get("pending") or shared.instance_of(record) is not None:
             return None
         owner = record.get("owner")
         if not isinstance(owner, int) or owner == os.getpid() or not pid_alive(owner):

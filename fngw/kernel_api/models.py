@@ -43,7 +43,8 @@ class KernelRecord(TypedDict):
 
 
 class SessionRecord(TypedDict):
-    """A session as stored: ``kernel_id``/``kernel_name`` are None while its kernel starts."""
+    """A session as stored: ``kernel_id``/``kernel_name`` are None while its kernel starts, since
+    ``pending_since`` (Unix time, seconds; None once it has its kernel)."""
 
     id: str
     path: str
@@ -51,6 +52,7 @@ class SessionRecord(TypedDict):
     type: str
     kernel_id: str | None
     kernel_name: str | None
+    pending_since: float | None
 
 
 class SessionModel(TypedDict):

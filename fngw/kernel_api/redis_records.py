@@ -32,6 +32,15 @@ PREFIX = "fngw:kernel_api"
 INSTANCE_TTL = 30.0  # seconds without a heartbeat after which an instance's kernels are gone
 HEARTBEAT = 5.0  # seconds between heartbeats
 LOCK_TIMEOUT = 10.0  # seconds a holder may keep the lock (a crashed holder's lock frees itself)
+# HSET only when the field exists: an owner's periodic publish must not bring back a kernel record
+# that another instance removed (a DELETE) between its read and its write.
+REPLACE_IF_PRESENT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 class RedisRecords(Generic[R]):
@@ -47,6 +56,11 @@ class RedisRecords(Generic[R]):
     def _reachable(self) -> Iterator[None]:
         try:
             yield
+        except redis.exceptions.AuthenticationError as exc:  # a ConnectionError, but not a network fault
+            raise RegistryUnavailable(
+                f"the kernel registry (Redis at {self._describe()}) refused this gateway's credentials"
+                f" (the user and password of kernel_api.registry): {exc}"
+            ) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise RegistryUnavailable(
                 f"the kernel registry (Redis at {self._describe()}) is unreachable: {exc}"
@@ -56,6 +70,13 @@ class RedisRecords(Generic[R]):
         """Store ``record`` (replacing the one with its id), stamped with this instance."""
         with self._reachable():
             self.redis.hset(self.key, record["id"], json.dumps({**record, "instance": self.instance}))
+
+    def update(self, record: R) -> bool:
+        """Replace the record with ``record``'s id only if there is one, in one step on the server
+        (``REPLACE_IF_PRESENT``); whether it was there."""
+        raw = json.dumps({**record, "instance": self.instance})
+        with self._reachable():
+            return bool(self.redis.eval(REPLACE_IF_PRESENT, 1, self.key, record["id"], raw))
 
     def read(self, record_id: str) -> R | None:
         """The record ``record_id``, or None."""
@@ -144,12 +165,12 @@ class RedisSharedKernels(RedisRecords[KernelRecord]):
     def _instance_key(self, instance: str) -> str:
         return f"{self.prefix}:instance:{instance}"
 
-    def heartbeat(self) -> bool:
-        """Say this instance is alive (at most every HEARTBEAT seconds; call it often). True when
-        the registry had forgotten this instance (a Redis restarted without its data, or a pause
-        longer than INSTANCE_TTL): its kernels' records must then be written again."""
+    def heartbeat(self, force: bool = False) -> bool:
+        """Say this instance is alive (at most every HEARTBEAT seconds, unless ``force``; call it
+        often). True when the registry had forgotten this instance (a Redis restarted without its
+        data, or a pause longer than INSTANCE_TTL): its kernels' records must then be written again."""
         now = self.clock()
-        if self._beat_at is not None and now - self._beat_at < HEARTBEAT:
+        if not force and self._beat_at is not None and now - self._beat_at < HEARTBEAT:
             return False
         ttl = int(INSTANCE_TTL * 1000)
         with self._reachable():

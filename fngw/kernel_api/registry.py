@@ -38,12 +38,14 @@ from .errors import (
     KernelApiError,
     LaunchTimeout,
     NotFound,
+    RegistryUnavailable,
     ResourceLimit,
     ShuttingDown,
     StartFailed,
 )
 from .kernelspecs import AllowedKernelspecs
 from .models import ApiKernel, KernelModel, KernelRecord, RemoteKernel, iso_now
+from .owners import forget_owner, note_owner
 from .peers import Peers
 from .shared import KernelRecords
 from .supervision import restart_after_death
@@ -131,21 +133,47 @@ class KernelRegistry:
         assert self.shared is not None
         while not self._closed:
             try:
-                if self.shared.heartbeat():  # the registry lost our records: write them all again
-                    log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
-                    self._published.clear()
-                self._take_over_orphans()
-                for entry in list(self.kernels.values()):
-                    state = (entry.execution_state, entry.last_activity, entry.connections)
-                    if entry.id in self._owned and self._published.get(entry.id) != state:
-                        if self.kernels.get(entry.id) is not entry:
-                            continue  # deleted meanwhile
-                        self.publish(entry)
-                        if self.kernels.get(entry.id) is not entry:  # deleted while we wrote: not back
-                            self.shared.remove(entry.id)
+                self._publish_changes()
             except KernelApiError as exc:  # the registry is unreachable: say so, try again
                 log.warning("kernel API: cannot publish to the registry: %s", exc)
+            except Exception:  # never let the publisher die: the deployment would lose this instance
+                log.exception("kernel API: publishing to the registry failed; trying again")
             gevent.sleep(PUBLISH_EVERY)
+
+    def _publish_changes(self) -> None:
+        assert self.shared is not None
+        forgotten = self.shared.heartbeat()
+        if forgotten:  # the registry lost our records: write them all again
+            log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
+            self._published.clear()
+        self._take_over_orphans()
+        for entry in list(self.kernels.values()):
+            state = (entry.execution_state, entry.last_activity, entry.connections)
+            if entry.id not in self._owned or self._published.get(entry.id) == state:
+                continue
+            if self.kernels.get(entry.id) is not entry:
+                continue  # deleted meanwhile
+            if self.publish(entry, create=forgotten) or self.kernels.get(entry.id) is not entry:
+                continue
+            # The record is gone: deleted elsewhere, or the registry lost its data (a Redis restarted
+            # empty) since the last heartbeat, which only a heartbeat tells apart.
+            if self.shared.heartbeat(force=True):
+                log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
+                self._published.clear()
+                forgotten = True
+                self.publish(entry)
+            else:
+                self._deleted_elsewhere(entry)
+
+    def _deleted_elsewhere(self, entry: ApiKernel) -> None:
+        """Another worker or instance deleted the kernel this worker runs (its record is gone): stop
+        it here too, never restart it."""
+        self.kernels.pop(entry.id, None)
+        self._published.pop(entry.id, None)
+        self._disown(entry.id)
+        entry.announce("dead")
+        entry.kernel.shutdown()
+        log.info("kernel API: kernel %s was deleted through another worker or instance", entry.id)
 
     def _seed_cells(self, spec: ResolvedSpec, name: str) -> tuple[SeedCell, ...]:
         """What a kernel runs on every start and restart: the output prelude, which cuts output into
@@ -262,7 +290,7 @@ class KernelRegistry:
             if record is None or record.get("pending") or not isinstance(owner, int) or pid_alive(owner):
                 return False
             self.shared.write({**record, "owner": os.getpid()})
-        self._owned.add(kernel_id)
+        self._own(kernel_id)
         log.info(
             "kernel API: took over kernel %s (pid %s) from worker %s, which is gone",
             kernel_id,
@@ -275,7 +303,7 @@ class KernelRegistry:
         entry = ApiKernel(kernel=kernel, name=name, execution_state="idle")
         self.kernels[kernel.id] = entry
         if publish:
-            self._owned.add(kernel.id)
+            self._own(kernel.id)
         kernel.on_death(lambda k: self._tasks.spawn(restart_after_death, self, entry))
         kernel.on_iopub(lambda k, msg: self._observe(entry, msg))
         if publish:
@@ -285,14 +313,17 @@ class KernelRegistry:
             log.info("kernel API: attached to kernel %s (pid %s) of another worker", kernel.id, kernel.pid)
         return entry
 
-    def publish(self, entry: ApiKernel) -> None:
-        """Write entry's record (this worker owns its process) for the instance's other workers."""
+    def publish(self, entry: ApiKernel, create: bool = True) -> bool:
+        """Write entry's record (this worker owns its process) for the other workers and instances;
+        with ``create`` False only over a record that is still there. Whether it was written (False:
+        the record was removed meanwhile, the kernel deleted elsewhere)."""
         pid = entry.kernel.pid
         entry.kernel.keep()  # known to the records from now on: it outlives this worker
         if self.shared is not None and pid is not None:  # (None: not running, nothing to reach)
             connection = entry.kernel.connection_info
             self._published[entry.id] = (entry.execution_state, entry.last_activity, entry.connections)
-            self.shared.write(
+            store = self.shared.write if create else self.shared.update
+            written = store(
                 {
                     "id": entry.id,
                     "name": entry.name,
@@ -304,6 +335,8 @@ class KernelRegistry:
                     "connections": entry.connections,
                 }
             )
+            return written is not False
+        return True
 
     def _adopt(self, kernel_id: str) -> ApiKernel | None:
         """A kernel another worker of this instance started, reached through our own sockets."""
@@ -419,7 +452,7 @@ class KernelRegistry:
     def get(self, kernel_id: str) -> ApiKernel:
         """The kernel kernel_id of the instance (adopting another worker's on the way). NotFound."""
         entry = self.kernels.get(kernel_id)
-        if entry is not None and self.shared is not None and self.shared.read(kernel_id) is None:
+        if entry is not None and self.shared is not None and self._deleted_in_records(kernel_id):
             # Deleted through another worker; its process is going away: forget it here too.
             self.kernels.pop(kernel_id, None)
             if entry.kernel.attached:
@@ -432,18 +465,39 @@ class KernelRegistry:
             raise NotFound(f"Kernel does not exist: {kernel_id}")
         return entry
 
+    def _own(self, kernel_id: str) -> None:
+        """This worker runs kernel_id's process: publish it, and note it in the instance's folder."""
+        self._owned.add(kernel_id)
+        if self.handoff_dir is not None:
+            note_owner(self.handoff_dir, kernel_id, os.getpid())
+
+    def _disown(self, kernel_id: str) -> None:
+        if kernel_id in self._owned and self.handoff_dir is not None:
+            forget_owner(self.handoff_dir, kernel_id)
+        self._owned.discard(kernel_id)
+
+    def _deleted_in_records(self, kernel_id: str) -> bool:
+        """Whether the shared records no longer hold kernel_id. With the registry unreachable, a
+        kernel this worker serves is taken as still there: it keeps answering for it meanwhile."""
+        assert self.shared is not None
+        try:
+            return self.shared.read(kernel_id) is None
+        except RegistryUnavailable:
+            return False
+
     def delete(self, kernel_id: str) -> None:
-        """Shut kernel_id down and forget it everywhere. NotFound, PeerUnavailable."""
+        """Shut kernel_id down and forget it everywhere. NotFound, PeerUnavailable, RegistryUnavailable
+        (then nothing has changed)."""
         try:
             entry = self.get(kernel_id)
         except HostedElsewhere as elsewhere:
             self._peers(elsewhere).delete(elsewhere.address, kernel_id)
             return
-        del self.kernels[kernel_id]
-        self._published.pop(kernel_id, None)
-        self._owned.discard(kernel_id)
         if self.shared is not None:
             self.shared.remove(kernel_id)  # first: the owner then knows the exit is not a crash
+        self.kernels.pop(kernel_id, None)
+        self._published.pop(kernel_id, None)
+        self._disown(kernel_id)
         entry.announce("dead")
         entry.kernel.shutdown()
         log.info("kernel API: kernel %s deleted", kernel_id)
@@ -473,12 +527,12 @@ class KernelRegistry:
         entry.announce("restarting")
         if self.shared is not None:  # this worker becomes the owner of the new process
             self.shared.write({"id": kernel_id, "pending": True, "owner": os.getpid()})
-        self._owned.add(kernel_id)
+        self._own(kernel_id)
         try:
             entry.kernel.restart()
         except KernelError as exc:
             self.kernels.pop(kernel_id, None)
-            self._owned.discard(kernel_id)
+            self._disown(kernel_id)
             if self.shared is not None:
                 self.shared.remove(kernel_id)
             entry.announce("dead")

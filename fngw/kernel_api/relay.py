@@ -127,12 +127,15 @@ def splice_websocket(req: falcon.Request, take_over: Callable[[], socket.socket]
 
 
 def splice(req: falcon.Request, take_over: Callable[[], socket.socket], upstream: socket.socket, host: str) -> None:
-    """Send the upgrade request ``req`` (its raw headers, ``Host: host``, marked as relayed, with
-    the request id this gateway gave it) on the connected ``upstream``, take the client's
-    connection over, and copy bytes both ways until either side closes."""
+    """Send the upgrade request ``req`` (its raw headers, marked as relayed, with the request id
+    this gateway gave it) on the connected ``upstream``, take the client's connection over, and
+    copy bytes both ways until either side closes. The client's own ``Host`` goes on unchanged:
+    the receiving side checks ``Origin`` against it, as this side did (``host`` only stands in for
+    a client that sent none)."""
     raw = req.env.get(RAW_HEADERS) or list(req.headers.items())
     request_id = getattr(req.context, "request_id", None)
-    lines = [f"GET {req.relative_uri} HTTP/1.1", f"Host: {host}", f"{RELAYED_HEADER}: 1"]
+    sent_host = next((value for name, value in raw if name.lower() == "host"), None)
+    lines = [f"GET {req.relative_uri} HTTP/1.1", f"Host: {sent_host or host}", f"{RELAYED_HEADER}: 1"]
     skip = ("host", RELAYED_HEADER.lower(), "x-request-id")
     lines += [f"{name}: {value}" for name, value in raw if name.lower() not in skip]
     if request_id:

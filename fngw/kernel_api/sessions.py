@@ -6,12 +6,21 @@ that every worker of the instance sees the same sessions."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from contextlib import AbstractContextManager
 from typing import Any
 
+import gevent
+
+from .errors import Invalid, KernelApiError, LaunchTimeout, NotFound
 from .models import ApiKernel, KernelModel, RemoteKernel, SessionModel, SessionRecord
-from .registry import Invalid, KernelApiError, KernelRegistry, NotFound
+from .registry import KernelRegistry
+
+# A session still waiting for its kernel this long after its launch timeout was left by a creator
+# that died (a killed worker): it is dropped, and its path can have a session again.
+ABANDONED_AFTER = 30.0  # seconds
+PENDING_POLL = 0.1  # seconds between looks at a session another request is creating
 
 
 class SessionStore:
@@ -132,27 +141,56 @@ class SessionStore:
             raise Invalid("Missing field in JSON data: path")
         if kind is None:
             raise Invalid("Missing field in JSON data: type")
-        with self._exclusive():  # one session per path, even when two workers are asked at once
-            for existing in self._live():
-                if existing["path"] == path:
-                    return self._model(existing)
-            session: SessionRecord = {
-                "id": str(uuid.uuid4()),
-                "path": path,
-                "name": name or "",
-                "type": kind,
-                "kernel_id": None,
-                "kernel_name": None,
-            }
-            self._put(session)  # pending until its kernel has started
+        launch_timeout = self.registry.settings.launch_timeout
+        deadline = time.monotonic() + launch_timeout + ABANDONED_AFTER
+        while True:
+            with self._exclusive():  # one session per path, even when two instances are asked at once
+                found = self._for_path(path, launch_timeout)
+                if found is None:
+                    session: SessionRecord = {
+                        "id": str(uuid.uuid4()),
+                        "path": path,
+                        "name": name or "",
+                        "type": kind,
+                        "kernel_id": None,
+                        "kernel_name": None,
+                        "pending_since": time.time(),
+                    }
+                    self._put(session)  # pending until its kernel has started
+                    break
+                if found["kernel_id"] is not None:
+                    return self._model(found)
+            # Another request creates this path's session: its kernel is ours too, once started.
+            if time.monotonic() > deadline:
+                raise LaunchTimeout(f"the session for {path} is still waiting for its kernel")
+            gevent.sleep(PENDING_POLL)
         try:
             kernel_id = self._kernel_for(body.get("kernel"))
         except BaseException:
             self._drop(session["id"])
             raise
         session["kernel_id"], session["kernel_name"] = kernel_id, self.registry.lookup(kernel_id, fresh=False).name
+        session["pending_since"] = None
         self._put(session)
         return self._model(session)
+
+    def _for_path(self, path: str, launch_timeout: float) -> SessionRecord | None:
+        """The session of ``path``, live or still being created; forgets those whose kernel is gone
+        and those whose creator left them pending (``ABANDONED_AFTER``). Call it holding the lock."""
+        for session in self._all():
+            if session["path"] != path:
+                continue
+            if session["kernel_id"] is None:
+                since = session.get("pending_since") or 0.0
+                if time.time() - since > launch_timeout + ABANDONED_AFTER:
+                    self._drop(session["id"])
+                    continue
+                return session
+            if self._kernel(session["kernel_id"]) is None:
+                self._drop(session["id"])
+                continue
+            return session
+        return None
 
     def _existing(self, session_id: str) -> SessionRecord:
         self.get(session_id)  # NotFound, and forgets a session whose kernel is gone

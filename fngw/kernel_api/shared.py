@@ -32,6 +32,10 @@ class RecordStore(Protocol[R]):
     def write(self, record: R, /) -> None:
         """Store ``record``, replacing the one with its id."""
 
+    def update(self, record: R, /) -> bool:
+        """Replace the record with ``record``'s id, only if there is one (a record another process
+        removed stays removed); whether it was there."""
+
     def read(self, record_id: str, /) -> R | None:
         """The record ``record_id``, or None."""
 
@@ -64,9 +68,9 @@ class KernelRecords(RecordStore[KernelRecord], Protocol):
     def address_of(self, instance: str, /) -> str | None:
         """Where ``instance`` is reached (``http://host:port``), or None once it is gone."""
 
-    def heartbeat(self) -> bool:
-        """Say this instance is alive (called every few seconds); True when the records had
-        forgotten it, and its kernels' records must be written again."""
+    def heartbeat(self, force: bool = False) -> bool:
+        """Say this instance is alive (called every few seconds; ``force``: now, not at its own
+        pace); True when the records had forgotten it, and its kernels' records must be written again."""
 
 
 class Records(Generic[R]):
@@ -88,6 +92,14 @@ class Records(Generic[R]):
         with os.fdopen(fd, "w") as f:
             json.dump(record, f)
         os.replace(tmp, path)
+
+    def update(self, record: R) -> bool:
+        """Rewrite record only if its file is there (under the folder's lock); whether it was."""
+        with self.locked():
+            if not self._path(record["id"]).exists():
+                return False
+            self.write(record)
+        return True
 
     def read(self, kernel_id: str) -> R | None:
         """The record named record_id, or None (absent, unreadable, or an id that names no file here)."""
@@ -141,7 +153,7 @@ class SharedKernels(Records[KernelRecord]):
         """The other instance that runs ``record``'s kernel: never, for a folder of this instance."""
         return None
 
-    def heartbeat(self) -> bool:
+    def heartbeat(self, force: bool = False) -> bool:
         """Nothing to say: the folder is this instance's alone."""
         return False
 

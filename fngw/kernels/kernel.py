@@ -15,6 +15,7 @@ within ``DEATH_POLL`` seconds and fails every pending request on the kernel with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -133,7 +134,8 @@ class Kernel(KernelEvents):
         ``outlives_parent``): a gunicorn master then leaves it running when that process dies,
         for another to take over (``fngw.master.reaper.reap_unkept``)."""
         if self._dir is not None:
-            (self._dir / KEPT_FILE).touch()
+            with contextlib.suppress(FileNotFoundError):  # its folder went with a shutdown meanwhile
+                (self._dir / KEPT_FILE).touch()
 
     @property
     def attached(self) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from collections.abc import Mapping
 
@@ -23,6 +22,7 @@ from fngw.kernel_api.relay import HttpPeers
 from fngw.kernel_api.shared import KernelRecords, SharedKernels
 from fngw.kernels import pid_alive
 from fngw.manifest import KernelApiSettings
+from fngw.manifest.environment import expand_url
 from fngw.master.runtime import InstancePaths
 from fngw.telemetry import GatewayMetrics, configure_logging
 
@@ -44,13 +44,6 @@ def instance_address(environ: Mapping[str, str]) -> str:
     return ""
 
 
-def expand_environment(text: str, environ: Mapping[str, str]) -> str:
-    """``text`` with every ``${NAME}`` replaced by that environment variable (left as it is when
-    unset), so that a registry URL's password can come from the platform's secrets rather than the
-    manifest."""
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: environ.get(m.group(1), m.group(0)), text)
-
-
 def kernel_records(
     settings: KernelApiSettings, instance: InstancePaths, base_url: str, environ: Mapping[str, str]
 ) -> tuple[KernelRecords, Peers | None]:
@@ -60,7 +53,7 @@ def kernel_records(
         return SharedKernels(instance.kernel_api), None
     address = instance_address(environ)
     shared = RedisSharedKernels(
-        expand_environment(settings.registry, environ),
+        expand_url(settings.registry, environ),  # load_deployment has checked every name is set
         pid_alive=pid_alive,
         instance=f"{socket.gethostname()}-{instance.master_pid}",  # every worker of this master
         address=address,

@@ -6,6 +6,7 @@ route collisions), then the machine (kernelspecs installed, token secrets readab
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from fngw.manifest import JsonPath, Manifest, Problem, ProblemReport, load_manif
 from fngw.manifest.environment import unset_variables
 from fngw.notebook import NotebookError, read_notebook
 from fngw.routing import RoutePlan, display_path, notebook_problem, plan_routes
+from fngw.telemetry.tracing import TracingUnavailable, tracing_config
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def _machine_problems(
             names = ", ".join(f"${{{n}}}" for n in missing)
             message = f"the URL names {names}, not set in this environment (the gateway will not start without it)"
             report.add(where, message, "variable-unset", token_severity)
+    _tracing_problems(report, environ)
     callbacks = manifest.jobs.callbacks if manifest.jobs is not None else None
     if callbacks is not None:  # the gateway cannot sign callbacks without it: it would not start
         try:
@@ -144,6 +147,20 @@ def _machine_problems(
             where = ("jobs", "callbacks", "secret")
             report.add(where, f"the callback secret: {exc}", "token-unavailable", token_severity)
     return report.problems
+
+
+def _tracing_problems(report: ProblemReport, environ: Mapping[str, str]) -> None:
+    """Tracing that is on (``server.tracing`` or ``OTEL_TRACES_EXPORTER``) needs the SDK installed
+    and an exporter fngw knows; looked up without importing it."""
+    where: JsonPath = ("server", "tracing") if report.manifest.server.tracing is not None else ()
+    try:
+        config = tracing_config(report.manifest.server.tracing, environ)
+    except TracingUnavailable as exc:
+        report.add(where, str(exc), "tracing-unavailable")
+        return
+    if config is not None and importlib.util.find_spec("opentelemetry.sdk") is None:
+        message = "tracing is on, but the OpenTelemetry SDK is not installed: pip install 'fngw[tracing]'"
+        report.add(where, message, "tracing-unavailable")
 
 
 def _service_urls(manifest: Manifest) -> Iterator[tuple[JsonPath, str]]:

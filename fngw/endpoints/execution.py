@@ -118,6 +118,7 @@ def _split(result: ExecutionResult, marker: str) -> Outcome:
         execution_count=result.execution_count,
         duration=result.duration,
         payload=result.payload,
+        msg_id=result.msg_id,
     )
     return Outcome(
         cell=cell,

@@ -150,6 +150,14 @@ def header_dict(req: falcon.Request) -> dict[str, str | list[str]]:
     return headers
 
 
+def with_trace_headers(headers: dict[str, Any], trace: dict[str, str]) -> dict[str, Any]:
+    """``headers`` (of ``header_dict``) with the client's W3C trace headers replaced by ``trace``'s
+    (``Traceparent``, ``Tracestate``): the cell continues the gateway's span, not the client's."""
+    kept = {name: value for name, value in headers.items() if name.lower() not in ("traceparent", "tracestate")}
+    kept.update({_capitalize(name): value for name, value in trace.items()})
+    return kept
+
+
 def request_document(
     req: falcon.Request, body: bytes, path_params: dict[str, str], max_body: int = DEFAULT_MAX_BODY
 ) -> dict[str, Any]:

@@ -31,9 +31,10 @@ from fngw.jobs import JobRun, JobSubmitter
 from fngw.kernels import Kernel, KernelPool, NoIdleKernel
 from fngw.manifest import Access
 from fngw.routing import Route
+from fngw.telemetry.tracing import child_span, trace_headers
 
 from . import execution, response
-from .request import request_document
+from .request import request_document, with_trace_headers
 from .stream_wire import PLAIN, STREAM_TYPES, stream_mode
 from .streaming import StreamSession
 
@@ -90,14 +91,14 @@ class EndpointHandler:
         if run is None and self.jobs is not None and self.jobs.wanted(req, self.settings.asynchronous):
             self.jobs.submit(req, resp, self.key, self.settings.asynchronous, body)
             return
-        request_json = json.dumps(document)
         ctx = req.context
         ctx.pool = self.pool.name
+        trace = getattr(ctx, "trace", None)  # RequestTelemetry sets it (None: tracing is off)
         waited = time.perf_counter()
         # Errors on the way (a full queue, a timeout, a dead kernel, a client that hung up) are
         # domain errors that fngw.server.error_map turns into their HTTP answers.
         try:
-            with abandon_if_client_leaves(req):  # counted as 499 in fngw_requests_total
+            with abandon_if_client_leaves(req), child_span(trace, "pool.acquire", {"fngw.pool": self.pool.name}):
                 queue_timeout = self.settings.pool.queue_timeout
                 kernel = self._job_kernel(run) if run is not None else self.pool.acquire(queue_timeout)
         finally:
@@ -108,21 +109,31 @@ class EndpointHandler:
         if run is not None:
             run.leased(kernel)
         mode = stream_mode(req, self.settings.stream) if run is None else None  # a job's result is whole
-        if mode is not None:
-            self._stream(req, resp, mode, kernel, request_json)
-            return
         started = time.perf_counter()
         timeout = run.timeout if run is not None else self.settings.timeout
         try:
-            outcome = execution.run(self.plan, self.pool, kernel, request_json, timeout, self.max_response)
+            with child_span(
+                trace, "kernel.execute", {"fngw.pool": self.pool.name, "fngw.kernel.id": kernel.id}
+            ) as span:
+                if trace is not None:  # the cell continues the trace from this span (a call it makes)
+                    document["headers"] = with_trace_headers(document["headers"], trace_headers(trace))
+                request_json = json.dumps(document)
+                if mode is not None:
+                    self._stream(req, resp, mode, kernel, request_json)
+                    return
+                outcome = execution.run(self.plan, self.pool, kernel, request_json, timeout, self.max_response)
+                if span is not None:
+                    span.set_attribute("jupyter.msg_id", outcome.cell.msg_id)
         finally:
-            ctx.kernel_seconds = time.perf_counter() - started
-            self.pool.release(kernel)
-            if run is not None:
-                run.released()  # the runner may start the next job while this one is rendered
-        response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
-        if self.responses is not None:
-            self._check_response(resp)
+            if mode is None:
+                ctx.kernel_seconds = time.perf_counter() - started
+                self.pool.release(kernel)
+                if run is not None:
+                    run.released()  # the runner may start the next job while this one is rendered
+        with child_span(trace, "response.render"):
+            response.render(req, resp, outcome, tracebacks=self.settings.tracebacks)
+            if self.responses is not None:
+                self._check_response(resp)
 
     def _job_kernel(self, run: JobRun) -> Kernel:
         """An idle kernel for a job, which never waits in the pool's queue: a synchronous request

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_plus, unquote_to_bytes
 
@@ -59,8 +59,9 @@ NOT_STORED = frozenset(
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def stored_request(req: falcon.Request, body: bytes) -> StoredRequest:
-    """What of ``req`` (whose ``body`` was read) is kept to replay it."""
+def stored_request(req: falcon.Request, body: bytes, trace: Mapping[str, str] | None = None) -> StoredRequest:
+    """What of ``req`` (whose ``body`` was read) is kept to replay it. ``trace``: the W3C headers
+    of the submitting request's span, kept instead of the client's, so the run links to it."""
     # The path as the client encoded it (raw-path routing needs it); QUERY_STRING is raw in WSGI.
     raw_target = req.env.get("RAW_URI") or req.env.get("REQUEST_URI")
     path = raw_target.partition("?")[0] if raw_target else quote(req.env.get("SCRIPT_NAME", "") + req.path)
@@ -68,7 +69,10 @@ def stored_request(req: falcon.Request, body: bytes) -> StoredRequest:
     if query:  # ?token= is a credential: drop it (however its name is escaped), keep the rest as written
         query = "&".join(p for p in query.split("&") if unquote_plus(p.split("=", 1)[0]) != "token")
     raw = req.env.get(RAW_HEADERS) or list(req.headers.items())
-    headers = tuple((str(name), str(value)) for name, value in raw if str(name).lower() not in NOT_KEPT)
+    dropped = NOT_KEPT | {name.lower() for name in trace} if trace else NOT_KEPT
+    headers = tuple((str(name), str(value)) for name, value in raw if str(name).lower() not in dropped)
+    if trace:
+        headers += tuple(trace.items())
     return StoredRequest(req.method, path + ("?" + query if query else ""), headers, body)
 
 

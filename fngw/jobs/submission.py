@@ -14,6 +14,7 @@ import falcon
 
 from fngw.http.errors import GatewayError
 from fngw.manifest import AsyncSettings, JobSettings, join_url
+from fngw.telemetry.tracing import trace_headers
 
 from .model import Job, JobOptions, JobStore
 from .replay import stored_request
@@ -108,7 +109,12 @@ class JobSubmitter:
             callback=self._callback(req, settings),
         )
         job, new = self.store.submit(
-            endpoint, stored_request(req, body), options, self.caller(req), key, self.settings.max_queued
+            endpoint,
+            stored_request(req, body, trace_headers(getattr(req.context, "trace", None))),
+            options,
+            self.caller(req),
+            key,
+            self.settings.max_queued,
         )
         if new:
             if self.observe is not None:

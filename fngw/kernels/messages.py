@@ -63,6 +63,7 @@ class ExecutionResult:
     duration: float = 0.0  # seconds from sending the request to its reply and idle status
     # The reply's payloads (``{"source": "ask_exit", ...}`` when the cell called ``exit()``).
     payload: list[dict[str, Any]] = field(default_factory=list)
+    msg_id: str = ""  # the execute_request's header msg_id (Jupyter messaging)
 
     @property
     def ok(self) -> bool:
@@ -125,7 +126,7 @@ class PendingExecution(PendingRequest):
         super().__init__(msg_id)
         self.on_output = on_output
         self.keep = keep
-        self.result = ExecutionResult()
+        self.result = ExecutionResult(msg_id=msg_id)
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self.sent_at = time.monotonic()

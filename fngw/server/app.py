@@ -37,6 +37,7 @@ from fngw.manifest import PUBLIC, JobSettings, Manifest, join_url
 from fngw.routing import GATEWAY_URL_PREFIX, RoutePlan, plan_routes
 from fngw.telemetry.metrics import GatewayMetrics
 from fngw.telemetry.requests import RequestTelemetry
+from fngw.telemetry.tracing import Tracing
 
 from .application import GatewayApplication
 from .cors_middleware import Cors
@@ -57,6 +58,7 @@ def create_app(
     kernel_registry: KernelRegistry | None = None,
     metrics: GatewayMetrics | None = None,
     job_store: JobStore | None = None,
+    tracing: Tracing | None = None,
 ) -> GatewayApplication:
     """The application serving ``manifest``, for the composition root (``build_gateway``) and for
     tests. ``plan`` saves re-reading notebooks when the caller already checked the deployment
@@ -67,14 +69,15 @@ def create_app(
     manifest says ``jobs: false``, endpoints also take asynchronous calls, kept in ``job_store``
     (default: the store the manifest names, ``fngw.jobs.stores.open_store``). The
     application's ``begin_shutdown()`` turns readiness to 503 and closes websockets (fngw's gunicorn
-    worker calls it on SIGTERM)."""
+    worker calls it on SIGTERM). ``tracing``: OpenTelemetry spans for every request (None: off;
+    ``fngw.telemetry.tracing``), flushed by ``close``."""
     plan = _checked_plan(manifest, plan)
     if metrics is None:
         metrics = GatewayMetrics()
     lifecycle = Lifecycle()
     peers = kernel_registry.peers if kernel_registry is not None else None
     auth = TokenAuth({name: read_token(source) for name, source in manifest.auth.tokens.items()}, peers)
-    app = falcon.App(middleware=_middleware(manifest, metrics, auth))
+    app = falcon.App(middleware=_middleware(manifest, metrics, auth, tracing))
     errors.install(app)
     install_error_map(app)
     jobs = None
@@ -106,10 +109,17 @@ def create_app(
             registry.abandon_starts()
 
         return GatewayApplication(
-            app, begin_shutdown, pools, kernel_registry, sample, jobs.runner if jobs else None, on_start=api.start
+            app,
+            begin_shutdown,
+            pools,
+            kernel_registry,
+            sample,
+            jobs.runner if jobs else None,
+            on_start=api.start,
+            tracing=tracing,
         )
     return GatewayApplication(
-        app, lifecycle.begin_draining, pools, kernel_registry, sample, jobs.runner if jobs else None
+        app, lifecycle.begin_draining, pools, kernel_registry, sample, jobs.runner if jobs else None, tracing=tracing
     )
 
 
@@ -126,10 +136,10 @@ def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:
     return planned.plan
 
 
-def _middleware(manifest: Manifest, metrics: GatewayMetrics, auth: TokenAuth) -> list[Any]:
+def _middleware(manifest: Manifest, metrics: GatewayMetrics, auth: TokenAuth, tracing: Tracing | None) -> list[Any]:
     """In order: telemetry, CORS, body limit, token auth, raw-path routing (last: it sets the path
     Falcon routes on)."""
-    middleware: list[Any] = [RequestTelemetry(metrics)]
+    middleware: list[Any] = [RequestTelemetry(metrics, tracing)]
     if manifest.server.cors is not None:
         middleware.append(Cors(manifest.server.cors))
     return [*middleware, BodyLimit(manifest.server.max_body), auth, RawPathRouting()]

@@ -11,6 +11,7 @@ import gevent.event
 
 from fngw.jobs import JobRunner
 from fngw.kernel_api import KernelRegistry
+from fngw.telemetry.tracing import Tracing
 
 from .pools import GatewayPools
 
@@ -30,8 +31,10 @@ class GatewayApplication:
         sample: Callable[[], None] | None = None,
         runner: JobRunner | None = None,
         on_start: Callable[[], None] | None = None,
+        tracing: Tracing | None = None,
     ):
         self.runner = runner
+        self.tracing = tracing  # flushed at close: the spans of the last requests are exported
         self._on_start = on_start  # what else starts with the kernels (the kernel API's handoff socket)
         self.falcon = falcon_app
         self.sample = sample  # copies the kernels' figures into the metrics
@@ -80,13 +83,14 @@ class GatewayApplication:
         kernels keep running for the workers that follow."""
         gevent.killall(self._loops, block=False)
         if self.runner is not None:
-            self.runner.close(
-                grace
-            )  # before the pools: unfinished jobs are requeued or failed, not run into a closed pool
+            # Before the pools: unfinished jobs are requeued or failed, not run into a closed pool.
+            self.runner.close(grace)
         if self.pools is not None:
             self.pools.shutdown()
         if self.registry is not None:
             self.registry.shutdown(hand_over=hand_over)
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 def _every(seconds: float, action: Callable[[], None]) -> None:

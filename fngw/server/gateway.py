@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from fngw.deployment import Deployment
 from fngw.kernel_api import KernelRegistry
 from fngw.kernel_api.peers import Peers
-from fngw.kernel_api.redis_records import RedisSharedKernels
 from fngw.kernel_api.relay import HttpPeers
 from fngw.kernel_api.shared import KernelRecords, SharedKernels
 from fngw.kernels import pid_alive
@@ -25,6 +24,7 @@ from fngw.manifest import KernelApiSettings
 from fngw.manifest.environment import expand_url
 from fngw.master.runtime import InstancePaths
 from fngw.telemetry import GatewayMetrics, configure_logging
+from fngw.telemetry.tracing import start_tracing, tracing_config
 
 from .app import create_app
 from .application import GatewayApplication
@@ -51,6 +51,8 @@ def kernel_records(
     (its workers share it; no other instances), or the Redis registry the manifest names."""
     if settings.registry is None:
         return SharedKernels(instance.kernel_api), None
+    from fngw.kernel_api.redis_records import RedisSharedKernels  # redis-py only for deployments that use it
+
     address = instance_address(environ)
     shared = RedisSharedKernels(
         expand_url(settings.registry, environ),  # load_deployment has checked every name is set
@@ -92,7 +94,9 @@ def build_gateway(
             peers=peers,
             handoff_dir=instance.root / "handoff",  # each kernel's websockets go to one worker
         )
-    app = create_app(manifest, deployment.plan, pools, registry, metrics)
+    config = tracing_config(manifest.server.tracing, environ)
+    tracing = start_tracing(config) if config is not None else None  # imports OpenTelemetry only when on
+    app = create_app(manifest, deployment.plan, pools, registry, metrics, tracing=tracing)
 
     def say_ready() -> None:
         # The master keeps the old workers of a reload serving until every new one is ready.

@@ -21,6 +21,7 @@ from fngw.http.environ import JOB_RUN
 from fngw.http.streams import ObservedStream
 
 from .metrics import GatewayMetrics
+from .tracing import TRACE_HEADERS, Tracing
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")  # no spaces, quotes or control characters: safe to log
@@ -38,16 +39,21 @@ def request_id_from(value: str | None) -> str:
 class RequestTelemetry:
     """Falcon middleware: a request id for every request, and on the way out its log line and metrics."""
 
-    def __init__(self, metrics: GatewayMetrics | None):
+    def __init__(self, metrics: GatewayMetrics | None, tracing: Tracing | None = None):
         self.metrics = metrics
+        self.tracing = tracing
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Take the client's X-Request-Id when it looks like one, else make one."""
+        """Take the client's X-Request-Id when it looks like one, else make one; with tracing on,
+        start the request's span (``req.context.trace``; None when off)."""
         ctx = req.context
         ctx.started = time.perf_counter()
         ctx.request_id = request_id_from(req.get_header(REQUEST_ID_HEADER))
-        ctx.pool = ctx.pool_wait = ctx.kernel_id = ctx.kernel_seconds = None
+        ctx.pool = ctx.pool_wait = ctx.kernel_id = ctx.kernel_seconds = ctx.trace = None
         resp.set_header(REQUEST_ID_HEADER, ctx.request_id)
+        if self.tracing is not None:
+            headers = {name: value for name in TRACE_HEADERS if (value := req.get_header(name)) is not None}
+            ctx.trace = self.tracing.start_request(req.method, req.path, headers, req.scheme, JOB_RUN in req.env)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         """Return X-Request-Id, log the request and count it."""
@@ -85,6 +91,10 @@ class RequestTelemetry:
             "kernel_id": ctx.kernel_id,
             "bytes": stream.sent if stream is not None else _body_size(resp),
         }
+        trace = getattr(ctx, "trace", None)
+        if trace is not None and self.tracing is not None:
+            fields["trace_id"] = trace.trace_id
+            self.tracing.finish_request(trace, req.uri_template, status, _error_title(resp))
         run = req.env.get(JOB_RUN)
         if run is not None:  # a job's replay: logged as the request it is, with its job
             fields["job_id"] = run.job_id
@@ -96,6 +106,11 @@ class RequestTelemetry:
                 client_left=stream.client_left,
             )
         access_log.info("%s %s %s", req.method, req.path, status, extra={"fields": fields})
+
+
+def _error_title(resp: falcon.Response) -> str | None:
+    media = resp.media if resp.data is None else None
+    return media.get("message") if isinstance(media, dict) else None
 
 
 def _body_size(resp: falcon.Response) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import falcon
 import falcon.testing
 import pytest
@@ -61,6 +63,27 @@ def test_unexpected_errors_are_500_without_traceback(app):
         "message": "the gateway failed to handle this request; see its log",
     }
     assert "secret" not in result.text
+
+
+def test_a_gateway_error_is_logged_once_at_error_with_its_whole_traceback(app, caplog):
+    class Broken:
+        def on_get(self, req, resp):
+            def deep():
+                raise RuntimeError("secret internals")
+
+            deep()
+
+    app.falcon.add_route("/broken", Broken())
+    with caplog.at_level(logging.DEBUG):
+        falcon.testing.TestClient(app).simulate_get("/broken")
+    with_traceback = [r for r in caplog.records if r.exc_info]
+    assert len(with_traceback) == 1, [r.getMessage() for r in with_traceback]
+    record = with_traceback[0]
+    assert record.levelno == logging.ERROR
+    text = logging.Formatter().formatException(record.exc_info)
+    assert "in deep" in text and "RuntimeError: secret internals" in text
+    # Nothing else about it at ERROR (a second, shorter line would say the same twice).
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == [record]
 
 
 def test_base_url_prefixes_gateway_routes(notebook, manifest):

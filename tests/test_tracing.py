@@ -38,9 +38,7 @@ def traced(tmp_path, monkeypatch):
     exporter = InMemorySpanExporter()
     tracing = SdkTracing(TracingConfig((), None, "fngw-test", None), exporters=[exporter])
     store = SqliteJobStore(tmp_path / "jobs.db")
-    app = create_app(
-        deployment.manifest, deployment.plan, FakePools(deployment.plan), job_store=store, tracing=tracing
-    )
+    app = create_app(deployment.manifest, deployment.plan, FakePools(deployment.plan), job_store=store, tracing=tracing)
     app.runner.start()
     yield falcon.testing.TestClient(app), exporter
     app.close()

@@ -76,37 +76,36 @@ def test_github_format_is_the_default_under_github_actions(broken, capsys, monke
     assert capsys.readouterr().out.startswith("::error ")
 
 
-def test_missing_token_is_a_warning_and_an_error_with_strict(notebook, manifest, capsys, monkeypatch):
-    monkeypatch.delenv("FNGW_TEST_TOKEN", raising=False)
+@pytest.mark.parametrize(
+    ("variable", "text", "warning", "error"),
+    [
+        (
+            "FNGW_TEST_TOKEN",
+            "version: 1\nauth:\n  tokens:\n    ops: {env: FNGW_TEST_TOKEN}\n  default: [ops]\n"
+            "notebooks:\n  nb: {path: nb.ipynb}\n",
+            ":4:5: warning: $.auth.tokens.ops: token 'ops': environment variable FNGW_TEST_TOKEN",
+            ": error: $.auth.tokens.ops:",
+        ),
+        (  # the gateway refuses to start rather than send "${...}" to Redis as the password
+            "FNGW_TEST_REDIS_PASSWORD",
+            "version: 1\nkernel_api:\n  registry: redis://:${FNGW_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0\n"
+            "jobs:\n  store: redis://:${FNGW_TEST_REDIS_PASSWORD}@127.0.0.1:6379/1\n",
+            ":3:13: warning: $.kernel_api.registry: the URL names ${FNGW_TEST_REDIS_PASSWORD}",
+            ": error: $.kernel_api.registry:",
+        ),
+    ],
+)
+def test_an_unset_secret_variable_is_a_warning_and_an_error_with_strict(
+    notebook, manifest, capsys, monkeypatch, variable, text, warning, error
+):
+    monkeypatch.delenv(variable, raising=False)
     notebook("nb.ipynb", ["# GET /x\nprint(1)"])
-    path = manifest(
-        "version: 1\nauth:\n  tokens:\n    ops: {env: FNGW_TEST_TOKEN}\n  default: [ops]\n"
-        "notebooks:\n  nb: {path: nb.ipynb}\n"
-    )
+    path = manifest(text)
     assert main(["validate", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert f"{path}:4:5: warning: $.auth.tokens.ops: token 'ops': environment variable FNGW_TEST_TOKEN" in out
+    assert f"{path}{warning}" in capsys.readouterr().out
     assert main(["validate", "--strict", str(path)]) == 1
-    assert ": error: $.auth.tokens.ops:" in capsys.readouterr().out
-    monkeypatch.setenv("FNGW_TEST_TOKEN", "s3cret")
-    assert main(["validate", "--strict", str(path)]) == 0
-
-
-def test_an_unset_variable_in_a_service_url_is_a_warning_and_an_error_with_strict(manifest, capsys, monkeypatch):
-    # The gateway validates with --strict before it serves: it refuses to start rather than send
-    # "${FNGW_TEST_REDIS_PASSWORD}" to Redis as the password.
-    monkeypatch.delenv("FNGW_TEST_REDIS_PASSWORD", raising=False)
-    path = manifest(
-        "version: 1\nkernel_api:\n  registry: redis://:${FNGW_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0\n"
-        "jobs:\n  store: redis://:${FNGW_TEST_REDIS_PASSWORD}@127.0.0.1:6379/1\n"
-    )
-    assert main(["validate", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert f"{path}:3:13: warning: $.kernel_api.registry: the URL names ${{FNGW_TEST_REDIS_PASSWORD}}" in out
-    assert ": warning: $.jobs.store:" in out
-    assert main(["validate", "--strict", str(path)]) == 1
-    assert ": error: $.kernel_api.registry:" in capsys.readouterr().out
-    monkeypatch.setenv("FNGW_TEST_REDIS_PASSWORD", "s3cret")
+    assert error in capsys.readouterr().out
+    monkeypatch.setenv(variable, "s3cret")
     assert main(["validate", "--strict", str(path)]) == 0
     assert "s3cret" not in capsys.readouterr().out
 

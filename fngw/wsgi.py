@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from fngw.server.startup import StartupError, exit_with, load_deployment
+from fngw.server.startup import AbandonedReload, StartupError, exit_with, load_deployment
 
 if TYPE_CHECKING:
     from fngw.server.application import GatewayApplication
@@ -39,11 +39,18 @@ def _build() -> GatewayApplication:
     from fngw.master.runtime import InstancePaths
     from fngw.server.gateway import build_gateway
 
+    instance = InstancePaths(os.getppid())
     try:
         deployment = load_deployment()
     except StartupError as exc:
-        exit_with(exc)
-    return build_gateway(deployment, InstancePaths(os.getppid()), os.getpid())
+        if not instance.replacing():
+            exit_with(exc)
+        # A reload's worker: the files changed again, and broke, after the reload was checked.
+        # Exiting with gunicorn's load error would stop the whole gateway; this worker stays idle
+        # instead, and the master keeps the old workers serving (gunicorn_hooks).
+        print(f"{exc}\nfngw: this reload is abandoned; the running workers keep serving", file=sys.stderr, flush=True)
+        return cast("GatewayApplication", AbandonedReload(str(exc)))
+    return build_gateway(deployment, instance, os.getpid())
 
 
 application = _build()

@@ -80,6 +80,20 @@ def test_a_broken_edit_is_reported_once_with_its_place_and_does_not_reload(tmp_p
     assert watcher.on_change([str(manifest)]) and reloads.count == 1
 
 
+def test_a_change_during_a_reload_waits_for_it_and_reloads_once(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    reloads, out, busy = _Reloads(), io.StringIO(), [True]
+    watcher = SourceWatcher(_manifest(tmp_path), reloads, out, busy=lambda: busy[0])
+    for n in (2, 3, 4):  # saves while the master is reloading: none signals it
+        write_notebook(tmp_path / "nb.ipynb", [f"# GET /a\nprint({n})"])
+        assert not watcher.on_change([str(tmp_path / "nb.ipynb")])
+    assert not watcher.retry() and reloads.count == 0
+    assert out.getvalue().count("reloading once the reload under way ends") == 1
+    busy[0] = False
+    assert watcher.retry() and reloads.count == 1  # one reload, of the last version
+    assert not watcher.retry() and reloads.count == 1
+
+
 def test_the_watcher_follows_the_files_a_new_version_reads(tmp_path):
     write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
     write_notebook(tmp_path / "more" / "second.ipynb", ["# GET /b\nprint(2)"])
@@ -212,7 +226,18 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         write_notebook(notebook, ["# GET /hello\nprint('three')"])
         caller = _Caller(peer, "/hello")
         caller.first(b"three\n", time.monotonic() - 1)
-        assert all(status == 200 for _, status, _ in caller.finish())
+        # A valid save, then a broken one while that reload's workers start: whichever version
+        # they read, the gateway goes on serving (a worker that read the broken one idles and the
+        # reload is abandoned), and the next valid save is served.
+        write_notebook(notebook, ["# GET /hello\nprint('four')"])
+        time.sleep(0.6)
+        notebook.write_text('{"cells": [')
+        time.sleep(4)
+        assert proc.poll() is None, terminal.text[-3000:]
+        print("abandoned" if "reload abandoned" in terminal.text else "the reload read the valid save")
+        write_notebook(notebook, ["# GET /hello\nprint('five')"])
+        caller.first(b"five\n", time.monotonic() - 1, timeout=90)
+        assert all(status == 200 for _, status, _ in caller.finish()), [a for a in caller.answers if a[1] != 200][:3]
     finally:
         if caller is not None:
             caller.finish()

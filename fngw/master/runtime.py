@@ -56,6 +56,24 @@ class InstancePaths:
         running for the new workers instead of stopping them."""
         return self.root / "handover"
 
+    @property
+    def failed(self) -> Path:
+        """A file per worker of a reload that could not load the deployment (it changed again, and
+        broke, after the reload was checked): the reload is abandoned, the old workers serve on."""
+        return self.root / "failed"
+
+    @property
+    def reloading(self) -> Path:
+        """Present while a reload is under way (the watcher then waits before signalling again)."""
+        return self.root / "reloading"
+
+    def replacing(self) -> bool:
+        """Whether a reload is under way: workers marked to hand over are still running."""
+        try:
+            return any(e.name.isdigit() and pid_alive(int(e.name)) for e in self.handover.iterdir())
+        except OSError:
+            return False
+
 
 def worker_runtime_dir(master_pid: int, worker_pid: int) -> Path:
     """``InstancePaths(master_pid).worker(worker_pid)``."""

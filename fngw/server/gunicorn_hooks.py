@@ -128,15 +128,37 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
     wanted = server.num_workers
     old = set(server.WORKERS)
     server.num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
-    folder = InstancePaths(os.getpid()).ready
+    instance = InstancePaths(os.getpid())
+    folder = instance.ready
+    instance.reloading.touch()  # the watcher signals no other reload meanwhile
     # A later reload takes over: this one's thread must then leave the worker count alone.
     generation = server.fngw_reload_generation = getattr(server, "fngw_reload_generation", 0) + 1
 
+    def abandoned(new: set[int]) -> bool:
+        failed = [pid for pid in new if (instance.failed / str(pid)).exists()]
+        if not failed:
+            return False
+        # The files broke again after this reload was checked: a new worker could not load them
+        # and idles (fngw.wsgi). The old workers serve on; the new ones that did load go, so one
+        # version is served; their places are taken by idle workers until the next valid change.
+        server.log.error("fngw: reload abandoned (worker %s could not load the deployment); still serving", failed[0])
+        for pid in new - set(failed):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        return True
+
     def wait_then_retire() -> None:
+        try:
+            retire()
+        finally:
+            if server.fngw_reload_generation == generation:
+                instance.reloading.unlink(missing_ok=True)
+
+    def retire() -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             new = set(server.WORKERS) - old
-            if server.fngw_reload_generation != generation:
+            if server.fngw_reload_generation != generation or abandoned(new):
                 return
             if len(new) >= wanted and all((folder / str(pid)).exists() for pid in new):
                 break
@@ -181,6 +203,7 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
     instance = InstancePaths(os.getpid())
     (instance.ready / str(worker.pid)).unlink(missing_ok=True)
     (instance.handover / str(worker.pid)).unlink(missing_ok=True)
+    (instance.failed / str(worker.pid)).unlink(missing_ok=True)
     killed = reap_runtime_dir(instance.worker(worker.pid))
     # Its kernel API kernels live on for the other workers, except those it was still starting
     # or held in reserve (prewarmed), which no record names.

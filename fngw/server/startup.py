@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fngw.package_data import default_manifest_path
 
@@ -58,3 +58,15 @@ def exit_with(error: StartupError) -> None:
     """Print error and exit with gunicorn's application-load-error code."""
     print(str(error), file=sys.stderr, flush=True)
     raise SystemExit(EXIT_APP_LOAD_ERROR)
+
+
+class AbandonedReload:
+    """The application of a reload's worker that could not load the deployment: it serves nothing
+    (fngw's worker never accepts a connection for it) and waits to be stopped."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [b"reload abandoned\n"]

@@ -30,10 +30,13 @@ from typing import TextIO
 
 from fngw.deployment import CheckResult, check_deployment
 from fngw.manifest import render
+from fngw.master.runtime import InstancePaths
 
 VALIDATED_MARK = "validated"  # in the instance folder: the master's on_reload skips its own check
 PARENT_CHECK_MS = 1000  # how often a quiet watch checks that the master is still there
-STEP_MS = 50  # a save is often several writes: changes closer than this are one change
+# Changes closer together than this are one change: a save is often several writes, and an editor
+# saving every keystroke pause must not start a reload for each.
+STEP_MS = 300
 
 
 def fingerprint(path: Path) -> str | None:
@@ -57,11 +60,14 @@ class SourceWatcher:
         reload: Callable[[], None],
         out: TextIO,
         check: Callable[[Path], CheckResult] = lambda path: check_deployment(path, strict=True),
+        busy: Callable[[], bool] = lambda: False,
     ):
         self.manifest = manifest.absolute()
         self.reload = reload
         self.out = out
         self.check = check
+        self.busy = busy  # a reload is under way: the next one waits for it (``retry``)
+        self.pending = False
         self.files: set[Path] = {self.manifest}
         self.seen: dict[Path, str | None] = {}
         self.reported: str | None = None  # the last problems printed, so a broken state prints once
@@ -109,7 +115,26 @@ class SourceWatcher:
         sources = result.deployment.sources()
         self._remember(sources - self.files)
         self.files = sources | {self.manifest}
+        if self.busy():
+            if not self.pending:
+                print(f"fngw: {names} changed; reloading once the reload under way ends", file=self.out, flush=True)
+            self.pending = True
+            return False
         print(f"fngw: {names} changed; reloading", file=self.out, flush=True)
+        self.reload()
+        return True
+
+    def retry(self) -> bool:
+        """A change that came during a reload: reload now if that one has ended and the files are
+        still valid (checked again: they may have changed since). True when it reloaded."""
+        if not self.pending or self.busy():
+            return False
+        self.pending = False
+        result = self.check(self.manifest)
+        if result.deployment is None:
+            return False  # reported by on_change when the breaking change came
+        self.files = result.deployment.sources() | {self.manifest}
+        self._remember(self.files)
         self.reload()
         return True
 
@@ -140,14 +165,15 @@ def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
             *folders,
             recursive=False,
             step=STEP_MS,
-            rust_timeout=PARENT_CHECK_MS,
+            rust_timeout=PARENT_CHECK_MS,  # also how soon a change that waited for a reload goes
             yield_on_timeout=True,
             stop_event=stop,
             raise_interrupt=False,
         ):
             if os.getppid() != master_pid:
                 return
-            if changes and watcher.on_change(path for _, path in changes) and watcher.folders() != folders:
+            reloaded = watcher.on_change(path for _, path in changes) if changes else watcher.retry()
+            if reloaded and watcher.folders() != folders:
                 break  # the deployment reads files in another folder now: watch those too
 
 
@@ -161,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    watcher = SourceWatcher(args.manifest, signal_master(args.master, args.mark), sys.stderr)
+    reloading = InstancePaths(args.master).reloading
+    watcher = SourceWatcher(
+        args.manifest,
+        signal_master(args.master, args.mark),
+        sys.stderr,
+        busy=lambda: args.mark.exists() or reloading.exists(),
+    )
     print(f"fngw: watching {len(watcher.files)} file(s) for changes", file=sys.stderr, flush=True)
     run(watcher, args.master, stop)
     return 0

@@ -33,7 +33,8 @@ from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 from fngw.http.body import UnreadableBody
 from fngw.http.environ import RAW_HEADERS, TAKE_OVER, TAKEN_OVER, WATCH_DISCONNECT
-from fngw.master.runtime import InstancePaths, pid_alive
+from fngw.master.runtime import InstancePaths
+from fngw.server.startup import AbandonedReload
 
 from .disconnect_watch import watch_disconnect
 
@@ -102,22 +103,21 @@ class GeventWorker(_GeventWorker):
     def run(self) -> None:
         """Serve; a worker started by a reload first waits until its pools are up (the workers it
         replaces serve meanwhile), so no request waits on its kernels starting."""
-        if self.fngw_replacing():
+        instance = InstancePaths(self.ppid)
+        if isinstance(self.fngw_application, AbandonedReload):  # fngw.wsgi: nothing to serve
+            instance.failed.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (instance.failed / str(self.pid)).touch()
+            while self.alive:
+                self.notify()
+                time.sleep(0.5)
+            return
+        if instance.replacing():
             ready = getattr(self.fngw_application, "ready", None)
             deadline = time.monotonic() + REPLACEMENT_READY_TIMEOUT
             while ready is not None and not ready.is_set() and time.monotonic() < deadline and self.alive:
                 self.notify()  # the master's heartbeat check
                 ready.wait(0.5)
         super().run()
-
-    def fngw_replacing(self) -> bool:
-        """Whether this worker replaces others (a reload is under way): workers marked to hand over
-        are still running."""
-        folder = InstancePaths(self.ppid).handover
-        try:
-            return any(entry.name.isdigit() and pid_alive(int(entry.name)) for entry in folder.iterdir())
-        except OSError:
-            return False
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         """Track the connection, so SIGTERM can end idle keep-alive ones."""

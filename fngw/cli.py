@@ -279,9 +279,9 @@ def _serve(args: argparse.Namespace) -> int:
     """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
     from fngw.master.runtime import InstancePaths
-    from fngw.starter import serve_manifest
+    from fngw.starter import SERVE_SPEC, serve_manifest, served_notebooks, unique_names
 
-    notebooks = _served_notebooks(args.notebooks)
+    notebooks = served_notebooks(args.notebooks, lambda line: print(f"fngw serve: {line}", file=sys.stderr))
     if isinstance(notebooks, str):
         print(f"fngw serve: {notebooks}", file=sys.stderr)
         return EXIT_USAGE
@@ -292,18 +292,18 @@ def _serve(args: argparse.Namespace) -> int:
     runtime = InstancePaths(os.getpid()).root
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     manifest = runtime / "serve.yaml"
-    manifest.write_text(
-        serve_manifest(
-            notebooks,
-            pool=args.pool,
-            timeout=args.timeout,
-            max_queue=args.max_queue,
-            kernel_api=args.kernel_api,
-            log_format=args.log_format,
-            watch=args.reload,
-        ),
-        encoding="utf-8",
-    )
+    options = {
+        "pool": args.pool,
+        "timeout": args.timeout,
+        "max_queue": args.max_queue,
+        "kernel_api": args.kernel_api,
+        "log_format": args.log_format,
+        "watch": args.reload,
+    }
+    manifest.write_text(serve_manifest(notebooks, **options), encoding="utf-8")
+    if args.reload and any(Path(a).is_dir() for a in args.notebooks):  # the watcher follows the folders
+        arguments = [str(Path(a).resolve()) for a in args.notebooks]
+        (runtime / SERVE_SPEC).write_text(json.dumps({"arguments": arguments, "options": options}), encoding="utf-8")
     result = _check(str(manifest), offline=False, strict=True)
     problem = None
     if result is None or result.deployment is None:
@@ -322,32 +322,12 @@ def _serve(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     if len(notebooks) > 1:
         print(f"fngw serve: {len(notebooks)} notebooks, each under /NAME:", file=sys.stderr)
-        for name in sorted({r.notebook for r in result.deployment.plan.routes}):  # type: ignore[union-attr]
-            print(f"  /{name}", file=sys.stderr)
+        for name, path in sorted(unique_names(notebooks).items()):
+            print(f"  /{name}  {os.path.relpath(path)}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)
     return EXIT_USAGE  # not reached
-
-
-def _served_notebooks(arguments: list[str]) -> list[Path] | str:
-    """The absolute notebook files ``fngw serve`` was given (a folder: its notebooks that have
-    annotated cells), or what is wrong with the arguments."""
-    from fngw.starter import find_notebooks
-
-    notebooks: list[Path] = []
-    for argument in arguments:
-        path = Path(argument).resolve()
-        if path.is_dir():
-            found = [path / nb.path for nb in find_notebooks(path) if nb.endpoints]
-            if not found:
-                return f"{argument}: no notebook in this folder has an annotated cell (such as `# GET /hello`)"
-            notebooks.extend(found)
-        elif path.is_file():
-            notebooks.append(path)
-        else:
-            return f"{argument}: no such notebook or folder"
-    return list(dict.fromkeys(notebooks))  # a notebook named twice is served once
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from fngw.manifest import JsonPath, Manifest, Problem, ProblemReport, load_manif
 from fngw.manifest.environment import unset_variables
 from fngw.notebook import NotebookError, read_notebook
 from fngw.routing import RoutePlan, display_path, notebook_problem, plan_routes
+from fngw.telemetry.logs import FORMATS as LOG_FORMATS
 from fngw.telemetry.tracing import TracingUnavailable, tracing_config
 
 
@@ -139,6 +140,10 @@ def _machine_problems(
             message = f"the URL names {names}, not set in this environment (the gateway will not start without it)"
             report.add(where, message, "variable-unset", token_severity)
     _tracing_problems(report, environ)
+    log_format = environ.get("FNGW_LOG_FORMAT")
+    if log_format and log_format not in LOG_FORMATS:
+        message = f"FNGW_LOG_FORMAT={log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+        report.add(("server", "log_format"), message, "log-format")  # located at the nearest key there is
     callbacks = manifest.jobs.callbacks if manifest.jobs is not None else None
     if callbacks is not None:  # the gateway cannot sign callbacks without it: it would not start
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,16 +127,77 @@ def serve_manifest(
     return "\n".join(lines) + "\n"
 
 
+SERVE_SPEC = "serve.json"  # beside `fngw serve --reload`'s manifest: how to make it again
+
+
+def served_notebooks(arguments: list[str], warn: Callable[[str], None]) -> list[Path] | str:
+    """The absolute notebook files ``fngw serve`` serves for ``arguments`` (a folder: its notebooks
+    that have annotated cells; ``warn`` is told of those it cannot read), or what is wrong."""
+    notebooks: list[Path] = []
+    for argument in arguments:
+        path = Path(argument).resolve()
+        if path.is_dir():
+            found_here = find_notebooks(path)
+            for nb in found_here:
+                if nb.problem:  # said, not skipped silently: the user may expect it served
+                    warn(f"skipping {Path(argument) / nb.path}: {nb.problem}")
+            found = [path / nb.path for nb in found_here if nb.endpoints]
+            if not found:
+                return f"{argument}: no notebook in this folder has an annotated cell (such as `# GET /hello`)"
+            notebooks.extend(found)
+        elif path.is_file():
+            notebooks.append(path)
+        else:
+            return f"{argument}: no such notebook or folder"
+    return list(dict.fromkeys(notebooks))  # a notebook named twice is served once
+
+
+def served_folders(spec: Path) -> set[Path]:
+    """The folders (and their subfolders, hidden ones left out) a `fngw serve` spec serves whole."""
+    arguments = json.loads(spec.read_text(encoding="utf-8"))["arguments"]
+    folders: set[Path] = set()
+    for argument in arguments:
+        root = Path(argument)
+        if root.is_dir():
+            folders.add(root)
+            folders.update(d for d in root.rglob("*") if d.is_dir() and not _hidden(d.relative_to(root)))
+    return folders
+
+
+def regenerate_serve_manifest(spec: Path, manifest: Path, warn: Callable[[str], None]) -> bool:
+    """Write ``manifest`` again from ``spec`` (the served folders' notebooks now: one renamed,
+    added or removed); whether it changed. A folder left with nothing to serve keeps the last one."""
+    described = json.loads(spec.read_text(encoding="utf-8"))
+    notebooks = served_notebooks(described["arguments"], warn)
+    if isinstance(notebooks, str):
+        warn(notebooks)
+        return False
+    text = serve_manifest(notebooks, **described["options"])
+    if manifest.read_text(encoding="utf-8") == text:
+        return False
+    manifest.write_text(text, encoding="utf-8")
+    return True
+
+
 def unique_names(paths: list[Path]) -> dict[str, Path]:
-    """A manifest name for each notebook (``notebook_name``), ``-2``, ``-3`` ... added to repeats."""
-    named: dict[str, Path] = {}
-    for path in paths:
+    """A manifest name for each notebook (``notebook_name``), ``-2``, ``-3`` ... added to repeats.
+    A notebook whose file is named exactly so gets the name before one whose name had to be made
+    (``fast.ipynb`` is ``fast`` beside ``2fast.ipynb``); then in ``paths`` order. In ``paths`` order."""
+
+    def made(path: Path) -> int:
+        name = notebook_name(path.stem)
+        return 0 if path.stem == name else 1 if path.stem.casefold() == name else 2
+
+    named: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in sorted(paths, key=made):  # stable: paths order within each rank
         name = base = notebook_name(path.stem)
         n = 2
-        while name in named:
+        while name in taken:
             name, n = f"{base}-{n}", n + 1
-        named[name] = path
-    return named
+        taken.add(name)
+        named[path] = name
+    return {named[path]: path for path in paths}
 
 
 def _yaml_string(text: str) -> str:

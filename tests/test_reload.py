@@ -285,10 +285,14 @@ def test_serve_a_folder_mounts_each_notebook_at_its_name(tmp_path):
     write_notebook(tmp_path / "Sales.ipynb", ["# GET /total\nprint(3)"])
     write_notebook(tmp_path / "score.ipynb", ["# GET /total\nprint(4)"])
     write_notebook(tmp_path / "notes.ipynb", ["print('no endpoint')"])
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="fngw-test-serve-", suffix=".log")  # noqa: SIM115
     proc = subprocess.Popen(
-        [*FNGW, "serve", str(tmp_path), "--port", str(port)], env=gateway_env(), stdout=log, stderr=subprocess.STDOUT
+        [*FNGW, "serve", str(tmp_path), "--reload", "--port", str(port)],
+        env=gateway_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     peer = HttpPeer(port, proc)
     peer.describe = lambda: Path(log.name).read_text()
@@ -297,10 +301,19 @@ def test_serve_a_folder_mounts_each_notebook_at_its_name(tmp_path):
         assert peer.request("GET", "/sales/total")[2] == b"3\n"
         assert peer.request("GET", "/score/total")[2] == b"4\n"
         assert peer.request("GET", "/total")[0] == 404
+        # With --reload the folder is followed: a renamed notebook is served under its new name.
+        (tmp_path / "score.ipynb").rename(tmp_path / "points.ipynb")
+        caller = _Caller(peer, "/points/total")
+        caller.first(b"4\n", 0, timeout=60)
+        caller.finish()
+        time.sleep(SWITCH_SECONDS)  # the old workers may answer for that long
+        assert peer.request("GET", "/score/total")[0] == 404
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, peer.describe()
-    assert "/sales" in peer.describe() and "/score" in peer.describe()
+    said = peer.describe()
+    assert re.search(r"/sales +\S*Sales\.ipynb", said) and "/score" in said, said  # each name with its file
+    assert re.search(r"skipping \S*broken\.ipynb: ", said), said  # an unreadable notebook is named
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,17 @@ def test_init_in_a_folder_without_notebooks_still_writes_a_valid_manifest(tmp_pa
     assert run("validate", str(tmp_path / "fngw.yaml")).returncode == 0
 
 
+def test_a_notebook_named_as_its_file_keeps_its_name_and_repeats_are_numbered():
+    from fngw.starter import unique_names
+
+    paths = [Path(p) for p in ("2fast.ipynb", "My-Scores.ipynb", "fast.ipynb", "my scores.ipynb", "sub/fast.ipynb")]
+    named = unique_names(paths)
+    assert named["fast"] == Path("fast.ipynb")  # not taken by 2fast, whose name had to be made
+    assert named["my-scores"] == Path("My-Scores.ipynb") and named["my-scores-2"] == Path("my scores.ipynb")
+    assert {named["fast-2"], named["fast-3"]} == {Path("2fast.ipynb"), Path("sub/fast.ipynb")}
+    assert list(named.values()) == paths  # in the order given
+
+
 def test_serve_one_notebook_then_sigterm_leaves_nothing(tmp_path):
     notebook = write_notebook(
         tmp_path / "nb.ipynb",

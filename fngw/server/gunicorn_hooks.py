@@ -73,6 +73,9 @@ def _start_watcher(server: Arbiter, instance: InstancePaths) -> None:
     global _watcher
     mark = instance.root / WATCH_MARK
     command = [sys.executable, "-m", "fngw.server.watch", "--master", str(os.getpid()), "--mark", str(mark)]
+    spec = instance.root / "serve.json"  # fngw.starter.SERVE_SPEC: `fngw serve FOLDER --reload`
+    if spec.exists():
+        command += ["--regenerate", str(spec)]
     _watcher = subprocess.Popen([*command, str(manifest_path())])
     server.log.info("fngw: server.watch: reloading when the manifest, a notebook or a schema file changes")
 
@@ -209,9 +212,10 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
     # or held in reserve (prewarmed), which no record names.
     killed += reap_unkept(instance.kernel_api_kernels, worker.pid)
     if killed:
-        server.log.warning(
-            "worker %s left %d kernel(s) running; killed process groups %s", worker.pid, len(killed), killed
-        )
+        # While the whole gateway stops (gunicorn has closed its listeners), a worker stopped at once
+        # (Ctrl-C, SIGQUIT) leaves its kernels to this reaper by design: no warning then.
+        log = server.log.info if not server.LISTENERS else server.log.warning
+        log("worker %s left %d kernel(s) running; killed process groups %s", worker.pid, len(killed), killed)
 
 
 def on_exit(server: Arbiter) -> None:

@@ -68,6 +68,8 @@ class SourceWatcher:
         self.check = check
         self.busy = busy  # a reload is under way: the next one waits for it (``retry``)
         self.pending = False
+        self.served: set[Path] = set()  # `fngw serve FOLDER`: folders whose notebooks come and go
+        self.regenerate: Callable[[], bool] | None = None  # writes the manifest again from them
         self.files: set[Path] = {self.manifest}
         self.seen: dict[Path, str | None] = {}
         self.reported: str | None = None  # the last problems printed, so a broken state prints once
@@ -77,8 +79,18 @@ class SourceWatcher:
         self._remember(self.files)
 
     def folders(self) -> set[Path]:
-        """The folders to watch: those of the watched files that exist."""
-        return {path.parent for path in self.files if path.parent.is_dir()}
+        """The folders to watch: those of the watched files that exist, and the served folders."""
+        return {path.parent for path in self.files if path.parent.is_dir()} | {f for f in self.served if f.is_dir()}
+
+    def on_folder_change(self, paths: Iterable[str]) -> bool:
+        """A notebook appeared, went or was renamed in a served folder: write the manifest again
+        (its own change then reloads). True when it changed."""
+        if self.regenerate is None:
+            return False
+        touched = [Path(p).absolute() for p in paths]
+        appeared = any(p.suffix == ".ipynb" and p.parent in self.served and p not in self.files for p in touched)
+        went = any(p in self.files and not p.exists() for p in touched)
+        return (appeared or went) and self.regenerate()
 
     def _remember(self, files: Iterable[Path]) -> None:
         for path in files:
@@ -172,7 +184,10 @@ def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
         ):
             if os.getppid() != master_pid:
                 return
-            reloaded = watcher.on_change(path for _, path in changes) if changes else watcher.retry()
+            paths = [path for _, path in changes]
+            if paths and watcher.on_folder_change(paths):
+                paths.append(str(watcher.manifest))  # written again just now: it changed too
+            reloaded = watcher.on_change(paths) if paths else watcher.retry()
             if reloaded and watcher.folders() != folders:
                 break  # the deployment reads files in another folder now: watch those too
 
@@ -182,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fngw-watch")
     parser.add_argument("--master", type=int, required=True)
     parser.add_argument("--mark", type=Path, required=True)
+    parser.add_argument("--regenerate", type=Path, help="fngw serve's spec: the manifest follows its folders")
     parser.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
     stop = threading.Event()
@@ -194,6 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr,
         busy=lambda: args.mark.exists() or reloading.exists(),
     )
+    if args.regenerate is not None:
+        from fngw.starter import regenerate_serve_manifest, served_folders
+
+        spec, manifest = args.regenerate, args.manifest
+
+        def regenerate() -> bool:
+            said = lambda line: print(f"fngw serve: {line}", file=sys.stderr, flush=True)  # noqa: E731
+            changed = regenerate_serve_manifest(spec, manifest, said)
+            watcher.served = served_folders(spec)
+            return changed
+
+        watcher.regenerate = regenerate
+        watcher.served = served_folders(spec)
     print(f"fngw: watching {len(watcher.files)} file(s) for changes", file=sys.stderr, flush=True)
     run(watcher, args.master, stop)
     return 0

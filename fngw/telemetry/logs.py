@@ -123,14 +123,17 @@ def configure(log_format: str = "auto", stream: TextIO | None = None, level: int
     idempotent. Returns the format chosen (``json`` or ``text``); ``ValueError`` for another name."""
     stream = stream or sys.stderr
     chosen = resolve_format(log_format, stream)
-    root = logging.getLogger("fngw")
-    for handler in list(root.handlers):
-        if getattr(handler, "fngw", False):
-            root.removeHandler(handler)
     handler = logging.StreamHandler(stream)
     handler.fngw = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+    # OpenTelemetry's exporters log their own retries and failures: in the same format, so a JSON
+    # log stays one object per line.
+    for name, at in (("fngw", level), ("opentelemetry", logging.WARNING)):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if getattr(old, "fngw", False):
+                logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(at)
+        logger.propagate = False
     return chosen

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import gevent
 from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -30,6 +31,7 @@ from fngw import __version__
 from .tracing import TracingConfig
 
 INSTRUMENTATION = "fngw"
+FLUSH_SECONDS = 1.0  # what a stopping worker gives its last spans
 
 
 def _exporter(name: str, endpoint: str | None) -> SpanExporter:
@@ -78,13 +80,18 @@ class SdkTracing:
     def __init__(self, config: TracingConfig, exporters: Sequence[SpanExporter] | None = None):
         resource = Resource.create({"service.name": config.service_name, "service.version": __version__})
         sampler = ParentBased(TraceIdRatioBased(config.sample_ratio)) if config.sample_ratio is not None else None
-        self.provider = TracerProvider(resource=resource, sampler=sampler)
+        # Not at exit: ``shutdown`` (from the application's close) bounds the wait; the SDK's own
+        # atexit hook would wait for every retry of an unreachable collector.
+        self.provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+        self._exporters: list[SpanExporter] = []
         if exporters is not None:
             for exporter in exporters:
                 self.provider.add_span_processor(SimpleSpanProcessor(exporter))
         else:
             for name in config.exporters:
-                self.provider.add_span_processor(BatchSpanProcessor(_exporter(name, config.endpoint)))
+                exporter = _exporter(name, config.endpoint)
+                self._exporters.append(exporter)
+                self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer(INSTRUMENTATION, __version__)
 
     def start_request(
@@ -117,5 +124,14 @@ class SdkTracing:
         span.end()
 
     def shutdown(self) -> None:
-        """Export what the batch processors hold, then stop them."""
+        """Export what the batch processors hold, then stop, waiting at most ``FLUSH_SECONDS``:
+        an unreachable collector must not hold a stopping worker near the platform's kill (the
+        exporters' retries take 10 s and more). What is not exported by then is dropped."""
+        stopping = gevent.spawn(self._flush_and_stop)
+        stopping.join(timeout=FLUSH_SECONDS)
+
+    def _flush_and_stop(self) -> None:
+        self.provider.force_flush(timeout_millis=int(FLUSH_SECONDS * 1000))
+        for exporter in self._exporters:
+            exporter.shutdown()
         self.provider.shutdown()

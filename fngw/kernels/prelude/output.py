@@ -359,8 +359,6 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 18) -> None:  # noqa: C901 - o
             outputs_by_count.clear()
 
     def opened(*_):
-        window["task"] = current_task()
-        window["thread"] = threading.get_ident()
         try:
             forget_outputs()
             created = forks()
@@ -371,6 +369,10 @@ def _fngw_output(isolate: bool, chunk: int = 1 << 18) -> None:  # noqa: C901 - o
         except Exception:  # never into a response: the cell runs with the pipes it has
             window["cpu"] = None
             traceback.print_exc(file=sys.__stderr__)
+        # Opened only now that the pipes are fresh: opened before, a reader could hand on what a
+        # process of an earlier cell wrote into the old pipe as this cell's (seen under load).
+        window["task"] = current_task()
+        window["thread"] = threading.get_ident()
 
     def closed(*_):
         try:

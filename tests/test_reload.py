@@ -185,7 +185,7 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
     port = free_port()
     terminal = _Terminal()
     proc = subprocess.Popen(
-        [*FNGW, "serve", str(notebook), "--reload", "--port", str(port), "--workers", "2"],
+        [*FNGW, "serve", str(notebook), "--reload", "--port", str(port)],
         env=gateway_env(),
         stdout=terminal.slave,
         stderr=terminal.slave,
@@ -203,7 +203,7 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         seconds = caller.first(b"two\n", saved)
         print(f"an edit was served {seconds:.2f} s after it was saved")
         # None failed meanwhile; once the old workers are gone every answer is the new one.
-        time.sleep(SWITCH_SECONDS + 1)
+        time.sleep(SWITCH_SECONDS)
         answers = caller.finish()
         assert all(status == 200 for _, status, _ in answers), [a for a in answers if a[1] != 200][:3]
         assert {body for _, _, body in answers} == {b"one\n", b"two\n"}

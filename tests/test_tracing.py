@@ -140,7 +140,7 @@ def test_tracing_is_on_as_the_manifest_and_the_otel_variables_say(settings, envi
 
 
 def test_an_unknown_exporter_is_refused_clearly():
-    with pytest.raises(TracingUnavailable, match="unknown trace exporter zipkin"):
+    with pytest.raises(TracingUnavailable, match="unknown trace exporter zipkin in OTEL_TRACES_EXPORTER"):
         tracing_config(None, {"OTEL_TRACES_EXPORTER": "zipkin"})
 
 

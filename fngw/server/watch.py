@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -68,6 +69,7 @@ class SourceWatcher:
         self.check = check
         self.busy = busy  # a reload is under way: the next one waits for it (``retry``)
         self.pending = False
+        self.label = _display(self.manifest)  # how problems name the manifest
         self.served: set[Path] = set()  # `fngw serve FOLDER`: folders whose notebooks come and go
         self.regenerate: Callable[[], bool] | None = None  # writes the manifest again from them
         self.files: set[Path] = {self.manifest}
@@ -114,7 +116,8 @@ class SourceWatcher:
         names = ", ".join(_display(path) for path in changed)
         result = self.check(self.manifest)
         if result.deployment is None:
-            report = render([(_display(self.manifest), result.problems)], "text")
+            problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in result.problems]
+            report = render([(self.label, problems)], "text")
             if report != self.reported:
                 self.reported = report
                 print(
@@ -210,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr,
         busy=lambda: args.mark.exists() or reloading.exists(),
     )
+    if InstancePaths(args.master).root in args.manifest.absolute().parents:  # written by `fngw serve`
+        watcher.label = "(fngw serve's manifest)"
     if args.regenerate is not None:
         from fngw.starter import regenerate_serve_manifest, served_folders
 

@@ -59,7 +59,9 @@ def tracing_config(settings: TracingSettings | None, environ: Mapping[str, str])
     exporters = (settings.exporter,) if settings is not None and settings.exporter else (from_env or ("otlp",))
     unknown = [e for e in exporters if e not in EXPORTERS]
     if unknown:
-        raise TracingUnavailable(f"unknown trace exporter {', '.join(unknown)} (fngw knows {', '.join(EXPORTERS)})")
+        source = "server.tracing.exporter" if settings is not None and settings.exporter else "OTEL_TRACES_EXPORTER"
+        known = ", ".join(EXPORTERS)
+        raise TracingUnavailable(f"unknown trace exporter {', '.join(unknown)} in {source} (fngw knows {known})")
     service = (settings.service_name if settings is not None else None) or environ.get("OTEL_SERVICE_NAME")
     return TracingConfig(
         exporters=tuple(e for e in exporters if e != "none"),

@@ -203,7 +203,7 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         seconds = caller.first(b"two\n", saved)
         print(f"an edit was served {seconds:.2f} s after it was saved")
         # None failed meanwhile; once the old workers are gone every answer is the new one.
-        time.sleep(SWITCH_SECONDS)
+        time.sleep(SWITCH_SECONDS + 0.5)
         answers = caller.finish()
         assert all(status == 200 for _, status, _ in answers), [a for a in answers if a[1] != 200][:3]
         assert {body for _, _, body in answers} == {b"one\n", b"two\n"}
@@ -237,6 +237,17 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         print("abandoned" if "reload abandoned" in terminal.text else "the reload read the valid save")
         write_notebook(notebook, ["# GET /hello\nprint('five')"])
         caller.first(b"five\n", time.monotonic() - 1, timeout=90)
+        # A version whose kernels cannot start (a seed cell that raises): valid to read, so the
+        # reload goes ahead, then is abandoned; the last version keeps serving, the next is served.
+        write_notebook(notebook, ["import fngw_test_no_such_module", "# GET /hello\nprint('six')"])
+        deadline = time.monotonic() + 60
+        while "its kernels cannot start" not in terminal.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "its kernels cannot start" in terminal.text, terminal.text[-3000:]
+        assert peer.request("GET", "/hello")[2] == b"five\n"
+        write_notebook(notebook, ["# GET /hello\nprint('seven')"])
+        caller.first(b"seven\n", time.monotonic() - 1, timeout=90)
+        assert b"six\n" not in {body for _, _, body in caller.answers}
         assert all(status == 200 for _, status, _ in caller.finish()), [a for a in caller.answers if a[1] != 200][:3]
     finally:
         if caller is not None:

@@ -102,6 +102,16 @@ class GatewayPools:
                 reasons.append(reason)
         return reasons
 
+    def start_failures(self) -> list[str]:
+        """Pools with no kernel up whose starts have failed (a seed cell that raises, a kernel that
+        will not start): each as ``pool NAME: error``."""
+        failures = []
+        for pool in self.pools.values():
+            stats = pool.stats()
+            if pool.last_error is not None and stats.idle + stats.busy == 0:
+                failures.append(f"pool {pool.name}: {pool.last_error}")
+        return failures
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every kernel of every pool in parallel, waiting at most timeout seconds."""
         count = sum(len(pool.kernels) for pool in self.pools.values())

@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -104,20 +105,37 @@ class GeventWorker(_GeventWorker):
         """Serve; a worker started by a reload first waits until its pools are up (the workers it
         replaces serve meanwhile), so no request waits on its kernels starting."""
         instance = InstancePaths(self.ppid)
-        if isinstance(self.fngw_application, AbandonedReload):  # fngw.wsgi: nothing to serve
-            instance.failed.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (instance.failed / str(self.pid)).touch()
-            while self.alive:
-                self.notify()
-                time.sleep(0.5)
+        app = self.fngw_application
+        if isinstance(app, AbandonedReload):  # fngw.wsgi: nothing to serve
+            self._idle_abandoned(instance)
             return
         if instance.replacing():
-            ready = getattr(self.fngw_application, "ready", None)
+            ready = getattr(app, "ready", None)
+            pools = getattr(app, "pools", None)
             deadline = time.monotonic() + REPLACEMENT_READY_TIMEOUT
             while ready is not None and not ready.is_set() and time.monotonic() < deadline and self.alive:
                 self.notify()  # the master's heartbeat check
                 ready.wait(0.5)
+                failures = pools.start_failures() if pools is not None else []
+                if (
+                    failures and pools is not None
+                ):  # the new version's kernels cannot start (a failing seed cell): keep the old
+                    reason = "\n  ".join(failures)
+                    print(f"fngw: this reload is abandoned, its kernels cannot start:\n  {reason}", file=sys.stderr)
+                    self._idle_abandoned(instance, then=pools.shutdown)  # they would retry forever
+                    return
         super().run()
+
+    def _idle_abandoned(self, instance: InstancePaths, then: Callable[[], None] | None = None) -> None:
+        """Serve nothing and tell the master (``InstancePaths.failed``), which abandons the reload and
+        keeps the old workers; ``then`` (stopping this worker's pools); wait to be stopped."""
+        instance.failed.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (instance.failed / str(self.pid)).touch()
+        if then is not None:
+            then()
+        while self.alive:
+            self.notify()
+            time.sleep(0.5)
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         """Track the connection, so SIGTERM can end idle keep-alive ones."""

@@ -303,7 +303,9 @@ def _serve(args: argparse.Namespace) -> int:
     manifest.write_text(serve_manifest(notebooks, **options), encoding="utf-8")
     if args.reload and any(Path(a).is_dir() for a in args.notebooks):  # the watcher follows the folders
         arguments = [str(Path(a).resolve()) for a in args.notebooks]
-        (runtime / SERVE_SPEC).write_text(json.dumps({"arguments": arguments, "options": options}), encoding="utf-8")
+        names = {str(path): name for name, path in unique_names(notebooks).items()}
+        spec = {"arguments": arguments, "options": options, "names": names}
+        (runtime / SERVE_SPEC).write_text(json.dumps(spec), encoding="utf-8")
     result = _check(str(manifest), offline=False, strict=True)
     problem = None
     if result is None or result.deployment is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +109,7 @@ def serve_manifest(
     kernel_api: bool,
     log_format: str,
     watch: bool = False,
+    names: Mapping[str, Path] | None = None,
 ) -> str:
     """The manifest `fngw serve` runs: one notebook at the root, or several, each mounted at its
     name (``/scotches`` for ``scotches.ipynb``), since notebooks may declare the same paths."""
@@ -119,7 +120,7 @@ def serve_manifest(
         f"defaults: {{timeout: {timeout}, pool: {{size: {pool}, max_queue: {max_queue}}}}}",
         "notebooks:",
     ]
-    for name, path in unique_names(notebooks).items():
+    for name, path in (names if names is not None else unique_names(notebooks)).items():
         mount = f", mount: /{name}" if len(notebooks) > 1 else ""
         lines.append(f"  {name}: {{path: {_yaml_string(str(path))}{mount}}}")
     if kernel_api:
@@ -130,18 +131,20 @@ def serve_manifest(
 SERVE_SPEC = "serve.json"  # beside `fngw serve --reload`'s manifest: how to make it again
 
 
-def served_notebooks(arguments: list[str], warn: Callable[[str], None]) -> list[Path] | str:
+def served_notebooks(arguments: list[str], warn: Callable[[str], None], keep: Iterable[Path] = ()) -> list[Path] | str:
     """The absolute notebook files ``fngw serve`` serves for ``arguments`` (a folder: its notebooks
-    that have annotated cells; ``warn`` is told of those it cannot read), or what is wrong."""
+    that have annotated cells; ``warn`` is told of those it cannot read, except those in ``keep``,
+    served before, which stay: their breakage is then the watcher's to report), or what is wrong."""
+    kept = set(keep)
     notebooks: list[Path] = []
     for argument in arguments:
         path = Path(argument).resolve()
         if path.is_dir():
             found_here = find_notebooks(path)
             for nb in found_here:
-                if nb.problem:  # said, not skipped silently: the user may expect it served
+                if nb.problem and path / nb.path not in kept:  # said: the user may expect it served
                     warn(f"skipping {Path(argument) / nb.path}: {nb.problem}")
-            found = [path / nb.path for nb in found_here if nb.endpoints]
+            found = [path / nb.path for nb in found_here if nb.endpoints or (nb.problem and path / nb.path in kept)]
             if not found:
                 return f"{argument}: no notebook in this folder has an annotated cell (such as `# GET /hello`)"
             notebooks.extend(found)
@@ -168,18 +171,24 @@ def regenerate_serve_manifest(spec: Path, manifest: Path, warn: Callable[[str], 
     """Write ``manifest`` again from ``spec`` (the served folders' notebooks now: one renamed,
     added or removed); whether it changed. A folder left with nothing to serve keeps the last one."""
     described = json.loads(spec.read_text(encoding="utf-8"))
-    notebooks = served_notebooks(described["arguments"], warn)
+    before = {Path(path): name for path, name in described.get("names", {}).items()}
+    notebooks = served_notebooks(described["arguments"], warn, keep=before)
     if isinstance(notebooks, str):
         warn(notebooks)
         return False
-    text = serve_manifest(notebooks, **described["options"])
+    names = unique_names(notebooks, keep=before)  # a notebook keeps its URL while others come and go
+    text = serve_manifest(notebooks, names=names, **described["options"])
     if manifest.read_text(encoding="utf-8") == text:
         return False
     manifest.write_text(text, encoding="utf-8")
+    spec.write_text(json.dumps({**described, "names": {str(p): n for n, p in names.items()}}), encoding="utf-8")
+    for name, path in sorted(names.items()):
+        if before.get(path) != name:
+            warn(f"now serving /{name} from {path}")
     return True
 
 
-def unique_names(paths: list[Path]) -> dict[str, Path]:
+def unique_names(paths: list[Path], keep: Mapping[Path, str] | None = None) -> dict[str, Path]:
     """A manifest name for each notebook (``notebook_name``), ``-2``, ``-3`` ... added to repeats.
     A notebook whose file is named exactly so gets the name before one whose name had to be made
     (``fast.ipynb`` is ``fast`` beside ``2fast.ipynb``); then in ``paths`` order. In ``paths`` order."""
@@ -190,7 +199,12 @@ def unique_names(paths: list[Path]) -> dict[str, Path]:
 
     named: dict[Path, str] = {}
     taken: set[str] = set()
-    for path in sorted(paths, key=made):  # stable: paths order within each rank
+    for path in paths:  # ``keep``: names given before, kept while their notebook is there
+        name = (keep or {}).get(path)
+        if name is not None and name not in taken:
+            named[path] = name
+            taken.add(name)
+    for path in sorted((p for p in paths if p not in named), key=made):  # stable: paths order within each rank
         name = base = notebook_name(path.stem)
         n = 2
         while name in taken:

@@ -54,6 +54,37 @@ def test_a_notebook_named_as_its_file_keeps_its_name_and_repeats_are_numbered():
     assert list(named.values()) == paths  # in the order given
 
 
+def test_a_followed_folder_keeps_each_notebooks_url_and_its_broken_notebooks(tmp_path):
+    import json
+
+    from fngw.starter import regenerate_serve_manifest, serve_manifest, served_notebooks, unique_names
+
+    folder = tmp_path / "f"
+    for stem in ("fast", "2fast", "other"):
+        write_notebook(folder / f"{stem}.ipynb", [f"# GET /x\nprint('{stem}')"])
+    said: list[str] = []
+    notebooks = served_notebooks([str(folder)], said.append)
+    options = {"pool": 1, "timeout": "30s", "max_queue": 10, "kernel_api": False, "log_format": "json"}
+    names = unique_names(notebooks)
+    spec, manifest = tmp_path / "serve.json", tmp_path / "serve.yaml"
+    spec.write_text(
+        json.dumps({"arguments": [str(folder)], "options": options, "names": {str(p): n for n, p in names.items()}})
+    )
+    manifest.write_text(serve_manifest(notebooks, **options))
+    assert names["fast"] == folder / "fast.ipynb" and names["fast-2"] == folder / "2fast.ipynb"
+
+    (folder / "fast.ipynb").rename(folder / "faster.ipynb")
+    assert regenerate_serve_manifest(spec, manifest, said.append)
+    text = manifest.read_text()
+    assert f'fast-2: {{path: "{folder / "2fast.ipynb"}", mount: /fast-2}}' in text  # its URL did not move
+    assert "faster: {path:" in text and "now serving /faster from" in " ".join(said)
+
+    (folder / "other.ipynb").write_text('{"cells": [')  # broken: kept, for the watcher to report
+    (folder / "faster.ipynb").rename(folder / "fastest.ipynb")
+    assert regenerate_serve_manifest(spec, manifest, said.append)
+    assert "other: {path:" in manifest.read_text() and not any("skipping" in line for line in said)
+
+
 def test_serve_one_notebook_then_sigterm_leaves_nothing(tmp_path):
     notebook = write_notebook(
         tmp_path / "nb.ipynb",

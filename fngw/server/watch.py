@@ -220,8 +220,14 @@ def main(argv: list[str] | None = None) -> int:
 
         spec, manifest = args.regenerate, args.manifest
 
+        told: set[str] = set()
+
+        def said(line: str) -> None:
+            if line not in told:  # a folder rescanned on every change: each thing is said once
+                told.add(line)
+                print(f"fngw serve: {line}", file=sys.stderr, flush=True)
+
         def regenerate() -> bool:
-            said = lambda line: print(f"fngw serve: {line}", file=sys.stderr, flush=True)  # noqa: E731
             changed = regenerate_serve_manifest(spec, manifest, said)
             watcher.served = served_folders(spec)
             return changed

@@ -95,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, default=10, help="requests waiting for a kernel (default 10)")
     serve.add_argument("--workers", type=int, default=1, help="gunicorn workers, each with its own pool")
     serve.add_argument("--kernel-api", action="store_true", help="also serve the Jupyter kernel API")
-    serve.add_argument(
-        "--log-format", choices=("auto", "text", "json"), default="auto", help="default: text on a terminal, else JSON"
-    )
+    serve.add_argument("--log-format", choices=("auto", "text", "json"), help="default: text on a terminal, else JSON")
 
     jobs = sub.add_parser("jobs", help="list, show or cancel the asynchronous calls in a job store")
     jobs.add_argument("action", choices=("list", "show", "cancel"))
@@ -281,6 +279,10 @@ def _serve(args: argparse.Namespace) -> int:
     from fngw.master.runtime import InstancePaths
     from fngw.starter import SERVE_SPEC, serve_manifest, served_notebooks, unique_names
 
+    args.log_format_given = args.log_format is not None
+    args.log_format = args.log_format or "auto"
+    if args.log_format_given:  # checked with the manifest as this run's own setting, not the environment's
+        os.environ.pop("FNGW_LOG_FORMAT", None)
     notebooks = served_notebooks(args.notebooks, lambda line: print(f"fngw serve: {line}", file=sys.stderr))
     if isinstance(notebooks, str):
         print(f"fngw serve: {notebooks}", file=sys.stderr)
@@ -318,6 +320,8 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     port = args.port if args.port is not None else int(os.environ.get("PORT") or 8888)
     env = {**os.environ, "FNGW_MANIFEST": str(manifest)}
+    if args.log_format_given:  # a flag on this command line wins over the environment's FNGW_LOG_FORMAT
+        env["FNGW_LOG_FORMAT"] = args.log_format
     argv = [
         sys.executable, "-m", "gunicorn", "-c", "python:fngw.server.gunicorn_conf",
         "--bind", f"{args.host}:{port}", "--workers", str(args.workers), "fngw.wsgi",

@@ -141,7 +141,7 @@ def _machine_problems(
             report.add(where, message, "variable-unset", token_severity)
     _tracing_problems(report, environ)
     log_format = environ.get("FNGW_LOG_FORMAT")
-    if log_format and log_format not in LOG_FORMATS:
+    if log_format and log_format.strip().lower() not in LOG_FORMATS:
         message = f"FNGW_LOG_FORMAT={log_format!r} is not one of {', '.join(LOG_FORMATS)}"
         report.add(("server", "log_format"), message, "log-format")  # located at the nearest key there is
     callbacks = manifest.jobs.callbacks if manifest.jobs is not None else None

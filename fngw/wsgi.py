@@ -48,7 +48,9 @@ def _build() -> GatewayApplication:
         # A reload's worker: the files changed again, and broke, after the reload was checked.
         # Exiting with gunicorn's load error would stop the whole gateway; this worker stays idle
         # instead, and the master keeps the old workers serving (gunicorn_hooks).
-        print(f"{exc}\nfngw: this reload is abandoned; the running workers keep serving", file=sys.stderr, flush=True)
+        # One line: the watcher, or the master's own check, has printed the located problems.
+        message = "fngw: a new worker cannot load the files (changed after this reload was checked); reload abandoned"
+        print(message, file=sys.stderr, flush=True)
         return cast("GatewayApplication", AbandonedReload(str(exc)))
     return build_gateway(deployment, instance, os.getpid())
 

@@ -76,7 +76,7 @@ def build_gateway(
 ) -> GatewayApplication:
     """The started gateway of worker ``worker_pid`` of ``instance``, serving ``deployment``."""
     manifest = deployment.manifest
-    configure_logging(environ.get("FNGW_LOG_FORMAT") or manifest.server.log_format)
+    configure_logging((environ.get("FNGW_LOG_FORMAT") or manifest.server.log_format).strip().lower())
     metrics = GatewayMetrics()
     secrets = tuple(t.env for t in manifest.auth.tokens.values() if t.env)
     options = PoolOptions(runtime_dir=instance.worker(worker_pid), secrets=secrets)

@@ -113,7 +113,7 @@ class SourceWatcher:
         if not changed:
             return False
         self._remember(changed)
-        names = ", ".join(_display(path) for path in changed)
+        names = ", ".join(self.label if path == self.manifest else _display(path) for path in changed)
         result = self.check(self.manifest)
         if result.deployment is None:
             problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in result.problems]

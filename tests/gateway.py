@@ -163,3 +163,20 @@ def call_json(peer: HttpPeer, method: str, path: str, body=None, headers=None):
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
     status, response_headers, raw = peer.request(method, path, body=data, headers=headers or {}, timeout=60)
     return status, response_headers, (json.loads(raw) if raw else None)
+
+
+def start_serve(*arguments: str) -> tuple[HttpPeer, subprocess.Popen]:
+    """``fngw serve ARGUMENTS --port P`` (it becomes a gunicorn master), its output to a file
+    (``peer.describe()`` reads it); the caller stops it by its PID."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="fngw-test-serve-", suffix=".log")  # noqa: SIM115 - kept with the peer
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fngw", "serve", *arguments, "--port", str(port)],
+        env=gateway_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    peer = HttpPeer(port, proc)
+    peer.log = log  # type: ignore[attr-defined]
+    peer.describe = lambda: Path(log.name).read_text()  # type: ignore[method-assign]
+    return peer, proc

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from conftest import write_notebook
-from gateway import Gateway, HttpPeer, children_of, free_port, gateway_env
-from test_reload import FNGW, SWITCH_SECONDS, _Caller, _manifest
+from gateway import Gateway, children_of, gateway_env, start_serve
+from test_reload import SWITCH_SECONDS, _Caller, _manifest
 
 
 def _cmdline(pid: int) -> bytes:
@@ -57,16 +55,7 @@ def test_serve_a_folder_mounts_each_notebook_at_its_name(tmp_path):
     write_notebook(tmp_path / "score.ipynb", ["# GET /total\nprint(4)"])
     write_notebook(tmp_path / "notes.ipynb", ["print('no endpoint')"])
     (tmp_path / "broken.ipynb").write_text('{"cells": [')
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="fngw-test-serve-", suffix=".log")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [*FNGW, "serve", str(tmp_path), "--reload", "--port", str(port)],
-        env=gateway_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    peer = HttpPeer(port, proc)
-    peer.describe = lambda: Path(log.name).read_text()
+    peer, proc = start_serve(str(tmp_path), "--reload")
     try:
         peer.wait_ready("/_fngw/ready", timeout=90)
         assert peer.request("GET", "/sales/total")[2] == b"3\n"

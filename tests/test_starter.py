@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from conftest import write_notebook
-from gateway import HttpPeer, free_port, gateway_env
+from gateway import free_port, start_serve
 
 FNGW = [sys.executable, "-m", "fngw"]
 
@@ -90,16 +90,7 @@ def test_serve_one_notebook_then_sigterm_leaves_nothing(tmp_path):
         tmp_path / "nb.ipynb",
         ["# GET /double/:n\nimport json\nn = int(json.loads(REQUEST)['path']['n'])\nprint(n * 2)"],
     )
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="fngw-test-serve-", suffix=".log")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [*FNGW, "serve", str(notebook), "--port", str(port), "--pool", "2"],
-        env=gateway_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    peer = HttpPeer(port, proc)
-    peer.describe = lambda: Path(log.name).read_text()
+    peer, proc = start_serve(str(notebook), "--pool", "2")
     try:
         peer.wait_ready("/_fngw/ready", timeout=90)
         assert peer.request("GET", "/double/21")[2] == b"42\n"

@@ -223,7 +223,12 @@ def test_a_client_that_leaves_at_once_still_interrupts_the_cell(gw, markers):
     try:
         status = gw.request("GET", "/solo/silent")[0]
     except TimeoutError:
-        raise AssertionError(gw.output[gw.output.index("gone-at-once") - 200 :][:6000]) from None
+        try:
+            health = gw.request("GET", "/_fngw/health", timeout=2)[0]
+        except OSError as exc:
+            health = repr(exc)
+        since = gw.output[gw.output.index("gone-at-once") - 200 :][:6000]
+        raise AssertionError(f"health: {health}\n{since}") from None
     assert status == 202
     assert time.monotonic() - left < 2.5  # the abandoned cell sleeps 3 s
     time.sleep(3.5)

@@ -86,6 +86,7 @@ class StreamSession:
         self.lost = 0  # bytes of output the client missed so far (reported in dropped events)
         self.deadline = self.started + timeout  # the whole stream's, ResponseInfo included
         self.interrupter: gevent.Greenlet | None = None
+        self.released = False  # the run gave its kernel back: never interrupt it again
         self.ended_by: int | None = None  # the status our interruption decides (504 for the idle limit)
         self.body_started = False  # a body byte was queued (plain: stdout only, until then)
         self.runner: gevent.Greenlet | None = None
@@ -177,7 +178,9 @@ class StreamSession:
             self.emit("error", {"ename": "GatewayError", "evalue": message, "message": message})
         finally:
             # The pool interrupts or replaces a kernel still busy; never interrupt it after this: it
-            # may already run another request's cell.
+            # may already run another request's cell. Said before releasing: release() may switch to
+            # the interrupter greenlet while this one is not dead yet.
+            self.released = True
             self.pool.release(self.kernel)
             duration = round(1000 * (time.monotonic() - self.started), 3)
             self.emit("end", {"status": self.status, "duration_ms": duration})
@@ -291,7 +294,7 @@ class StreamSession:
 
         def keep_interrupting() -> None:
             for _ in range(INTERRUPTS):
-                if self.runner is None or self.runner.dead:
+                if self.runner is None or self.runner.dead or self.released:
                     return
                 self.kernel.interrupt()
                 gevent.sleep(REINTERRUPT)

@@ -277,7 +277,7 @@ def _serve(args: argparse.Namespace) -> int:
     """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
     from fngw.master.runtime import InstancePaths
-    from fngw.starter import SERVE_SPEC, serve_manifest, served_notebooks, unique_names
+    from fngw.starter import serve_manifest, served_notebooks, unique_names
 
     args.log_format_given = args.log_format is not None
     args.log_format = args.log_format or "auto"
@@ -307,7 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
         arguments = [str(Path(a).resolve()) for a in args.notebooks]
         names = {str(path): name for name, path in unique_names(notebooks).items()}
         spec = {"arguments": arguments, "options": options, "names": names}
-        (runtime / SERVE_SPEC).write_text(json.dumps(spec), encoding="utf-8")
+        InstancePaths(os.getpid()).serve_spec.write_text(json.dumps(spec), encoding="utf-8")
     result = _check(str(manifest), offline=False, strict=True)
     problem = None
     if result is None or result.deployment is None:

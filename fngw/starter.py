@@ -128,9 +128,6 @@ def serve_manifest(
     return "\n".join(lines) + "\n"
 
 
-SERVE_SPEC = "serve.json"  # beside `fngw serve --reload`'s manifest: how to make it again
-
-
 def served_notebooks(arguments: list[str], warn: Callable[[str], None], keep: Iterable[Path] = ()) -> list[Path] | str:
     """The absolute notebook files ``fngw serve`` serves for ``arguments`` (a folder: its notebooks
     that have annotated cells; ``warn`` is told of those it cannot read, except those in ``keep``,

@@ -63,6 +63,17 @@ class InstancePaths:
         return self.root / "failed"
 
     @property
+    def validated(self) -> Path:
+        """Left by the watcher (``fngw.server.watch``) with its SIGHUP: it checked the deployment
+        just now, so the master's ``on_reload`` does not check again."""
+        return self.root / "validated"
+
+    @property
+    def serve_spec(self) -> Path:
+        """`fngw serve FOLDER --reload`: how to write its manifest again (``fngw.starter``)."""
+        return self.root / "serve.json"
+
+    @property
     def reloading(self) -> Path:
         """Present while a reload is under way (the watcher then waits before signalling again)."""
         return self.root / "reloading"

@@ -22,8 +22,6 @@ from fngw.master.reaper import reap_runtime_dir, reap_unkept
 from fngw.master.runtime import InstancePaths
 from fngw.server.startup import EXIT_APP_LOAD_ERROR, manifest_path
 
-WATCH_MARK = "validated"  # fngw.server.watch.VALIDATED_MARK (the master does not import that module)
-
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from gunicorn.workers.base import Worker
@@ -71,11 +69,9 @@ def _start_watcher(server: Arbiter, instance: InstancePaths) -> None:
     """server.watch: a process that SIGHUPs this master when the deployment's files change
     (fngw.server.watch); stopped by PID in on_exit."""
     global _watcher
-    mark = instance.root / WATCH_MARK
-    command = [sys.executable, "-m", "fngw.server.watch", "--master", str(os.getpid()), "--mark", str(mark)]
-    spec = instance.root / "serve.json"  # fngw.starter.SERVE_SPEC: `fngw serve FOLDER --reload`
-    if spec.exists():
-        command += ["--regenerate", str(spec)]
+    command = [sys.executable, "-m", "fngw.server.watch", "--master", str(os.getpid())]
+    if instance.serve_spec.exists():  # `fngw serve FOLDER --reload`: the manifest follows the folder
+        command.append("--regenerate")
     _watcher = subprocess.Popen([*command, str(manifest_path())])
     server.log.info("fngw: server.watch: reloading when the manifest, a notebook or a schema file changes")
 
@@ -101,7 +97,7 @@ def on_reload(server: Arbiter) -> None:
     With a valid manifest, gunicorn would stop the old workers as soon as it has forked the new
     ones, leaving the instance without warm kernels until the new pools have started. Instead the
     old workers keep serving until every new worker says its pools are up (``InstancePaths.ready``)."""
-    mark = InstancePaths(os.getpid()).root / WATCH_MARK
+    mark = InstancePaths(os.getpid()).validated
     if mark.exists():  # the watcher checked the deployment just now (it checks faster: warm imports)
         mark.unlink(missing_ok=True)
         problems = None

@@ -33,7 +33,6 @@ from fngw.deployment import CheckResult, check_deployment
 from fngw.manifest import render
 from fngw.master.runtime import InstancePaths
 
-VALIDATED_MARK = "validated"  # in the instance folder: the master's on_reload skips its own check
 PARENT_CHECK_MS = 1000  # how often a quiet watch checks that the master is still there
 # Changes closer together than this are one change: a save is often several writes, and an editor
 # saving every keystroke pause must not start a reload for each.
@@ -196,30 +195,29 @@ def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m fngw.server.watch --master PID --mark FILE MANIFEST``, as the gunicorn hooks start it."""
+    """``python -m fngw.server.watch --master PID [--regenerate] MANIFEST``, as the gunicorn hooks
+    start it; its marks are the master's instance folder's (``InstancePaths``)."""
     parser = argparse.ArgumentParser(prog="fngw-watch")
     parser.add_argument("--master", type=int, required=True)
-    parser.add_argument("--mark", type=Path, required=True)
-    parser.add_argument("--regenerate", type=Path, help="fngw serve's spec: the manifest follows its folders")
+    parser.add_argument("--regenerate", action="store_true", help="fngw serve FOLDER: the manifest follows it")
     parser.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    reloading = InstancePaths(args.master).reloading
+    instance = InstancePaths(args.master)
     watcher = SourceWatcher(
         args.manifest,
-        signal_master(args.master, args.mark),
+        signal_master(args.master, instance.validated),
         sys.stderr,
-        busy=lambda: args.mark.exists() or reloading.exists(),
+        busy=lambda: instance.validated.exists() or instance.reloading.exists(),
     )
-    if InstancePaths(args.master).root in args.manifest.absolute().parents:  # written by `fngw serve`
+    if instance.root in args.manifest.absolute().parents:  # written by `fngw serve`
         watcher.label = "(fngw serve's manifest)"
-    if args.regenerate is not None:
+    if args.regenerate:
         from fngw.starter import regenerate_serve_manifest, served_folders
 
-        spec, manifest = args.regenerate, args.manifest
-
+        spec, manifest = instance.serve_spec, args.manifest
         told: set[str] = set()
 
         def said(line: str) -> None:

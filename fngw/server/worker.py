@@ -117,9 +117,7 @@ class GeventWorker(_GeventWorker):
                 self.notify()  # the master's heartbeat check
                 ready.wait(0.5)
                 failures = pools.start_failures() if pools is not None else []
-                if (
-                    failures and pools is not None
-                ):  # the new version's kernels cannot start (a failing seed cell): keep the old
+                if failures and pools is not None:  # a failing seed cell: the old version serves on
                     reason = "\n  ".join(failures)
                     print(f"fngw: this reload is abandoned, its kernels cannot start:\n  {reason}", file=sys.stderr)
                     self._idle_abandoned(instance, then=pools.shutdown)  # they would retry forever

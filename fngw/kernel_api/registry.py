@@ -142,10 +142,7 @@ class KernelRegistry:
 
     def _publish_changes(self) -> None:
         assert self.shared is not None
-        forgotten = self.shared.heartbeat()
-        if forgotten:  # the registry lost our records: write them all again
-            log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
-            self._published.clear()
+        forgotten = self._forgotten(self.shared.heartbeat())
         self._take_over_orphans()
         for entry in list(self.kernels.values()):
             state = (entry.execution_state, entry.last_activity, entry.connections)
@@ -157,23 +154,28 @@ class KernelRegistry:
                 continue
             # The record is gone: deleted elsewhere, or the registry lost its data (a Redis restarted
             # empty) since the last heartbeat, which only a heartbeat tells apart.
-            if self.shared.heartbeat(force=True):
-                log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
-                self._published.clear()
+            if self._forgotten(self.shared.heartbeat(force=True)):
                 forgotten = True
                 self.publish(entry)
-            else:
-                self._deleted_elsewhere(entry)
+            else:  # deleted through another worker or instance: stop it here too, never restart it
+                self._stop_here(entry)
+                log.info("kernel API: kernel %s was deleted through another worker or instance", entry.id)
 
-    def _deleted_elsewhere(self, entry: ApiKernel) -> None:
-        """Another worker or instance deleted the kernel this worker runs (its record is gone): stop
-        it here too, never restart it."""
+    def _forgotten(self, forgotten: bool) -> bool:
+        """``forgotten`` (the registry lost our records, a heartbeat says): then they are all written
+        again."""
+        if forgotten:
+            log.warning("kernel API: the registry had forgotten this instance; publishing its kernels again")
+            self._published.clear()
+        return forgotten
+
+    def _stop_here(self, entry: ApiKernel) -> None:
+        """Forget ``entry`` in this worker, tell its clients it is dead, and shut its process down."""
         self.kernels.pop(entry.id, None)
         self._published.pop(entry.id, None)
         self._disown(entry.id)
         entry.announce("dead")
         entry.kernel.shutdown()
-        log.info("kernel API: kernel %s was deleted through another worker or instance", entry.id)
 
     def _seed_cells(self, spec: ResolvedSpec, name: str) -> tuple[SeedCell, ...]:
         """What a kernel runs on every start and restart: the output prelude, which cuts output into
@@ -495,11 +497,7 @@ class KernelRegistry:
             return
         if self.shared is not None:
             self.shared.remove(kernel_id)  # first: the owner then knows the exit is not a crash
-        self.kernels.pop(kernel_id, None)
-        self._published.pop(kernel_id, None)
-        self._disown(kernel_id)
-        entry.announce("dead")
-        entry.kernel.shutdown()
+        self._stop_here(entry)
         log.info("kernel API: kernel %s deleted", kernel_id)
 
     def _peers(self, elsewhere: HostedElsewhere) -> Peers:

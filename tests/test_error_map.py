@@ -16,6 +16,7 @@ from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceL
 from fngw.kernels import (
     ExecutionTimeout,
     KernelDied,
+    KernelNoReply,
     KernelSeedError,
     NoIdleKernel,
     OutputLimitExceeded,
@@ -47,6 +48,7 @@ CASES = [
     (ExecutionTimeout("too slow", 2.0), 504, {}),
     (OutputLimitExceeded("too much", 10), 502, {}),
     (KernelDied("gone"), 502, {}),
+    (KernelNoReply("the kernel finished the request without sending its reply"), 502, {}),
     (ClientGone(), 499, {}),
     (NotFound("Kernel does not exist: k"), 404, {}),
     (Invalid("env must be an object"), 400, {}),

@@ -13,6 +13,7 @@ from fngw.kernels import (
     ExecutionTimeout,
     Kernel,
     KernelDied,
+    KernelNoReply,
     KernelSeedError,
     KernelStartError,
     SeedCell,
@@ -90,6 +91,35 @@ def test_timeout_then_interrupt_leaves_the_kernel_serving(kernel):
     kernel.interrupt()
     assert kernel.wait_idle(5)
     assert kernel.state == "idle"
+    assert kernel.execute("print('next')", timeout=5).stdout == "next\n"
+
+
+# The next execute_reply this kernel would send is dropped; the kernel still goes idle, as ipykernel
+# does when an interrupt lands outside the cell ("KeyboardInterrupt caught in kernel").
+DROP_THE_REPLY = """
+kernel = get_ipython().kernel
+send = kernel.session.send
+def drop_reply(stream, msg_or_type, *args, **kwargs):
+    if msg_or_type == "execute_reply":
+        kernel.session.send = send
+        return None
+    return send(stream, msg_or_type, *args, **kwargs)
+kernel.session.send = drop_reply
+"""
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_kernel_that_goes_idle_without_replying_ends_the_request(kernel, interrupted):
+    code = DROP_THE_REPLY + ("import time; time.sleep(2)" if interrupted else "")
+    started = time.monotonic()
+    running = gevent.spawn(kernel.execute, code, 30)
+    if interrupted:
+        gevent.sleep(0.5)
+        kernel.interrupt()
+    with pytest.raises(KernelNoReply, match="without sending its reply"):
+        running.get(timeout=10)
+    assert time.monotonic() - started < (2 if interrupted else 5)  # not the 30 s timeout
+    assert kernel.pending == 0 and kernel.state == "idle"
     assert kernel.execute("print('next')", timeout=5).stdout == "next\n"
 
 

@@ -287,7 +287,9 @@ class StreamSession:
     def _interrupt(self) -> None:
         """Interrupt the cell, and again every ``REINTERRUPT`` seconds while the run lasts: an
         interrupt that lands before the kernel has begun the cell (a client that leaves at once)
-        is lost, and a cell may catch one. Only while the run holds the kernel: never after."""
+        is lost, and a cell may catch one. Only while the run holds the kernel: never after. One
+        that lands outside the cell makes ipykernel drop the reply; the kernel runtime then ends
+        the request soon after the kernel goes idle (``KernelNoReply``), so the kernel is not held."""
         self.interrupted = True
         if self.interrupter is not None or self.runner is None or self.runner.dead:
             return

@@ -43,6 +43,12 @@ class KernelRestarting(KernelLost):
     """The kernel was restarted while the request was pending."""
 
 
+class KernelNoReply(KernelError):
+    """The kernel reported the request done (iopub ``idle``) but never sent its reply. ipykernel does
+    this when an interrupt lands outside the cell (while it sends the reply, say): it logs
+    "KeyboardInterrupt caught in kernel" and goes idle. The kernel itself still serves."""
+
+
 class ExecutionTimeout(KernelError):
     """The execution did not finish within ``timeout`` seconds; the kernel may still be busy."""
 

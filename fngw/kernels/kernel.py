@@ -35,7 +35,15 @@ from jupyter_client.session import Session
 from fngw.master.reaper import KEPT_FILE, PGID_FILE
 
 from .channels import KernelChannels
-from .errors import ExecutionTimeout, KernelDied, KernelError, KernelRestarting, KernelSeedError, KernelStartError
+from .errors import (
+    ExecutionTimeout,
+    KernelDied,
+    KernelError,
+    KernelNoReply,
+    KernelRestarting,
+    KernelSeedError,
+    KernelStartError,
+)
 from .events import KernelEvents
 from .messages import REPLY_ONLY, ExecutionError, ExecutionResult, P, PendingExecution, PendingRequest, SeedCell
 from .process import AttachedProcess, launch, output_tail, signal_group, wait_exited
@@ -52,6 +60,11 @@ READY_NUDGE = 0.5  # resend kernel_info_request this often until iopub answers (
 SHUTDOWN_GRACE = 1.0  # after shutdown_request, before the process group is killed
 ATTACH_TIMEOUT = 5.0  # seconds an attached kernel gets to show that our iopub subscription is live
 ATTACH_NUDGE = 0.05  # a running kernel answers at once: resend soon if iopub missed the answer
+# A kernel sends a request's reply before its idle status, but on another socket (and, in ipykernel,
+# from another thread), so idle may arrive first. Past these seconds without the reply, the kernel
+# dropped it; much sooner after an interrupt, the known cause (see ``KernelNoReply``).
+REPLY_AFTER_IDLE = 3.0
+REPLY_AFTER_IDLE_INTERRUPTED = 0.5
 
 
 class Kernel(KernelEvents):
@@ -216,6 +229,8 @@ class Kernel(KernelEvents):
         """Interrupt the running cell as the kernelspec says: SIGINT to the group, or a message."""
         if not self.alive:
             return
+        for request in self._requests.values():
+            request.interrupted = True
         if self.spec.interrupt_mode == "message":
             self._send("control", "interrupt_request", {}, REPLY_ONLY)
         elif self._proc is not None:
@@ -354,10 +369,30 @@ class Kernel(KernelEvents):
                     message_listener(self, channel, msg)
                 except Exception:
                     log.exception("message listener failed")
-        if request is not None and request.done.ready():
+        if request is None:
+            return
+        if request.done.ready():
+            self._settle(request)
+        elif request.replyless and request.waiting_for_reply is None:
+            grace = REPLY_AFTER_IDLE_INTERRUPTED if request.interrupted else REPLY_AFTER_IDLE
+            request.waiting_for_reply = gevent.spawn_later(grace, self._no_reply, request)
+
+    def _settle(self, request: PendingRequest) -> None:
+        """A request is complete: forget it; the kernel is idle once no execution is pending."""
+        if self._requests.get(request.msg_id) is request:
             del self._requests[request.msg_id]
-            if self.state == "busy" and not any(isinstance(r, PendingExecution) for r in self._requests.values()):
-                self.state = "idle"
+        if self.state == "busy" and not any(isinstance(r, PendingExecution) for r in self._requests.values()):
+            self.state = "idle"
+
+    def _no_reply(self, request: PendingRequest) -> None:
+        """The kernel went idle and its reply never came: end the request rather than hold the
+        kernel until the caller's timeout (or for ever, without one)."""
+        if not request.replyless or self._requests.get(request.msg_id) is not request:
+            return  # the reply came meanwhile, or the kernel was stopped or restarted
+        why = " after an interrupt" if request.interrupted else ""
+        log.warning("%s: kernel %s went idle without replying to %s%s", self.label, self.id, request.msg_id, why)
+        request.fail(KernelNoReply(f"{self.label}: the kernel finished the request{why} without sending its reply"))
+        self._settle(request)
 
     def _watch(self, proc: Any, generation: int) -> None:
         while proc.poll() is None:

@@ -79,6 +79,13 @@ class PendingRequest:
         self.reply: Message | None = None
         self.idle = reply_only
         self.done = gevent.event.AsyncResult()
+        self.interrupted = False  # the kernel was interrupted while this request was pending
+        self.waiting_for_reply: gevent.Greenlet | None = None  # idle came first: see Kernel._route
+
+    @property
+    def replyless(self) -> bool:
+        """Idle came, the reply has not (yet: it travels on another socket, so it may come second)."""
+        return self.idle and self.reply is None and not self.done.ready()
 
     def on_reply(self, msg: Message) -> None:
         """The shell or control reply arrived."""

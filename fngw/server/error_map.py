@@ -24,6 +24,7 @@ from fngw.kernel_api.registry import Invalid, LaunchTimeout, NotFound, ResourceL
 from fngw.kernels import (
     ExecutionTimeout,
     KernelLost,
+    KernelNoReply,
     KernelSeedError,
     NoIdleKernel,
     OutputLimitExceeded,
@@ -57,6 +58,10 @@ def _output_limit(ex: OutputLimitExceeded) -> GatewayError:
 
 def _kernel_lost(ex: KernelLost) -> GatewayError:
     return GatewayError(502, message=f"the kernel stopped while running the request ({ex}); it is being replaced")
+
+
+def _no_reply(ex: KernelNoReply) -> GatewayError:
+    return GatewayError(502, message=f"{ex}; the kernel serves on, the request's outcome is unknown")
 
 
 def _cell_failed(ex: CellFailed) -> GatewayError:
@@ -95,6 +100,7 @@ ERROR_MAP: list[tuple[type[Exception], Callable[[Any], GatewayError]]] = [
     (ExecutionTimeout, _timeout),
     (OutputLimitExceeded, _output_limit),
     (KernelLost, _kernel_lost),
+    (KernelNoReply, _no_reply),
     (ClientGone, _plain(CLIENT_CLOSED, "the client closed the connection before the answer was ready")),
     (NotFound, _plain(404)),
     (Invalid, _plain(400)),

@@ -18,7 +18,7 @@ from fngw.kernels import SeedCell, installed_kernelspecs, match_kernelspec
 from fngw.manifest import JsonPath, Manifest, Problem, ProblemReport, load_manifest
 from fngw.manifest.environment import unset_variables
 from fngw.notebook import NotebookError, read_notebook
-from fngw.routing import RoutePlan, display_path, notebook_problem, plan_routes
+from fngw.routing import RoutePlan, display_path, notebook_problem, plan_routes, syntax_problems
 from fngw.telemetry.logs import FORMATS as LOG_FORMATS
 from fngw.telemetry.tracing import TracingUnavailable, tracing_config
 
@@ -72,10 +72,13 @@ def check_deployment(
     offline: bool = False,
     strict: bool = False,
     environ: Mapping[str, str] = os.environ,
+    compile_cells: bool = True,
 ) -> CheckResult:
     """Load and check a manifest. ``offline``: a missing kernelspec is a warning, not an error.
-    ``strict``: an unreadable token secret is an error, not a warning. Raises ``OSError`` only when
-    the manifest file itself cannot be read."""
+    ``strict``: an unreadable token secret is an error, not a warning. ``compile_cells``: Python
+    cells that cannot compile are warned of (``cell-syntax``); a gunicorn worker skips this, as the
+    master's check or the watcher's did it (it costs an IPython import). Raises ``OSError`` only
+    when the manifest file itself cannot be read."""
     loaded = load_manifest(path)
     if loaded.manifest is None:
         return CheckResult(None, loaded.problems)
@@ -83,6 +86,10 @@ def check_deployment(
     problems = list(loaded.problems)
     planned = plan_routes(manifest)
     problems.extend(planned.problems)
+    if compile_cells:
+        report = ProblemReport(manifest)
+        syntax_problems(report, planned.plan)
+        problems.extend(report.problems)
     problems.extend(_machine_problems(manifest, planned.plan, offline=offline, strict=strict, environ=environ))
     problems.sort(key=lambda p: (p.file, p.line, p.col, p.rule))
     if any(p.severity == "error" for p in problems):

@@ -140,11 +140,6 @@ CASES = [
         [(3, 14, "$.notebooks.nb.path", "notebook-unreadable")],
     ),
     (
-        "malformed annotation path",
-        "version: 1\nnotebooks:\n  nb: {path: badpath.ipynb}\n",
-        [(3, 14, "$.notebooks.nb.path", "annotation-path")],
-    ),
-    (
         "override of an unannotated endpoint",
         "version: 1\n" + NB + "    endpoints:\n      GET /hullo: {timeout: 1s}\n",
         [(6, 7, '$.notebooks.nb.endpoints["GET /hullo"]', "endpoint-unknown")],
@@ -203,7 +198,6 @@ def workspace(tmp_path):
     write_notebook(tmp_path / "nb.ipynb", ["import json", "# GET /hello\nprint(1)", "# GET /hello/:name\nprint(2)"])
     write_notebook(tmp_path / "other.ipynb", ["# GET /hello\nprint(3)"])
     write_notebook(tmp_path / "shadow.ipynb", ["# GET /a/:id\nprint(1)", "# GET /a/:name\nprint(2)"])
-    write_notebook(tmp_path / "badpath.ipynb", ["# GET /a/:1x\nprint(1)"])
     write_notebook(tmp_path / "nokernel.ipynb", ["# GET /x\nprint(1)"], kernelspec=None)
     (tmp_path / "junk.ipynb").write_text("{not json")
     return tmp_path

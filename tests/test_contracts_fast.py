@@ -244,10 +244,14 @@ def test_validate_reports_operations_without_cells_and_cells_without_operations(
         tmp_path, [f"md:```json\n{document}\n```", "# getA\nprint(1)", "# operationId: nope\nprint(2)"]
     )
     problems = check_deployment(manifest, offline=True).problems
-    messages = {(p.rule, p.message) for p in problems}
-    assert ("operation-without-cell", "cell 0: operation 'postB' (POST /b) has no cell") in messages
-    assert ("operation-unknown", "cell 2: no operation 'nope' in the API document (it has: getA, postB)") in messages
-    assert ("operation-id-missing", "cell 0: GET /c has no operationId: no cell can be annotated for it") in messages
+    messages = {(p.file, p.path, p.rule, p.message) for p in problems}
+    notebook = str(tmp_path / "api.ipynb")  # located in the notebook, at the cell's source
+    without = "operation 'postB' (POST /b) has no cell"
+    assert (notebook, "cells[0].source", "operation-without-cell", without) in messages
+    unknown = "no operation 'nope' in the API document (it has: getA, postB)"
+    assert (notebook, "cells[2].source", "operation-unknown", unknown) in messages
+    missing = "GET /c has no operationId: no cell can be annotated for it"
+    assert (notebook, "cells[0].source", "operation-id-missing", missing) in messages
 
 
 def test_validate_reports_a_notebook_without_a_document(tmp_path):

@@ -80,6 +80,27 @@ def test_a_broken_edit_is_reported_once_with_its_place_and_does_not_reload(tmp_p
     assert watcher.on_change([str(manifest)]) and reloads.count == 1
 
 
+def test_an_edit_that_breaks_a_cell_keeps_the_running_version_but_an_old_break_does_not(tmp_path):
+    # Kernel Gateway serves a cell that cannot compile (its requests answer 500), so validate only
+    # warns of one; but a typo saved while developing must not replace the version that works.
+    notebook = tmp_path / "nb.ipynb"
+    write_notebook(notebook, ["# GET /a\nprint(1)", "# GET /kept\nprint('x' 2)"])
+    reloads, out = _Reloads(), io.StringIO()
+    watcher = SourceWatcher(_manifest(tmp_path), reloads, out)
+
+    write_notebook(notebook, ["# GET /a\nprint(2)", "# GET /kept\nprint('x' 2)"])  # the old break: serve on
+    assert watcher.on_change([str(notebook)]) and reloads.count == 1
+
+    write_notebook(notebook, ["# GET /a\nprint(3", "# GET /kept\nprint('x' 2)"])
+    assert not watcher.on_change([str(notebook)]) and reloads.count == 1
+    report = out.getvalue()
+    assert re.search(r"nb\.ipynb:\d+:\d+: error: cells\[0\]\.source: SyntaxError: .*\[cell-syntax\]", report), report
+    assert "print('x' 2)" not in report  # only what the edit broke
+
+    write_notebook(notebook, ["# GET /a\nprint(3)", "# GET /kept\nprint('x' 2)"])
+    assert watcher.on_change([str(notebook)]) and reloads.count == 2
+
+
 def test_a_change_during_a_reload_waits_for_it_and_reloads_once(tmp_path):
     write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
     reloads, out, busy = _Reloads(), io.StringIO(), [True]

@@ -164,7 +164,12 @@ def parse_openapi_notebook(
         orphan_response_infos=tuple(f"operationId {i}" for i in info if i not in code),
         source_endpoints=MappingProxyType({e.annotation: e for e in ordered}),
         api_document=MappingProxyType(document),
+        code_cells=MappingProxyType({i: sources[i] for i in sorted([*seeds, *_served(code), *_served(info)])}),
     )
+
+
+def _served(cells: Mapping[str, list[int]]) -> list[int]:
+    return [index for indices in cells.values() for index in indices]
 
 
 def _operations(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import nbformat
+from nbformat.warnings import MissingIDFieldWarning
 
 VERBS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
@@ -73,11 +75,13 @@ class NotebookError(Exception):
 
 @dataclass(frozen=True)
 class ParseProblem:
-    """A cell whose annotation cannot become an endpoint."""
+    """A cell that cannot be served as it is; ``line`` and ``col`` (1-based) are within the cell."""
 
     cell_index: int
     message: str
     rule: str
+    line: int = 1
+    col: int = 1
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,22 @@ class ParsedNotebook:
     orphan_response_infos: tuple[str, ...] = ()
     source_endpoints: Mapping[str, Endpoint] = field(default_factory=lambda: MappingProxyType({}))
     api_document: Mapping[str, Any] | None = None  # api: openapi: the OpenAPI/Swagger document a cell holds
+    code_cells: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # what kernels run, by index
 
     def endpoint(self, annotation: str) -> Endpoint | None:
         return self.source_endpoints.get(annotation)
 
 
 def read_notebook(path: str | Path) -> nbformat.NotebookNode:
-    """Read and validate an .ipynb file (nbformat 4), raising ``NotebookError`` with a short reason."""
+    """Read and validate an .ipynb file (nbformat 4), raising ``NotebookError`` with a short reason.
+    Cells without ids (notebooks written before nbformat 4.5, or by hand) are fine: nbformat's
+    warning about them would only repeat on every start and reload."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingIDFieldWarning)
+        return _read_notebook(path)
+
+
+def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
     try:
         nb = nbformat.read(str(path), as_version=4)
     except FileNotFoundError:
@@ -197,6 +210,7 @@ def parse_notebook(
         problems=tuple(found.problems),
         orphan_response_infos=tuple(a for a in found.info_sources if a not in found.sources),
         source_endpoints=MappingProxyType({e.annotation: e for e in ordered}),
+        code_cells=MappingProxyType(found.code),
     )
 
 
@@ -215,6 +229,7 @@ class _Cells:
         self.seeds: list[str] = []
         self.seed_indices: list[int] = []
         self.problems: list[ParseProblem] = []
+        self.code: dict[int, str] = {}  # the code cells kernels run (seed, endpoint, ResponseInfo)
         self.previous_markdown: str | None = None  # an endpoint's description: the markdown cell before it
 
     def add(self, index: int, cell: Mapping[str, Any]) -> None:
@@ -229,12 +244,15 @@ class _Cells:
         if hit is None:
             self.seeds.append(source)
             self.seed_indices.append(index)
+            self.code[index] = source
             return
         method, path_text = hit.group(1), hit.group(2)
         problem = check_path(path_text)
         if problem:
-            self.problems.append(ParseProblem(index, f"{method} {path_text}: {problem}", "annotation-path"))
+            message = f"{method} {path_text}: {problem}"
+            self.problems.append(ParseProblem(index, message, "annotation-path", 1, hit.start(2) + 1))
             return
+        self.code[index] = source
         annotation = f"{method} {path_text}"
         if info:
             self.info_sources.setdefault(annotation, []).append(source)

@@ -27,8 +27,10 @@ from fngw.manifest import (
     join_url,
 )
 from fngw.notebook import Endpoint, NotebookError, ParsedNotebook, parse_notebook
+from fngw.notebook.locate import CellLocator
 from fngw.notebook.openapi_cells import parse_openapi_notebook
-from fngw.notebook.parser import path_shape, route_sort_key
+from fngw.notebook.parser import ParseProblem, path_shape, route_sort_key
+from fngw.notebook.syntax import python_syntax_errors
 
 # URL prefixes (below base_url) that belong to the gateway itself.
 GATEWAY_URL_PREFIX = "/_fngw"
@@ -89,6 +91,41 @@ def notebook_problem(report: ProblemReport, where: JsonPath, path: Path, error: 
     report.add(where, f"{display_path(path, report.manifest)}: {error}", "notebook-unreadable")
 
 
+def cell_problem(
+    report: ProblemReport,
+    where: JsonPath,
+    notebook: ParsedNotebook,
+    locator: CellLocator | None,
+    found: ParseProblem,
+    severity: str = "error",
+) -> None:
+    """A problem in a cell, located in the notebook file (``nb.ipynb:12:9``) when the file says
+    where the cell's source is, else at the manifest's ``where``."""
+    at = locator.locate(found.cell_index, found.line, found.col) if locator is not None else None
+    if at is None or notebook.path is None:
+        report.add(where, f"cell {found.cell_index}: {found.message}", found.rule, severity)
+        return
+    path = f"cells[{found.cell_index}].source"
+    report.problems.append(Problem(str(notebook.path), *at, path, found.message, found.rule, severity))
+
+
+SYNTAX_RULE = "cell-syntax"
+
+
+def syntax_problems(report: ProblemReport, plan: RoutePlan) -> None:
+    """Python cells a kernel could not compile (``cell-syntax``), located in their notebook.
+    Warnings: Kernel Gateway serves such a cell (its request answers 500 with the SyntaxError) and
+    so does fngw; ``server.watch`` refuses to reload onto one that was not there before."""
+    for name, notebook in plan.notebooks.items():
+        if notebook.language != "python" or not notebook.code_cells:
+            continue
+        errors = python_syntax_errors(notebook.code_cells)
+        locator = CellLocator(notebook.path) if errors and notebook.path is not None else None
+        for error in errors:
+            found = ParseProblem(error.cell_index, error.message, SYNTAX_RULE, error.line, error.col)
+            cell_problem(report, ("notebooks", name, "path"), notebook, locator, found, "warning")
+
+
 def pool_id(notebook: str, endpoint: Endpoint | None = None) -> str:
     return notebook if endpoint is None else f"{notebook}:{endpoint.annotation}"
 
@@ -109,7 +146,7 @@ def plan_routes(manifest: Manifest) -> PlanResult:
             notebook_problem(report, (*where, "path"), nb.path, exc)
             continue
         parsed[name] = notebook
-        kernel = _notebook_problems(problem, where, nb, notebook)
+        kernel = _notebook_problems(report, where, nb, notebook)
         if kernel is None:
             continue
 
@@ -148,12 +185,14 @@ def plan_routes(manifest: Manifest) -> PlanResult:
 
 
 def _notebook_problems(
-    problem: Callable[..., None], where: JsonPath, nb: NotebookSettings, notebook: ParsedNotebook
+    report: ProblemReport, where: JsonPath, nb: NotebookSettings, notebook: ParsedNotebook
 ) -> str | None:
     """Report what is wrong with one parsed notebook (its cells, orphan ResponseInfo cells, no
     endpoints, overrides naming no cell); return its kernelspec, None when it has none."""
+    problem = report.add
+    locator = CellLocator(notebook.path) if notebook.problems and notebook.path is not None else None
     for p in notebook.problems:
-        problem((*where, "path"), f"cell {p.cell_index}: {p.message}", p.rule)
+        cell_problem(report, (*where, "path"), notebook, locator, p)
     for annotation in notebook.orphan_response_infos:
         problem(
             (*where, "path"),

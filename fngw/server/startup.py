@@ -43,7 +43,8 @@ def load_deployment(environ: Mapping[str, str] = os.environ) -> Deployment:
     path = manifest_path(environ)
     try:
         # Secrets must be readable when serving: the strict check, as `fngw validate --strict`.
-        result = check_deployment(path, strict=True, environ=environ)
+        # Cells were compiled by the master's check (or the watcher's) before any worker started.
+        result = check_deployment(path, strict=True, environ=environ, compile_cells=False)
     except OSError as exc:
         source = f"${MANIFEST_ENV}" if environ.get(MANIFEST_ENV) else "default"
         raise StartupError(f"fngw: cannot read the manifest {path} ({source}): {exc.strerror or exc}") from None

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TextIO
 
 from fngw.deployment import CheckResult, check_deployment
-from fngw.manifest import render
+from fngw.manifest import Problem, render
 from fngw.master.runtime import InstancePaths
+from fngw.routing import SYNTAX_RULE
 
 PARENT_CHECK_MS = 1000  # how often a quiet watch checks that the master is still there
 # Changes closer together than this are one change: a save is often several writes, and an editor
@@ -75,6 +76,7 @@ class SourceWatcher:
         self.seen: dict[Path, str | None] = {}
         self.reported: str | None = None  # the last problems printed, so a broken state prints once
         result = check(self.manifest)
+        self.known_syntax = _syntax_errors(result)  # those of the version serving: no reason not to reload
         if result.deployment is not None:
             self.files |= result.deployment.sources()
         self._remember(self.files)
@@ -114,8 +116,9 @@ class SourceWatcher:
         self._remember(changed)
         names = ", ".join(self.label if path == self.manifest else _display(path) for path in changed)
         result = self.check(self.manifest)
-        if result.deployment is None:
-            problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in result.problems]
+        refused = self._refused(result)
+        if refused:
+            problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in refused]
             report = render([(self.label, problems)], "text")
             if report != self.reported:
                 self.reported = report
@@ -125,7 +128,9 @@ class SourceWatcher:
                 )
                 print(report, file=self.out, flush=True)
             return False
+        assert result.deployment is not None
         self.reported = None
+        self.known_syntax = _syntax_errors(result)
         sources = result.deployment.sources()
         self._remember(sources - self.files)
         self.files = sources | {self.manifest}
@@ -145,12 +150,30 @@ class SourceWatcher:
             return False
         self.pending = False
         result = self.check(self.manifest)
-        if result.deployment is None:
+        if self._refused(result) or result.deployment is None:
             return False  # reported by on_change when the breaking change came
+        self.known_syntax = _syntax_errors(result)
         self.files = result.deployment.sources() | {self.manifest}
         self._remember(self.files)
         self.reload()
         return True
+
+    def _refused(self, result: CheckResult) -> list[Problem]:
+        """Why not to reload onto ``result``: its problems when it is not valid; else the cells that
+        no longer compile (warnings elsewhere, as Kernel Gateway serves them, but a fresh typo must
+        not replace a working version), as errors."""
+        if result.deployment is None:
+            return result.problems
+        fresh = [p for p in result.problems if p.rule == SYNTAX_RULE and _syntax_key(p) not in self.known_syntax]
+        return [replace(p, severity="error") for p in fresh]
+
+
+def _syntax_key(problem: Problem) -> tuple[str, str]:
+    return problem.file, problem.message  # not the line: an edit above the cell moves it
+
+
+def _syntax_errors(result: CheckResult) -> set[tuple[str, str]]:
+    return {_syntax_key(p) for p in result.problems if p.rule == SYNTAX_RULE}
 
 
 def _display(path: Path) -> str:

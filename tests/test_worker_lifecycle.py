@@ -93,3 +93,23 @@ def test_the_master_imports_no_kernel_runtime_before_workers_fork():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_worker_start_does_not_compile_the_iri_grammar_and_iri_formats_are_still_checked():
+    """jsonschema imports rfc3987_syntax when installed (jupyter_server's dependencies bring it),
+    which compiles a Lark grammar at import: most of a worker's start, and of a reload's. fngw defers
+    it until a schema checks an ``iri`` format (fngw.lazy_imports)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("rfc3987_syntax") is None:
+        pytest.skip("rfc3987_syntax is not installed: nothing to defer")  # installed with the test extra
+    code = (
+        "import sys, fngw.server.gateway, fngw.deployment, jsonschema;"
+        "print('lark' in sys.modules);"
+        "v = jsonschema.Draft202012Validator({'format': 'iri'}, format_checker=jsonschema.FormatChecker());"
+        "print(v.is_valid('https://example.org/caf\u00e9'), v.is_valid('no iri ::'), 'lark' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["False", "True", "False", "True"], out.stdout + out.stderr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import threading
 import time
 
 import falcon.testing
@@ -164,6 +166,42 @@ def _minimal(folder):
     return path
 
 
+class KeepAliveCaller(threading.Thread):
+    """Calls ``path`` in a loop on one persistent connection, opening another only when the server
+    answers ``Connection: close``; what fails is kept in ``failures``."""
+
+    def __init__(self, port: int, path: str):
+        super().__init__(daemon=True)
+        self.port, self.path = port, path
+        self.answers: list[tuple[int, bytes]] = []
+        self.failures: list[str] = []
+        self.reconnects = 0
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        conn = None
+        while not self.stopping.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                conn.request("GET", self.path)
+                response = conn.getresponse()
+                self.answers.append((response.status, response.read()))
+                if not response.will_close:
+                    continue
+                self.reconnects += 1
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+            conn.close()
+            conn = None
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        self.stopping.set()
+        self.join(30)
+        return self.answers
+
+
 def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(tmp_path):
     import signal
 
@@ -176,6 +214,7 @@ def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(
     with Gateway(env=gateway_env(FNGW_MANIFEST=str(manifest))) as gw:
         gw.wait_ready("/_fngw/ready", timeout=90)
         assert gw.request("GET", "/version")[2] == b"one\n"
+        callers = [KeepAliveCaller(gw.port, "/version") for _ in range(2)]
         write_notebook(notebook, ["# GET /version\nprint('two')"])
         gw.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 60
@@ -183,6 +222,12 @@ def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(
             assert time.monotonic() < deadline, gw.output[-2000:]
         while len(workers := children_of(gw.proc.pid)) != 1:  # the old worker finishes and exits
             assert time.monotonic() < deadline, workers
+        # Clients on keep-alive connections lost no request: the retiring worker told each to
+        # reconnect (Connection: close) rather than closing under a request.
+        for caller in callers:
+            answers = caller.finish()
+            assert not caller.failures, (caller.failures, gw.output[-3000:])
+            assert caller.reconnects >= 1 and answers[-1] == (200, b"two\n"), answers[-3:]
 
         manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb, colour: red}\n")
         gw.proc.send_signal(signal.SIGHUP)

@@ -9,11 +9,15 @@
   nothing more from gunicorn: the application's answer becomes gunicorn's ``ALREADY_HANDLED``, and
   gunicorn's ``is_already_handled`` hook ends the connection's keep-alive loop when the application
   is done with it (gunicorn would otherwise wait for another request on it).
-- On SIGTERM, the application's ``begin_shutdown`` (if it has one) turns readiness to 503 and
-  tells websocket clients the gateway is going away (1001), and idle keep-alive connections are
-  closed, so that neither holds the worker for the whole graceful timeout (gunicorn waits for every
-  open connection). Requests in progress finish; gunicorn closes their connections after the
-  response.
+- On SIGTERM (a stop, or a reload retiring this worker), the application's ``begin_shutdown`` (if
+  it has one) turns readiness to 503 and tells websocket clients the gateway is going away (1001).
+  Keep-alive connections are wound down without failing a request a client is sending: every
+  response started from then on says ``Connection: close`` (the client then opens a new connection,
+  to a worker that serves on), a request that arrives on an idle connection is still served, and
+  a connection is closed only once it has been idle for ``IDLE_CLOSE_GRACE`` seconds with nothing
+  to read, so that it does not hold the worker for the whole graceful timeout (gunicorn waits for
+  every open connection). HTTP/1.1 cannot close a keep-alive connection with no race at all: a
+  client that sends at the very moment of the close sees it closed, as with any keep-alive expiry.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from fngw.server.startup import AbandonedReload
 from .disconnect_watch import watch_disconnect
 
 REPLACEMENT_READY_TIMEOUT = 120.0  # gunicorn_hooks.READY_TIMEOUT: the master retires the old workers then
+# Stopping: a connection idle this long is closed. A client in a loop sends its next request within
+# it and gets that answer with "Connection: close"; a pooled connection idle longer is simply closed.
+IDLE_CLOSE_GRACE = 1.0
+CLOSER_STEP = 0.1  # seconds between the closer's looks at the connections
 
 
 def _take_over(environ: dict[str, Any], sock: socket.socket) -> socket.socket:
@@ -88,6 +96,8 @@ class GeventWorker(_GeventWorker):
         self._current = current
 
         def application(environ: dict[str, Any], start_response: Any) -> Any:
+            if self.alive:  # else gunicorn has already made this response close its connection
+                start_response = self._closing_when_stopped(start_response)
             sock = environ.get("gunicorn.socket")
             environ[RAW_HEADERS] = getattr(current, "headers", None)
             environ["wsgi.input"] = _TranslatedBody(environ["wsgi.input"])
@@ -100,6 +110,21 @@ class GeventWorker(_GeventWorker):
         self.wsgi = application
         self._open: set[socket.socket] = set()  # client sockets of this worker
         self._busy: set[socket.socket] = set()  # the sockets whose request is being handled
+        self._idle_since: dict[socket.socket, float] = {}  # open sockets between requests: since when
+
+    def _closing_when_stopped(self, start_response: Any) -> Any:
+        """``start_response`` that makes the response say ``Connection: close`` if the worker began
+        stopping while the request ran (gunicorn decides it only when a request begins)."""
+        response = getattr(start_response, "__self__", None)  # gunicorn's Response
+        if response is None or not hasattr(response, "force_close"):
+            return start_response
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not self.alive:
+                response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return start
 
     def run(self) -> None:
         """Serve; a worker started by a reload first waits until its pools are up (the workers it
@@ -138,10 +163,12 @@ class GeventWorker(_GeventWorker):
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         """Track the connection, so SIGTERM can end idle keep-alive ones."""
         self._open.add(client)
+        self._idle_since[client] = time.monotonic()
         try:
             super().handle(listener, client, addr)
         finally:
             self._open.discard(client)
+            self._idle_since.pop(client, None)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: begin the application's shutdown and end idle keep-alive connections. Once: a
@@ -153,31 +180,38 @@ class GeventWorker(_GeventWorker):
         begin = getattr(self, "_begin_shutdown", None)
         if begin is not None:
             gevent.spawn(begin)
-        for client in list(getattr(self, "_open", ())):
-            if client not in self._busy:
-                # An idle keep-alive connection: its handler waits for a next request that will
-                # not be served. Ending the stream lets the handler finish now. The shutdown goes to
-                # the underlying socket: gevent's own shutdown wakes the waiting handler with EBADF,
-                # which gunicorn logs as an error with a traceback; the plain one wakes it with an
-                # end of stream, a normal disconnection.
+        if hasattr(self, "_open"):
+            gevent.spawn(self._close_idle_connections)
+
+    def _close_idle_connections(self) -> None:
+        """While stopping: close each connection once it has been idle for ``IDLE_CLOSE_GRACE``
+        seconds with no request waiting to be read, until none is left open."""
+        while self._open:
+            now = time.monotonic()
+            for client in list(self._open):
+                since = self._idle_since.get(client)
+                if client in self._busy or since is None or now - since < IDLE_CLOSE_GRACE:
+                    continue
+                # Its handler waits for a next request. The shutdown goes to the underlying socket:
+                # gevent's own shutdown wakes the waiting handler with EBADF, which gunicorn logs
+                # as an error with a traceback; the plain one wakes it with an end of stream.
                 raw = getattr(client, "_sock", client)
+                if _has_data(raw):
+                    continue  # a request has arrived: its handler is about to read and serve it
                 with contextlib.suppress(OSError):
                     raw.shutdown(socket.SHUT_RDWR)
+            gevent.sleep(CLOSER_STEP)
 
     def handle_request(self, listener_name: Any, req: Any, sock: socket.socket, addr: Any) -> Any:
         """One request, its parsed header list available to the application (``RAW_HEADERS``)."""
         self._current.headers = req.headers
         self._busy.add(sock)
         try:
-            result = super().handle_request(listener_name, req, sock, addr)
+            return super().handle_request(listener_name, req, sock, addr)
         finally:
             self._current.headers = None
             self._busy.discard(sock)
-        if not self.alive:
-            # SIGTERM came while this request was handled (after gunicorn decided to keep the
-            # connection open): close it now rather than wait the keep-alive out.
-            raise StopIteration("the worker is shutting down")
-        return result
+            self._idle_since[sock] = time.monotonic()
 
     def is_already_handled(self, respiter: Any) -> bool:
         """gunicorn's hook for an answer the application gave on the socket itself: a taken-over
@@ -186,3 +220,12 @@ class GeventWorker(_GeventWorker):
         if respiter is ALREADY_HANDLED:
             raise StopIteration("the connection was taken over by the application")
         return super().is_already_handled(respiter)
+
+
+def _has_data(sock: socket.socket) -> bool:
+    """Bytes (or the peer's end of stream) are waiting to be read on ``sock``."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:  # BlockingIOError: nothing waiting; anything else: the handler will see it too
+        return False
+    return True

@@ -19,7 +19,7 @@ NOTEBOOK_METADATA = {
 }
 
 
-def write(path, sources, *, ids=True):
+def write(path, sources, *, ids=True, ascii=True):
     """A notebook as Jupyter writes it (sources as lists of lines), or with a source given as a
     list already kept, or a plain string (``str``)."""
     cells = []
@@ -33,7 +33,7 @@ def write(path, sources, *, ids=True):
             cell["id"] = f"cell-{index}"
         cells.append(cell)
     doc = {"cells": cells, "metadata": NOTEBOOK_METADATA, "nbformat": 4, "nbformat_minor": 5 if ids else 4}
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=ascii) + "\n", encoding="utf-8")
     return path
 
 
@@ -70,6 +70,20 @@ def test_a_cell_that_cannot_compile_is_an_error_at_its_line(tmp_path, form):
     line, col = line_col(text, "if x")
     assert (problem.line, problem.col) == (line, col + 4)  # Python points after "if x"
     assert result.deployment is not None
+
+
+@pytest.mark.parametrize("form", ["lines", "string"])
+@pytest.mark.parametrize("ascii", [True, False], ids=["escaped", "raw"])
+def test_the_column_counts_escaped_characters_as_the_file_holds_them(tmp_path, form, ascii):
+    # Quotes, backslashes, tabs and (escaped) non-ASCII characters before the error take more
+    # characters in the .ipynb than in the cell: the column is the file's.
+    broken = '# GET /x\nprint(json.dumps({"caf\u00e9": "\\t\t\U0001f600"}) +)\n'
+    write(tmp_path / "nb.ipynb", [broken if form == "lines" else (broken,)], ascii=ascii)
+    (tmp_path / "fngw.yaml").write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n", encoding="utf-8")
+    [problem] = check_deployment(tmp_path / "fngw.yaml").problems
+    text = (tmp_path / "nb.ipynb").read_text(encoding="utf-8")
+    line = text.splitlines()[problem.line - 1]
+    assert line[problem.col - 1 :].startswith(")"), (line, problem.col)  # Python points at the ")" after "+"
 
 
 def test_a_broken_seed_cell_is_found_too_and_each_cell_once(tmp_path):

@@ -39,8 +39,8 @@ class CellLocator:
         starts = self._starts.get(cell_index)
         if not starts:
             return None
-        file_line, file_col = _position(self._text, starts[min(max(line, 1), len(starts)) - 1])
-        return file_line, file_col + max(col, 1) - 1
+        start = starts[min(max(line, 1), len(starts)) - 1]
+        return _position(self._text, _advance(self._text, start, max(col, 1) - 1))
 
 
 def _source_starts(text: str) -> dict[int, list[int]]:
@@ -97,6 +97,23 @@ def _string_line_starts(text: str, offset: int) -> list[int]:
         else:
             at += 1
     return starts
+
+
+def _advance(text: str, at: int, characters: int) -> int:
+    """The offset ``characters`` characters of the source further into the JSON string at ``at``:
+    an escape (``\\"``, ``\\t``, ``\\u00e9``, a surrogate pair) is one character of the source but
+    several of the file. Stops at the end of the line or of the string."""
+    for _ in range(characters):
+        if text[at] == '"' or text.startswith("\\n", at):
+            break
+        if text[at] != "\\":
+            at += 1
+        elif text[at + 1] != "u":
+            at += 2
+        else:
+            high = 0xD800 <= int(text[at + 2 : at + 6], 16) < 0xDC00
+            at += 12 if high and text.startswith("\\u", at + 6) else 6  # a pair is one character
+    return at
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:

@@ -137,3 +137,24 @@ def test_cells_without_ids_read_without_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_notebook(path)
+
+
+def test_a_notebook_nbformat_refuses_is_located_at_the_cell_at_fault(tmp_path):
+    path = write(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)\n", "x = 1\n"])
+    doc = json.loads(path.read_text())
+    doc["cells"][1]["source"] = 123
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    (tmp_path / "fngw.yaml").write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n", encoding="utf-8")
+    [problem] = check_deployment(tmp_path / "fngw.yaml").problems
+    text = path.read_text()
+    assert (problem.file, problem.path, problem.rule) == (str(path), "cells[1].source", "notebook-unreadable")
+    assert text.splitlines()[problem.line - 1][problem.col - 1 :].startswith("123")
+    assert "not a valid nbformat 4 notebook" in problem.message
+
+
+def test_a_missing_notebook_outside_the_manifests_folder_is_named_by_its_real_path(tmp_path):
+    (tmp_path / "conf").mkdir()
+    manifest = tmp_path / "conf" / "fngw.yaml"
+    manifest.write_text("version: 1\nnotebooks:\n  nb: {path: ../gone.ipynb}\n", encoding="utf-8")
+    [problem] = check_deployment(manifest).problems
+    assert problem.file == str(manifest) and str(tmp_path / "gone.ipynb") in problem.message

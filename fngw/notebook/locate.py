@@ -74,6 +74,8 @@ def _starts_if(text: str, offset: int, wanted: Any) -> list[int] | None:
         return None
     if isinstance(value, str):
         return _string_line_starts(text, offset)
+    if not isinstance(value, list):  # not a valid source (a notebook nbformat refuses): its place
+        return [offset]
     starts = []
     at = offset + 1  # after "["
     for _ in value:

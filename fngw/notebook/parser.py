@@ -65,12 +65,24 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=@%-]+$")
 
 class NotebookError(Exception):
     """The file is not a readable nbformat notebook. ``line`` and ``col`` (1-based) say where in
-    the file, when the file is not JSON."""
+    the file, when the file is not JSON; ``where`` (a JSON path such as ``cells[1].source``) and
+    ``cell`` (its index, when it is in a cell) say what is wrong in a JSON file that is not a valid
+    notebook."""
 
-    def __init__(self, message: str, line: int | None = None, col: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        line: int | None = None,
+        col: int | None = None,
+        *,
+        where: str | None = None,
+        cell: int | None = None,
+    ):
         super().__init__(message)
         self.line = line
         self.col = col
+        self.where = where
+        self.cell = cell
 
 
 @dataclass(frozen=True)
@@ -151,7 +163,11 @@ def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        raise NotebookError(f"not a valid nbformat 4 notebook: {exc.message[:200]}") from None
+        found = list(getattr(exc, "absolute_path", None) or ())
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in found).lstrip(".") or "$"
+        cell = found[1] if len(found) > 1 and found[0] == "cells" and isinstance(found[1], int) else None
+        message = f"not a valid nbformat 4 notebook: {exc.message[:200]}"
+        raise NotebookError(message, where=where, cell=cell) from None
     return nb
 
 

@@ -77,16 +77,24 @@ class PlanResult:
 
 
 def display_path(path: Path, manifest: Manifest) -> str:
-    """``path`` as the manifest's author wrote it: relative to the manifest's folder."""
-    return os.path.relpath(path, manifest.path.parent)
+    """``path`` relative to the manifest's folder, as its author would write it; absolute when
+    outside it (so a manifest written elsewhere, as `fngw serve`'s is, names the real file)."""
+    relative = os.path.relpath(path, manifest.path.parent)
+    return str(path) if relative.startswith("..") else relative
 
 
 def notebook_problem(report: ProblemReport, where: JsonPath, path: Path, error: NotebookError) -> None:
     """An unreadable notebook: located in the notebook itself when its JSON breaks at a known
-    place (``nb.ipynb:3:5``), else at the manifest's ``where``."""
+    place (``nb.ipynb:3:5``) or it is JSON but not a valid notebook (at the cell at fault, or at
+    the top of the file), else (missing, unreadable) at the manifest's ``where``."""
     if error.line is not None and error.col is not None:
         problem = Problem(str(path), error.line, error.col, "$", str(error), "notebook-unreadable")
         report.problems.append(problem)
+        return
+    if error.where is not None:
+        at = CellLocator(path).locate(error.cell) if error.cell is not None else None
+        line, col = at or (1, 1)
+        report.problems.append(Problem(str(path), line, col, error.where, str(error), "notebook-unreadable"))
         return
     report.add(where, f"{display_path(path, report.manifest)}: {error}", "notebook-unreadable")
 

@@ -228,3 +228,20 @@ def test_a_notebook_that_is_not_json_is_located_in_the_notebook(workspace):
 
 def test_the_table_is_large_enough():
     assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize(
+    ("tracing", "expected"),
+    [
+        ("{exporter: zipkin}", [(4, 23, "$.server.tracing.exporter", "expected one of otlp, console, none")]),
+        ("{sample_ratio: 1.5}", [(4, 27, "$.server.tracing.sample_ratio", "1.5 is greater than the maximum of 1")]),
+        ('"yes"', [(4, 12, "$.server.tracing", "expected true, false or a mapping")]),
+    ],
+)
+def test_a_bad_value_in_a_true_or_mapping_setting_is_named_at_its_key(tmp_path, tracing, expected):
+    # oneOf [boolean, object]: the mapping's own error, not "not valid under any of the given schemas"
+    path = tmp_path / "fngw.yaml"
+    path.write_text(f"version: 1\nnotebooks: {{}}\nserver:\n  tracing: {tracing}\n", encoding="utf-8")
+    found = [(p.line, p.col, p.path, p.message) for p in check_deployment(path).problems]
+    assert [(line, col, where) for line, col, where, _ in found] == [e[:3] for e in expected], found
+    assert all(message.startswith(e[3]) for (*_, message), e in zip(found, expected, strict=True)), found

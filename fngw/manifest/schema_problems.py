@@ -65,6 +65,9 @@ def _describe(error: jsonschema.ValidationError, source: SourceMap, file: str) -
         return [at_key(path, f"missing required key {missing!r}")]
     if rule == "uniqueItems":
         return [at_value(path, "lists the same value more than once")]
+    inner = _mapping_branch_errors(error)
+    if inner:  # `tracing: {exporter: zipkin}`: say what is wrong inside, not that no branch matched
+        return [problem for sub in inner for problem in _describe(sub, source, file)]
     if rule in ("minProperties", "maxProperties") and _expectation(error):
         return [at_value(path, f"expected {_expectation(error)}")]
     expected = _expectation(error)
@@ -80,6 +83,18 @@ def _describe(error: jsonschema.ValidationError, source: SourceMap, file: str) -
         allowed = ", ".join(str(v) for v in error.schema["enum"])
         return [at_value(path, f"expected one of {allowed}, got {_show(instance)}")]
     return [at_value(path, error.message)]
+
+
+def _mapping_branch_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """For a mapping that fails a ``oneOf``/``anyOf`` whose only mapping branch is one alternative
+    (``true`` or ``{...}``), that branch's own errors; else none."""
+    if error.validator not in ("oneOf", "anyOf") or not isinstance(error.instance, dict):
+        return []
+    branches = error.validator_value if isinstance(error.validator_value, list) else []
+    mappings = [i for i, branch in enumerate(branches) if isinstance(branch, dict) and branch.get("type") == "object"]
+    if len(mappings) != 1:
+        return []
+    return [sub for sub in error.context or () if list(sub.relative_schema_path)[:1] == mappings]
 
 
 def _article(word: str) -> str:

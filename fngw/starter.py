@@ -182,6 +182,9 @@ def regenerate_serve_manifest(spec: Path, manifest: Path, warn: Callable[[str], 
     for name, path in sorted(names.items()):
         if before.get(path) != name:
             warn(f"now serving /{name} from {path}")
+    for path, name in sorted(before.items(), key=lambda item: item[1]):
+        if name not in names:
+            warn(f"no longer serving /{name} ({path} is gone or renamed)")
     return True
 
 

@@ -101,6 +101,16 @@ def test_an_edit_that_breaks_a_cell_keeps_the_running_version_but_an_old_break_d
     assert watcher.on_change([str(notebook)]) and reloads.count == 2
 
 
+def test_turning_watch_off_reloads_once_more_then_stops_watching(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    manifest = _manifest(tmp_path)
+    reloads, out = _Reloads(), io.StringIO()
+    watcher = SourceWatcher(manifest, reloads, out)
+    manifest.write_text(manifest.read_text().replace("watch: true", "watch: false"))
+    assert watcher.on_change([str(manifest)]) and reloads.count == 1  # the new version applies
+    assert watcher.stopped and "no longer watching" in out.getvalue()
+
+
 def test_a_change_during_a_reload_waits_for_it_and_reloads_once(tmp_path):
     write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
     reloads, out, busy = _Reloads(), io.StringIO(), [True]

@@ -78,6 +78,7 @@ def test_a_followed_folder_keeps_each_notebooks_url_and_its_broken_notebooks(tmp
     text = manifest.read_text()
     assert f'fast-2: {{path: "{folder / "2fast.ipynb"}", mount: /fast-2}}' in text  # its URL did not move
     assert "faster: {path:" in text and "now serving /faster from" in " ".join(said)
+    assert f"no longer serving /fast ({folder / 'fast.ipynb'} is gone or renamed)" in said
 
     (folder / "other.ipynb").write_text('{"cells": [')  # broken: kept, for the watcher to report
     (folder / "faster.ipynb").rename(folder / "fastest.ipynb")

@@ -69,6 +69,7 @@ class SourceWatcher:
         self.check = check
         self.busy = busy  # a reload is under way: the next one waits for it (``retry``)
         self.pending = False
+        self.stopped = False  # the manifest turned server.watch off: watch no more
         self.label = _display(self.manifest)  # how problems name the manifest
         self.served: set[Path] = set()  # `fngw serve FOLDER`: folders whose notebooks come and go
         self.regenerate: Callable[[], bool] | None = None  # writes the manifest again from them
@@ -141,7 +142,14 @@ class SourceWatcher:
             return False
         print(f"fngw: {names} changed; reloading", file=self.out, flush=True)
         self.reload()
+        self._stop_unless_watched(result)
         return True
+
+    def _stop_unless_watched(self, result: CheckResult) -> None:
+        """The version just reloaded says ``server.watch: false``: that reload was the last."""
+        if result.deployment is not None and not result.deployment.manifest.server.watch:
+            self.stopped = True
+            print("fngw: server.watch is now false: no longer watching (a restart turns it on again)", file=self.out)
 
     def retry(self) -> bool:
         """A change that came during a reload: reload now if that one has ended and the files are
@@ -156,6 +164,7 @@ class SourceWatcher:
         self.files = result.deployment.sources() | {self.manifest}
         self._remember(self.files)
         self.reload()
+        self._stop_unless_watched(result)
         return True
 
     def _refused(self, result: CheckResult) -> list[Problem]:
@@ -213,6 +222,8 @@ def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
             if paths and watcher.on_folder_change(paths):
                 paths.append(str(watcher.manifest))  # written again just now: it changed too
             reloaded = watcher.on_change(paths) if paths else watcher.retry()
+            if watcher.stopped:
+                return
             if reloaded and watcher.folders() != folders:
                 break  # the deployment reads files in another folder now: watch those too
 

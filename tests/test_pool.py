@@ -162,6 +162,21 @@ def test_failing_seed_makes_the_pool_unavailable_with_the_reason(tmp_path):
     assert list(tmp_path.glob("k-*")) == []
 
 
+def test_a_request_waiting_while_the_only_kernel_fails_its_seed_is_told_which_pool(tmp_path):
+    pool = KernelPool(
+        "broken",
+        lambda: Kernel("python3", seed=[SeedCell(2, "1/0")], label="notebook 'b'", runtime_dir=tmp_path),
+        size=1,
+    )
+    try:
+        pool.start(wait=False)
+        with pytest.raises(PoolUnavailable, match="ZeroDivisionError") as raised:
+            pool.acquire(30)  # queued while the kernel starts, then failed with it
+        assert raised.value.pool == "broken"  # the 503 names it
+    finally:
+        pool.shutdown()
+
+
 def test_stats_describe_the_pool(make_pool):
     pool = make_pool(size=2)
     kernel = pool.acquire(1)

@@ -361,7 +361,9 @@ class KernelPool:
         """With no kernel up, waiting cannot succeed soon: tell waiters why at once."""
         if self._idle or self._busy_count():
             return
-        error = PoolUnavailable(f"pool {self.name} has no running kernel: {self.last_error}", self.last_error)
+        error = PoolUnavailable(
+            f"pool {self.name} has no running kernel: {self.last_error}", self.last_error, self.name
+        )
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.ready():

@@ -103,6 +103,7 @@ def test_spans_reach_an_otlp_http_collector_and_the_cell_continues_the_trace(tmp
         assert gateway.stop() == 0
         stopped_in = time.monotonic() - stopping
         assert stopped_in < 6, f"stopping took {stopped_in:.1f} s: {gateway.output[-3000:]}"
+        assert "already shutdown" not in gateway.output  # the provider's second shutdown of the exporter
         for line in gateway.output.splitlines():
             if "opentelemetry" in line or "export" in line.lower():
                 assert line.startswith("{") or line.startswith("[20"), line  # JSON, or gunicorn's own

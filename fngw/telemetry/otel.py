@@ -9,6 +9,7 @@ waits on the collector.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -132,6 +133,20 @@ class SdkTracing:
 
     def _flush_and_stop(self) -> None:
         self.provider.force_flush(timeout_millis=int(FLUSH_SECONDS * 1000))
+        # Exporters first: that cuts short the retries of an export under way. The provider then
+        # shuts each down again, which the OTLP exporter answers with a warning worth nothing.
         for exporter in self._exporters:
             exporter.shutdown()
-        self.provider.shutdown()
+        loggers = [logging.getLogger(type(exporter).__module__) for exporter in self._exporters]
+        for logger in loggers:
+            logger.addFilter(_second_shutdown)
+        try:
+            self.provider.shutdown()
+        finally:
+            for logger in loggers:
+                logger.removeFilter(_second_shutdown)
+
+
+def _second_shutdown(record: logging.LogRecord) -> bool:
+    """False for the OTLP exporter's "already shutdown" warning (see ``_flush_and_stop``)."""
+    return "already shutdown" not in record.getMessage()

@@ -136,6 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(file: str, *, offline: bool, strict: bool) -> CheckResult | None:
+    if file.endswith(".ipynb"):  # a common first try: say what to do instead of listing schema errors
+        print(
+            f"{file}: a notebook, not a manifest: `fngw init {file}` writes a manifest for it, "
+            f"and `fngw serve {file}` serves it with none",
+            file=sys.stderr,
+        )
+        return None
     try:
         return check_deployment(file, offline=offline, strict=strict)
     except OSError as exc:

@@ -48,6 +48,13 @@ def test_unreadable_file_and_bad_usage_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+def test_validating_a_notebook_says_what_to_do_instead(notebook, capsys):
+    path = notebook("scores.ipynb", ["# GET /a\nprint(1)"])
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "a notebook, not a manifest" in err and f"fngw init {path}" in err and f"fngw serve {path}" in err
+
+
 def test_json_format(broken, capsys):
     assert main(["validate", "--format", "json", str(broken)]) == 1
     doc = json.loads(capsys.readouterr().out)

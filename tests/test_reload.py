@@ -275,6 +275,7 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         while "its kernels cannot start" not in terminal.text and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "its kernels cannot start" in terminal.text, terminal.text[-3000:]
+        assert re.search(r"hello\.ipynb:\d+:\d+: pool hello: seeding", terminal.text), terminal.text[-3000:]
         assert peer.request("GET", "/hello")[2] == b"five\n"
         write_notebook(notebook, ["# GET /hello\nprint('seven')"])
         caller.first(b"seven\n", time.monotonic() - 1, timeout=90)

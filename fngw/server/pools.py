@@ -13,12 +13,14 @@ import gevent.pool
 from fngw.kernels import (
     Kernel,
     KernelPool,
+    KernelSeedError,
     SeedCell,
     cells_prelude,
     kernel_environment,
     output_prelude,
     resolve_kernelspec,
 )
+from fngw.notebook.locate import CellLocator
 from fngw.routing import PoolSpec, RoutePlan
 
 log = logging.getLogger("fngw.server")
@@ -42,6 +44,7 @@ class GatewayPools:
 
     def __init__(self, plan: RoutePlan, options: PoolOptions):
         self.options = options
+        self.plan = plan
         self.pools: dict[str, KernelPool] = {
             pid: self._build(spec, self._folder_of(plan, spec.notebook)) for pid, spec in plan.pools.items()
         }
@@ -104,13 +107,24 @@ class GatewayPools:
 
     def start_failures(self) -> list[str]:
         """Pools with no kernel up whose starts have failed (a seed cell that raises, a kernel that
-        will not start): each as ``pool NAME: error``."""
+        will not start): each as ``pool NAME: error``, after the seed cell's place in its notebook
+        (``nb.ipynb:12:5: ``) when a seed cell failed."""
         failures = []
-        for pool in self.pools.values():
+        for pid, pool in self.pools.items():
             stats = pool.stats()
             if pool.last_error is not None and stats.idle + stats.busy == 0:
-                failures.append(f"pool {pool.name}: {pool.last_error}")
+                failures.append(f"{self._seed_cell_place(pid, pool.last_error)}pool {pool.name}: {pool.last_error}")
         return failures
+
+    def _seed_cell_place(self, pid: str, error: BaseException) -> str:
+        if not isinstance(error, KernelSeedError) or error.cell_index == PRELUDE_CELL:
+            return ""
+        spec = self.plan.pools.get(pid)
+        parsed = self.plan.notebooks.get(spec.notebook) if spec is not None else None
+        if parsed is None or parsed.path is None:
+            return ""
+        at = CellLocator(parsed.path).locate(error.cell_index)
+        return f"{parsed.path}:{at[0]}:{at[1]}: " if at is not None else f"{parsed.path}: "
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every kernel of every pool in parallel, waiting at most timeout seconds."""

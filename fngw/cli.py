@@ -280,6 +280,14 @@ def _init(args: argparse.Namespace) -> int:
     return EXIT_VALID
 
 
+def _serve_problems(manifest: str, served: str, problems: list[Problem]) -> str:
+    """``fngw validate``'s lines, but a problem in the manifest `fngw serve` wrote (an environment
+    variable, an option) without a place in that file, which the user never wrote and is removed."""
+    located = [p for p in problems if p.file != manifest]
+    lines = [f"fngw serve: {p.severity}: {p.message} [{p.rule}]" for p in problems if p.file == manifest]
+    return "\n".join([*lines, render([(served, located)], "text")])
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
@@ -318,7 +326,7 @@ def _serve(args: argparse.Namespace) -> int:
     result = _check(str(manifest), offline=False, strict=True)
     problem = None
     if result is None or result.deployment is None:
-        problem = render([(" ".join(args.notebooks), result.problems if result else [])], "text")
+        problem = _serve_problems(str(manifest), " ".join(args.notebooks), result.problems if result else [])
     elif not result.deployment.plan.routes:
         problem = f"fngw serve: {' '.join(args.notebooks)}: no annotated cell (such as `# GET /hello`)"
     if problem is not None:

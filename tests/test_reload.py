@@ -302,3 +302,12 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
 def test_serve_refuses_what_it_cannot_serve(tmp_path, arguments, message):
     result = subprocess.run([*FNGW, "serve", *arguments], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_serve_names_a_bad_environment_variable_without_pointing_into_its_own_manifest(tmp_path):
+    write_notebook(tmp_path / "hello.ipynb", ["# GET /hello\nprint('one')"])
+    env = gateway_env(OTEL_TRACES_EXPORTER="jaeger")
+    result = subprocess.run([*FNGW, "serve", "hello.ipynb"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "fngw serve: error:" in result.stderr and "OTEL_TRACES_EXPORTER" in result.stderr, result.stderr
+    assert "serve.yaml" not in result.stderr, result.stderr

@@ -285,7 +285,7 @@ def _serve_problems(manifest: str, served: str, problems: list[Problem]) -> str:
     variable, an option) without a place in that file, which the user never wrote and is removed."""
     located = [p for p in problems if p.file != manifest]
     lines = [f"fngw serve: {p.severity}: {p.message} [{p.rule}]" for p in problems if p.file == manifest]
-    return "\n".join([*lines, render([(served, located)], "text")])
+    return "\n".join([*lines, render([(served, located)], "text")] if located or not lines else lines)
 
 
 def _serve(args: argparse.Namespace) -> int:

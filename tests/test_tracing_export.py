@@ -9,8 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import write_notebook
-from gateway import Gateway, gateway_env
+from gateway import Gateway, call_json, gateway_env
+from messages import run_code, ws_url
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from websockets.sync.client import connect
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{CLIENT_TRACE}-b7ad6b7169203331-01"
@@ -60,6 +62,10 @@ def receiver():
         server.close()
 
 
+OTHER_TRACE = "5bf92f3577b34da6a3ce929d0e0e4737"
+OTHER_TRACEPARENT = f"00-{OTHER_TRACE}-00f067aa0ba902b8-01"
+
+
 def test_spans_reach_an_otlp_http_collector_and_the_cell_continues_the_trace(tmp_path, receiver):
     write_notebook(
         tmp_path / "traced.ipynb",
@@ -69,7 +75,7 @@ def test_spans_reach_an_otlp_http_collector_and_the_cell_continues_the_trace(tmp
     endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
     manifest.write_text(
         f"version: 1\nserver:\n  tracing:\n    endpoint: {endpoint}\n    service_name: scores\n"
-        "notebooks:\n  traced: {path: traced.ipynb}\n"
+        "notebooks:\n  traced: {path: traced.ipynb}\nkernel_api: {}\n"
     )
     gateway = Gateway(env=gateway_env(FNGW_MANIFEST=str(manifest), OTEL_BSP_SCHEDULE_DELAY="50"))
     try:
@@ -92,6 +98,23 @@ def test_spans_reach_an_otlp_http_collector_and_the_cell_continues_the_trace(tmp
         assert execute.parent_span_id == spans["GET /traced"].span_id
         # The access log line names the trace.
         assert CLIENT_TRACE in gateway.output
+
+        # The kernel API too: a REST call, and a websocket session as one span that lasts as long
+        # as the connection (its upgrade request, answered 101).
+        status, _, model = call_json(gateway, "POST", "/api/kernels", {}, {"traceparent": OTHER_TRACEPARENT})
+        assert status == 201
+        with connect(ws_url(gateway, model["id"]), additional_headers={"traceparent": OTHER_TRACEPARENT}) as ws:
+            assert run_code(ws, "print('in the trace')")[0] == "in the trace\n"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            other = [span for _, span in receiver.spans if span.trace_id.hex() == OTHER_TRACE]
+            if len(other) >= 2:
+                break
+            time.sleep(0.1)
+        statuses = sorted(
+            next(a.value.int_value for a in span.attributes if a.key == "http.response.status_code") for span in other
+        )
+        assert statuses == [101, 201], [(span.name, statuses) for span in other]
 
         # The collector goes away: the exporter's complaints are log lines in the gateway's
         # format (JSON here: not a terminal), and a stop is not held by its retries.

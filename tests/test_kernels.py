@@ -118,7 +118,7 @@ def test_a_kernel_that_goes_idle_without_replying_ends_the_request(kernel, inter
         kernel.interrupt()
     with pytest.raises(KernelNoReply, match="without sending its reply"):
         running.get(timeout=10)
-    assert time.monotonic() - started < (2 if interrupted else 5)  # not the 30 s timeout
+    assert time.monotonic() - started < (5 if interrupted else 8)  # not the 30 s timeout (loaded CI machines)
     assert kernel.pending == 0 and kernel.state == "idle"
     assert kernel.execute("print('next')", timeout=5).stdout == "next\n"
 

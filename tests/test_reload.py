@@ -101,6 +101,40 @@ def test_an_edit_that_breaks_a_cell_keeps_the_running_version_but_an_old_break_d
     assert watcher.on_change([str(notebook)]) and reloads.count == 2
 
 
+def test_a_manifest_deleted_for_a_while_is_a_broken_version_not_the_watchers_end(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    manifest = _manifest(tmp_path)
+    text = manifest.read_text()
+    reloads, out = _Reloads(), io.StringIO()
+    watcher = SourceWatcher(manifest, reloads, out)
+    manifest.unlink()  # a git checkout, say
+    assert not watcher.on_change([str(manifest)]) and reloads.count == 0
+    assert "fngw.yaml:1:1: error: $: cannot read the manifest: No such file or directory" in out.getvalue()
+    manifest.write_text(text.replace("nb: {path: nb.ipynb}", "nb: {path: nb.ipynb, mount: /v2}"))
+    assert watcher.on_change([str(manifest)]) and reloads.count == 1
+
+
+def test_the_watcher_survives_a_fault_of_its_own(tmp_path, capsys):
+    from fngw.server import watch
+
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    watcher = SourceWatcher(_manifest(tmp_path), _Reloads(), io.StringIO())
+    stop = threading.Event()
+
+    def broken(paths):
+        stop.set()  # one batch, then stop
+        raise RuntimeError("a bug")
+
+    watcher.on_change = broken
+    runner = threading.Thread(target=watch.run, args=(watcher, os.getppid(), stop))
+    runner.start()
+    time.sleep(0.5)
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(2)"])
+    runner.join(10)
+    assert not runner.is_alive()
+    assert "still watching" in capsys.readouterr().err
+
+
 def test_turning_watch_off_reloads_once_more_then_stops_watching(tmp_path):
     write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
     manifest = _manifest(tmp_path)

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -76,11 +77,20 @@ class SourceWatcher:
         self.files: set[Path] = {self.manifest}
         self.seen: dict[Path, str | None] = {}
         self.reported: str | None = None  # the last problems printed, so a broken state prints once
-        result = check(self.manifest)
+        result = self._check()
         self.known_syntax = _syntax_errors(result)  # those of the version serving: no reason not to reload
         if result.deployment is not None:
             self.files |= result.deployment.sources()
         self._remember(self.files)
+
+    def _check(self) -> CheckResult:
+        """``check`` of the manifest; a manifest that cannot be read (deleted for a moment by a
+        ``git checkout``, say) is a broken version like any other, not the watcher's end."""
+        try:
+            return self.check(self.manifest)
+        except OSError as exc:
+            message = f"cannot read the manifest: {exc.strerror or exc}"
+            return CheckResult(None, [Problem(self.label, 1, 1, "$", message, "manifest-unreadable")])
 
     def folders(self) -> set[Path]:
         """The folders to watch: those of the watched files that exist, and the served folders."""
@@ -116,7 +126,7 @@ class SourceWatcher:
             return False
         self._remember(changed)
         names = ", ".join(self.label if path == self.manifest else _display(path) for path in changed)
-        result = self.check(self.manifest)
+        result = self._check()
         refused = self._refused(result)
         if refused:
             problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in refused]
@@ -157,7 +167,7 @@ class SourceWatcher:
         if not self.pending or self.busy():
             return False
         self.pending = False
-        result = self.check(self.manifest)
+        result = self._check()
         if self._refused(result) or result.deployment is None:
             return False  # reported by on_change when the breaking change came
         self.known_syntax = _syntax_errors(result)
@@ -218,14 +228,23 @@ def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
         ):
             if os.getppid() != master_pid:
                 return
-            paths = [path for _, path in changes]
-            if paths and watcher.on_folder_change(paths):
-                paths.append(str(watcher.manifest))  # written again just now: it changed too
-            reloaded = watcher.on_change(paths) if paths else watcher.retry()
+            try:
+                reloaded = _handle(watcher, [path for _, path in changes])
+            except Exception:  # a fault of ours must not end the watching: the next save still counts
+                print("fngw: the watcher failed to handle a change; still watching:", file=sys.stderr)
+                traceback.print_exc()
+                continue
             if watcher.stopped:
                 return
             if reloaded and watcher.folders() != folders:
                 break  # the deployment reads files in another folder now: watch those too
+
+
+def _handle(watcher: SourceWatcher, paths: list[str]) -> bool:
+    """One batch of file events (none: a timeout, when a change that waited may go now)."""
+    if paths and watcher.on_folder_change(paths):
+        paths.append(str(watcher.manifest))  # written again just now: it changed too
+    return watcher.on_change(paths) if paths else watcher.retry()
 
 
 def main(argv: list[str] | None = None) -> int:

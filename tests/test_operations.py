@@ -208,14 +208,20 @@ def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(
     from gateway import children_of
 
     notebook = tmp_path / "nb.ipynb"
-    write_notebook(notebook, ["# GET /version\nprint('one')"])
+    # Longer than gunicorn's graceful_timeout (8 s), which is for a stop: a reload lets it finish.
+    slow = "# GET /slow\nimport time\ntime.sleep(14)\nprint('slow', VERSION)"
+    write_notebook(notebook, ["VERSION = 1", "# GET /version\nprint('one')", slow])
     manifest = tmp_path / "fngw.yaml"
-    manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n")
+    manifest.write_text("version: 1\ndefaults: {pool: {size: 2}}\nnotebooks:\n  nb: {path: nb.ipynb}\n")
     with Gateway(env=gateway_env(FNGW_MANIFEST=str(manifest))) as gw:
         gw.wait_ready("/_fngw/ready", timeout=90)
         assert gw.request("GET", "/version")[2] == b"one\n"
+        in_flight: list[tuple[int, dict, bytes]] = []
+        slow_call = threading.Thread(target=lambda: in_flight.append(gw.request("GET", "/slow", timeout=60)))
+        slow_call.start()
         callers = [KeepAliveCaller(gw.port, "/version") for _ in range(2)]
-        write_notebook(notebook, ["# GET /version\nprint('two')"])
+        write_notebook(notebook, ["VERSION = 2", "# GET /version\nprint('two')", slow])
+        time.sleep(1)  # the slow request has reached the old worker's kernel
         gw.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 60
         while gw.request("GET", "/version")[2] != b"two\n":  # old workers answer until new ones are up
@@ -228,6 +234,8 @@ def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(
             answers = caller.finish()
             assert not caller.failures, (caller.failures, gw.output[-3000:])
             assert caller.reconnects >= 1 and answers[-1] == (200, b"two\n"), answers[-3:]
+        slow_call.join(30)
+        assert [(status, body) for status, _, body in in_flight] == [(200, b"slow 1\n")], gw.output[-3000:]
 
         manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb, colour: red}\n")
         gw.proc.send_signal(signal.SIGHUP)

@@ -128,10 +128,11 @@ class JobRunner:
         self._claiming = False
         self._wake.set()
 
-    def close(self, grace: float = 0.0) -> None:
+    def close(self, grace: float = 0.0, alive: Callable[[], None] | None = None) -> None:
         """Stop: take no more jobs, give running ones ``grace`` seconds to finish, then put those
         still running back in the queue (those whose cell never started, and idempotent ones
-        once) or fail them, saying why."""
+        once) or fail them, saying why. ``alive`` is called every second of the wait (a gunicorn
+        worker's heartbeat: its master kills a worker silent for longer than its timeout)."""
         self._claiming = False
         self._wake.set()
         # A claim in flight completes (in the store's thread, whatever happens to its greenlet):
@@ -139,7 +140,14 @@ class JobRunner:
         gevent.joinall(self._loops[:1], timeout=5)
         if grace > 0 and self.running:
             log.info("jobs: %d running; waiting up to %.1fs for them to finish", len(self.running), grace)
-            gevent.joinall([greenlet for _, _, greenlet in self.running.values()], timeout=grace)
+            deadline = time.monotonic() + grace
+            while (left := deadline - time.monotonic()) > 0:
+                runs = [greenlet for _, _, greenlet in self.running.values() if not greenlet.dead]
+                if not runs:
+                    break
+                gevent.joinall(runs, timeout=min(left, 1.0))
+                if alive is not None:
+                    alive()
         gevent.killall(self._loops, block=True, timeout=2)
         for job, run, greenlet in list(self.running.values()):
             greenlet.kill(block=False)

@@ -117,10 +117,30 @@ def create_app(
             jobs.runner if jobs else None,
             on_start=api.start,
             tracing=tracing,
+            longest_run=longest_run(manifest, plan),
         )
     return GatewayApplication(
-        app, lifecycle.begin_draining, pools, kernel_registry, sample, jobs.runner if jobs else None, tracing=tracing
+        app,
+        lifecycle.begin_draining,
+        pools,
+        kernel_registry,
+        sample,
+        jobs.runner if jobs else None,
+        tracing=tracing,
+        longest_run=longest_run(manifest, plan),
     )
+
+
+def longest_run(manifest: Manifest, plan: RoutePlan) -> float:
+    """Seconds the longest request may take (its queue wait and its timeout) or, unless jobs are
+    off, the longest job (its endpoint's async timeout, else jobs.timeout)."""
+    longest = 0.0
+    for route in plan.routes:
+        settings = route.settings
+        longest = max(longest, settings.pool.queue_timeout + settings.timeout)
+        if manifest.jobs is not None:
+            longest = max(longest, settings.asynchronous.timeout or manifest.jobs.timeout)
+    return longest
 
 
 def _checked_plan(manifest: Manifest, plan: RoutePlan | None) -> RoutePlan:

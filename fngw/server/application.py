@@ -32,8 +32,12 @@ class GatewayApplication:
         runner: JobRunner | None = None,
         on_start: Callable[[], None] | None = None,
         tracing: Tracing | None = None,
+        longest_run: float = 0.0,
     ):
         self.runner = runner
+        # Seconds a request (its queue wait included) or a job may still run: how long a worker a
+        # reload replaces waits for what it runs before it stops.
+        self.longest_run = longest_run
         self.tracing = tracing  # flushed at close: the spans of the last requests are exported
         self._on_start = on_start  # what else starts with the kernels (the kernel API's handoff socket)
         self.falcon = falcon_app
@@ -77,14 +81,15 @@ class GatewayApplication:
             self.runner.stop_claiming()
         self._begin_shutdown()
 
-    def close(self, grace: float = 0.0, hand_over: bool = False) -> None:
+    def close(self, grace: float = 0.0, hand_over: bool = False, alive: Callable[[], None] | None = None) -> None:
         """Stop the background loops and every kernel of this worker; running jobs get ``grace``
-        seconds to finish first. With ``hand_over`` (a reload: the instance goes on) the kernel API's
-        kernels keep running for the workers that follow."""
+        seconds to finish first (``alive`` is called every second meanwhile). With ``hand_over``
+        (a reload: the instance goes on) the kernel API's kernels keep running for the workers
+        that follow."""
         gevent.killall(self._loops, block=False)
         if self.runner is not None:
             # Before the pools: unfinished jobs are requeued or failed, not run into a closed pool.
-            self.runner.close(grace)
+            self.runner.close(grace, alive)
         if self.pools is not None:
             self.pools.shutdown()
         if self.registry is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import socket
 import sys
 import time
@@ -48,6 +49,7 @@ REPLACEMENT_READY_TIMEOUT = 120.0  # gunicorn_hooks.READY_TIMEOUT: the master re
 # it and gets that answer with "Connection: close"; a pooled connection idle longer is simply closed.
 IDLE_CLOSE_GRACE = 1.0
 CLOSER_STEP = 0.1  # seconds between the closer's looks at the connections
+JOB_DRAIN_MARGIN = 5.0  # seconds beyond the longest run: a job's end, its kernels' stop (gunicorn_hooks.worker_exit)
 
 
 def _take_over(environ: dict[str, Any], sock: socket.socket) -> socket.socket:
@@ -176,12 +178,25 @@ class GeventWorker(_GeventWorker):
         if getattr(self, "fngw_stopping_since", None) is not None:
             return
         self.fngw_stopping_since = time.monotonic()  # worker_exit gives running jobs what is left
+        self._drain_fully_if_replaced()
         super().handle_exit(sig, frame)
         begin = getattr(self, "_begin_shutdown", None)
         if begin is not None:
             gevent.spawn(begin)
         if hasattr(self, "_open"):
             gevent.spawn(self._close_idle_connections)
+
+    def _drain_fully_if_replaced(self) -> None:
+        """A worker a reload replaces (the instance serves on) lets what it runs finish, however
+        long its timeouts allow, rather than cut it at ``graceful_timeout``, which is for a stop
+        (a platform kills the instance soon after SIGTERM). The master does not hurry it: a reload
+        only signals old workers once, and this worker's heartbeat goes on while it drains."""
+        if not (InstancePaths(self.ppid).handover / str(self.pid)).exists():
+            return
+        longest = getattr(getattr(self, "fngw_application", None), "longest_run", 0.0)
+        drain = math.ceil(longest + JOB_DRAIN_MARGIN)
+        if drain > self.cfg.graceful_timeout:
+            self.cfg.set("graceful_timeout", drain)  # this worker's copy: the master's is unchanged
 
     def _close_idle_connections(self) -> None:
         """While stopping: close each connection once it has been idle for ``IDLE_CLOSE_GRACE``

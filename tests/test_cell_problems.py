@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from fngw.deployment import check_deployment
-from fngw.notebook import read_notebook
+from fngw.notebook import NotebookError, read_notebook
 from fngw.notebook.locate import CellLocator
 from fngw.notebook.syntax import python_syntax_errors
 
@@ -158,3 +158,40 @@ def test_a_missing_notebook_outside_the_manifests_folder_is_named_by_its_real_pa
     manifest.write_text("version: 1\nnotebooks:\n  nb: {path: ../gone.ipynb}\n", encoding="utf-8")
     [problem] = check_deployment(manifest).problems
     assert problem.file == str(manifest) and str(tmp_path / "gone.ipynb") in problem.message
+
+
+@pytest.mark.parametrize("ascii", [True, False], ids=["escaped", "raw"])
+def test_a_line_split_across_strings_of_the_list_is_followed_into_the_next(tmp_path, ascii):
+    # Jupyter writes one line a string; other tools split a line anywhere.
+    source = ["# GET /multi\n", 'x = 1; y = "\u00e9\t"; ', "z = $bad\n", "w = 2\n"]
+    write(tmp_path / "nb.ipynb", [source], ascii=ascii)
+    doc = json.loads((tmp_path / "nb.ipynb").read_text(encoding="utf-8"))
+    assert doc["cells"][0]["source"] == source  # kept as written (the helper keeps lists)
+    (tmp_path / "fngw.yaml").write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n", encoding="utf-8")
+    [problem] = check_deployment(tmp_path / "fngw.yaml").problems
+    line = (tmp_path / "nb.ipynb").read_text(encoding="utf-8").splitlines()[problem.line - 1]
+    assert line[problem.col - 1 :].startswith("$bad"), (line, problem.col)
+    assert CellLocator(tmp_path / "nb.ipynb").locate(0, 3)[0] == problem.line + 1  # "w = 2" is the next string
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "where"),
+    [
+        ({"cell_type": "cod"}, "cell_type 'cod' is not one of code, markdown, raw", "cells[1]"),
+        ({"outputs": [{"output_type": "bogus"}]}, "output_type 'bogus' is not one of stream,", "cells[1].outputs[0]"),
+    ],
+)
+def test_an_unknown_cell_or_output_type_is_named_not_dumped(tmp_path, change, reason, where):
+    path = write(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)\n", "x = 1\n"])
+    doc = json.loads(path.read_text())
+    doc["cells"][1].update(change)
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    with pytest.raises(NotebookError) as raised:
+        read_notebook(path)
+    assert reason in str(raised.value) and "{" not in str(raised.value) and raised.value.where == where
+
+
+def test_a_json_error_message_is_not_cut_off(tmp_path):
+    (tmp_path / "nb.ipynb").write_text('{"cells": ["a\x01b"]}')
+    with pytest.raises(NotebookError, match=r"not JSON: Invalid control character$"):
+        read_notebook(tmp_path / "nb.ipynb")

@@ -26,7 +26,8 @@ class CellLocator:
     def __init__(self, path: Path):
         self.path = path
         self._text = ""
-        self._starts: dict[int, list[int]] | None = None  # cell index: where each source line starts
+        # cell index: where each source line starts, and whether the source is a list of strings
+        self._starts: dict[int, tuple[list[int], bool]] | None = None
 
     def locate(self, cell_index: int, line: int = 1, col: int = 1) -> tuple[int, int] | None:
         """The file position of column ``col`` of line ``line`` of cell ``cell_index``'s source."""
@@ -36,21 +37,21 @@ class CellLocator:
             except (OSError, ValueError):
                 self._text = ""
             self._starts = _source_starts(self._text)
-        starts = self._starts.get(cell_index)
+        starts, listed = self._starts.get(cell_index, ([], False))
         if not starts:
             return None
         start = starts[min(max(line, 1), len(starts)) - 1]
-        return _position(self._text, _advance(self._text, start, max(col, 1) - 1))
+        return _position(self._text, _advance(self._text, start, max(col, 1) - 1, listed))
 
 
-def _source_starts(text: str) -> dict[int, list[int]]:
+def _source_starts(text: str) -> dict[int, tuple[list[int], bool]]:
     try:
         cells = json.loads(text).get("cells")
     except (ValueError, AttributeError):
         return {}
     if not isinstance(cells, list):
         return {}
-    found: dict[int, list[int]] = {}
+    found: dict[int, tuple[list[int], bool]] = {}
     keys = SOURCE_KEY.finditer(text)
     for index, cell in enumerate(cells):
         wanted = cell.get("source") if isinstance(cell, dict) else None
@@ -59,7 +60,7 @@ def _source_starts(text: str) -> dict[int, list[int]]:
         for key in keys:  # in file order: a cell's source comes after the previous cell's
             starts = _starts_if(text, key.end(), wanted)
             if starts is not None:
-                found[index] = starts
+                found[index] = (starts, isinstance(wanted, list))
                 break
     return found
 
@@ -76,12 +77,22 @@ def _starts_if(text: str, offset: int, wanted: Any) -> list[int] | None:
         return _string_line_starts(text, offset)
     if not isinstance(value, list):  # not a valid source (a notebook nbformat refuses): its place
         return [offset]
-    starts = []
+    # Jupyter writes one line a string, each ending with "\n"; other writers split lines anywhere.
+    starts: list[int] = []
+    line_open = False  # the previous string ended within a line, which this one goes on with
     at = offset + 1  # after "["
     for _ in value:
         while text[at] in " \t\r\n,":
             at += 1
-        starts.append(at + 1)  # after the string's opening quote
+        inner = _string_line_starts(text, at) if text[at] == '"' else [at]
+        if not line_open:
+            starts.append(inner[0])
+        line_open = True
+        for start in inner[1:]:
+            if text[start] == '"':  # the "\n" ended the string: the next one starts a line
+                line_open = False
+            else:
+                starts.append(start)
         _, at = _DECODER.raw_decode(text, at)
     return starts or [offset + 1]
 
@@ -101,13 +112,23 @@ def _string_line_starts(text: str, offset: int) -> list[int]:
     return starts
 
 
-def _advance(text: str, at: int, characters: int) -> int:
+def _advance(text: str, at: int, characters: int, listed: bool = False) -> int:
     """The offset ``characters`` characters of the source further into the JSON string at ``at``:
     an escape (``\\"``, ``\\t``, ``\\u00e9``, a surrogate pair) is one character of the source but
-    several of the file. Stops at the end of the line or of the string."""
-    for _ in range(characters):
+    several of the file; with ``listed`` (a source given as a list of strings) a line goes on into
+    the next string. Stops at the end of the line or of the source."""
+    while characters > 0:
+        if text[at] == '"' and listed:
+            after = at + 1
+            while text[after] in " \t\r\n,":
+                after += 1
+            if text[after] != '"':
+                break
+            at = after + 1  # the line goes on in the next string
+            continue
         if text[at] == '"' or text.startswith("\\n", at):
             break
+        characters -= 1
         if text[at] != "\\":
             at += 1
         elif text[at + 1] != "u":

@@ -158,7 +158,8 @@ def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
     except Exception as exc:  # nbformat raises plain ValueError/NotJSONError/AttributeError for junk
         located = _json_error(Path(path))
         if located is not None:  # a half-saved or hand-edited file: say where it breaks
-            raise NotebookError(f"not a notebook: not JSON: {located.msg}", located.lineno, located.colno) from None
+            reason = located.msg.removesuffix(" at")  # json's "Invalid control character at" (the place follows)
+            raise NotebookError(f"not a notebook: not JSON: {reason}", located.lineno, located.colno) from None
         raise NotebookError(f"not a notebook: {str(exc).splitlines()[0][:200]}") from None
     try:
         nbformat.validate(nb)
@@ -166,9 +167,34 @@ def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
         found = list(getattr(exc, "absolute_path", None) or ())
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in found).lstrip(".") or "$"
         cell = found[1] if len(found) > 1 and found[0] == "cells" and isinstance(found[1], int) else None
-        message = f"not a valid nbformat 4 notebook: {exc.message[:200]}"
+        message = f"not a valid nbformat 4 notebook: {_invalid_reason(exc)}"
         raise NotebookError(message, where=where, cell=cell) from None
     return nb
+
+
+# The keys that say which kind of cell or output a mapping is; the schema's message for a wrong one
+# ("{...the whole cell...} is not valid under any of the given schemas") does not say so.
+KINDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "cell_type": ("code", "markdown", "raw"),
+        "output_type": ("stream", "display_data", "execute_result", "error"),
+    }
+)
+
+
+def _invalid_reason(exc: nbformat.ValidationError) -> str:
+    """What nbformat's schema refused, in a line: an unknown cell or output type by name; else the
+    schema's first line, without the repr of a whole cell."""
+    instance = getattr(exc, "instance", None)
+    if isinstance(instance, dict):
+        for key, kinds in KINDS.items():
+            if key in instance and instance[key] not in kinds:
+                return f"{key} {instance[key]!r} is not one of {', '.join(kinds)}"
+    message = str(getattr(exc, "message", exc)).splitlines()[0]
+    if isinstance(instance, dict | list) and message.startswith(("{", "[")):
+        what = "this cell or output" if isinstance(instance, dict) else "this list"
+        message = what + message[message.find(" is ") :]
+    return message[:200]
 
 
 def _json_error(path: Path) -> json.JSONDecodeError | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fngw import __version__
 from fngw.deployment import CheckResult, Deployment, check_deployment
-from fngw.manifest import Problem, manifest_schema, render
+from fngw.manifest import Problem, manifest_schema, render, render_generated
 from fngw.manifest.model import JOB_STATUSES as STATUSES
 from fngw.manifest.reference import schema_reference_markdown
 
@@ -280,14 +280,6 @@ def _init(args: argparse.Namespace) -> int:
     return EXIT_VALID
 
 
-def _serve_problems(manifest: str, served: str, problems: list[Problem]) -> str:
-    """``fngw validate``'s lines, but a problem in the manifest `fngw serve` wrote (an environment
-    variable, an option) without a place in that file, which the user never wrote and is removed."""
-    located = [p for p in problems if p.file != manifest]
-    lines = [f"fngw serve: {p.severity}: {p.message} [{p.rule}]" for p in problems if p.file == manifest]
-    return "\n".join([*lines, render([(served, located)], "text")] if located or not lines else lines)
-
-
 def _serve(args: argparse.Namespace) -> int:
     """Check, then become the gunicorn master (exec: signals reach gunicorn itself). The generated
     manifest lives in the instance's runtime folder, which gunicorn's on_exit hook removes."""
@@ -326,7 +318,8 @@ def _serve(args: argparse.Namespace) -> int:
     result = _check(str(manifest), offline=False, strict=True)
     problem = None
     if result is None or result.deployment is None:
-        problem = _serve_problems(str(manifest), " ".join(args.notebooks), result.problems if result else [])
+        problems = result.problems if result else []
+        problem = render_generated(problems, str(manifest), "fngw serve", " ".join(args.notebooks))
     elif not result.deployment.plan.routes:
         problem = f"fngw serve: {' '.join(args.notebooks)}: no annotated cell (such as `# GET /hello`)"
     if problem is not None:

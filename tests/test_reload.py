@@ -135,6 +135,19 @@ def test_the_watcher_survives_a_fault_of_its_own(tmp_path, capsys):
     assert "still watching" in capsys.readouterr().err
 
 
+def test_a_problem_in_fngw_serves_own_manifest_is_said_without_a_place_in_it(tmp_path):
+    write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
+    manifest = _manifest(tmp_path)
+    reloads, out = _Reloads(), io.StringIO()
+    watcher = SourceWatcher(manifest, reloads, out)
+    watcher.label, watcher.generated_by = "(fngw serve's manifest)", "fngw serve"
+    (tmp_path / "nb.ipynb").unlink()
+    assert not watcher.on_change([str(tmp_path / "nb.ipynb")])
+    said = out.getvalue()
+    assert "fngw serve: error: nb.ipynb: file not found [notebook-unreadable]" in said, said
+    assert "manifest):" not in said
+
+
 def test_turning_watch_off_reloads_once_more_then_stops_watching(tmp_path):
     write_notebook(tmp_path / "nb.ipynb", ["# GET /a\nprint(1)"])
     manifest = _manifest(tmp_path)

@@ -24,7 +24,7 @@ from .model import (
     StreamSettings,
     TokenSource,
 )
-from .problems import Problem, render, summary_line
+from .problems import Problem, render, render_generated, summary_line
 from .report import ProblemReport
 from .units import parse_duration, parse_size
 from .yamlsource import JsonPath, Location, SourceMap, json_path
@@ -61,5 +61,6 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "render",
+    "render_generated",
     "summary_line",
 ]

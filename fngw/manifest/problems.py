@@ -66,6 +66,17 @@ def summary_line(results: Sequence[tuple[str, Sequence[Problem]]]) -> str:
     return f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {files} ({verdict})"
 
 
+def render_generated(problems: Sequence[Problem], generated: str, said_by: str, label: str) -> str:
+    """``render``'s text for ``problems`` of a manifest fngw wrote itself (``generated``, such as
+    `fngw serve`'s): a problem located in that file, which its user never wrote, is said by
+    ``said_by`` without a place; the others as usual (``label`` names them in the summary)."""
+    own = [f"{said_by}: {p.severity}: {p.message} [{p.rule}]" for p in problems if p.file == generated]
+    located = [p for p in problems if p.file != generated]
+    if located or not own:
+        own.append(render([(label, located)], "text"))
+    return "\n".join(own)
+
+
 def render(results: Sequence[tuple[str, Sequence[Problem]]], fmt: str) -> str:
     """Render per-file results as ``text``, ``json`` or ``github``."""
     if fmt == "json":

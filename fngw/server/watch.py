@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fngw.deployment import CheckResult, check_deployment
-from fngw.manifest import Problem, render
+from fngw.manifest import Problem, render, render_generated
 from fngw.master.runtime import InstancePaths
 from fngw.routing import SYNTAX_RULE
 
@@ -72,6 +72,7 @@ class SourceWatcher:
         self.pending = False
         self.stopped = False  # the manifest turned server.watch off: watch no more
         self.label = _display(self.manifest)  # how problems name the manifest
+        self.generated_by: str | None = None  # the command that wrote the manifest (`fngw serve`)
         self.served: set[Path] = set()  # `fngw serve FOLDER`: folders whose notebooks come and go
         self.regenerate: Callable[[], bool] | None = None  # writes the manifest again from them
         self.files: set[Path] = {self.manifest}
@@ -129,8 +130,11 @@ class SourceWatcher:
         result = self._check()
         refused = self._refused(result)
         if refused:
-            problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in refused]
-            report = render([(self.label, problems)], "text")
+            if self.generated_by is not None:  # `fngw serve`: its manifest is no file of the user's
+                report = render_generated(refused, str(self.manifest), self.generated_by, self.label)
+            else:
+                problems = [replace(p, file=self.label) if p.file == str(self.manifest) else p for p in refused]
+                report = render([(self.label, problems)], "text")
             if report != self.reported:
                 self.reported = report
                 print(
@@ -267,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if instance.root in args.manifest.absolute().parents:  # written by `fngw serve`
         watcher.label = "(fngw serve's manifest)"
+        watcher.generated_by = "fngw serve"
     if args.regenerate:
         from fngw.starter import regenerate_serve_manifest, served_folders
 

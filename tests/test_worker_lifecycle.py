@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -78,6 +79,7 @@ def test_ready_reports_a_failing_seed_with_its_cell(tmp_path):
             time.sleep(0.1)
         assert status == 503
         assert "seeding notebook 'nb' failed at cell 1: ModuleNotFoundError" in body["missing"][0]
+        assert re.match(rf"{re.escape(str(tmp_path / 'nb.ipynb'))}:\d+:\d+: pool nb:", body["missing"][0])
 
 
 def test_the_master_imports_no_kernel_runtime_before_workers_fork():

@@ -45,6 +45,7 @@ class GatewayPools:
     def __init__(self, plan: RoutePlan, options: PoolOptions):
         self.options = options
         self.plan = plan
+        self._places: dict[str, tuple[int, str]] = {}  # pool id: (failed seed cell, its place)
         self.pools: dict[str, KernelPool] = {
             pid: self._build(spec, self._folder_of(plan, spec.notebook)) for pid, spec in plan.pools.items()
         }
@@ -95,13 +96,13 @@ class GatewayPools:
     def readiness_gaps(self) -> list[str]:
         """Why the gateway is not ready yet: pools whose kernels are not all started."""
         reasons = []
-        for pool in self.pools.values():
+        for pid, pool in self.pools.items():
             stats = pool.stats()
             up = stats.idle + stats.busy
             if up < stats.size:
                 reason = f"pool {pool.name}: {up} of {stats.size} kernels ready"
                 if pool.last_error is not None:
-                    reason += f" ({pool.last_error})"
+                    reason = f"{self._seed_cell_place(pid, pool.last_error)}{reason} ({pool.last_error})"
                 reasons.append(reason)
         return reasons
 
@@ -117,8 +118,16 @@ class GatewayPools:
         return failures
 
     def _seed_cell_place(self, pid: str, error: BaseException) -> str:
+        """``nb.ipynb:12:5: `` for a seed cell that failed (read once per failure: readiness probes
+        ask often)."""
         if not isinstance(error, KernelSeedError) or error.cell_index == PRELUDE_CELL:
             return ""
+        known = self._places.get(pid)
+        if known is None or known[0] != error.cell_index:
+            known = self._places[pid] = (error.cell_index, self._locate_seed_cell(pid, error))
+        return known[1]
+
+    def _locate_seed_cell(self, pid: str, error: KernelSeedError) -> str:
         spec = self.plan.pools.get(pid)
         parsed = self.plan.notebooks.get(spec.notebook) if spec is not None else None
         if parsed is None or parsed.path is None:

@@ -128,11 +128,23 @@ class JobRunner:
         self._claiming = False
         self._wake.set()
 
-    def close(self, grace: float = 0.0, alive: Callable[[], None] | None = None) -> None:
+    def wait_running(self, seconds: float, alive: Callable[[], None] | None = None) -> None:
+        """Until the running jobs have ended, at most ``seconds``; ``alive`` is called every second
+        meanwhile (a gunicorn worker's heartbeat: its master kills a worker silent for longer than
+        its timeout)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            runs = [greenlet for _, _, greenlet in self.running.values() if not greenlet.dead]
+            if not runs:
+                return
+            gevent.joinall(runs, timeout=min(left, 1.0))
+            if alive is not None:
+                alive()
+
+    def close(self, grace: float = 0.0) -> None:
         """Stop: take no more jobs, give running ones ``grace`` seconds to finish, then put those
         still running back in the queue (those whose cell never started, and idempotent ones
-        once) or fail them, saying why. ``alive`` is called every second of the wait (a gunicorn
-        worker's heartbeat: its master kills a worker silent for longer than its timeout)."""
+        once) or fail them, saying why."""
         self._claiming = False
         self._wake.set()
         # A claim in flight completes (in the store's thread, whatever happens to its greenlet):
@@ -140,14 +152,7 @@ class JobRunner:
         gevent.joinall(self._loops[:1], timeout=5)
         if grace > 0 and self.running:
             log.info("jobs: %d running; waiting up to %.1fs for them to finish", len(self.running), grace)
-            deadline = time.monotonic() + grace
-            while (left := deadline - time.monotonic()) > 0:
-                runs = [greenlet for _, _, greenlet in self.running.values() if not greenlet.dead]
-                if not runs:
-                    break
-                gevent.joinall(runs, timeout=min(left, 1.0))
-                if alive is not None:
-                    alive()
+            self.wait_running(grace)
         gevent.killall(self._loops, block=True, timeout=2)
         for job, run, greenlet in list(self.running.values()):
             greenlet.kill(block=False)

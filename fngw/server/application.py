@@ -81,15 +81,19 @@ class GatewayApplication:
             self.runner.stop_claiming()
         self._begin_shutdown()
 
-    def close(self, grace: float = 0.0, hand_over: bool = False, alive: Callable[[], None] | None = None) -> None:
+    def finish_jobs(self, seconds: float, alive: Callable[[], None]) -> None:
+        """Let running jobs end, for at most ``seconds``, calling ``alive`` every second."""
+        if self.runner is not None and seconds > 0:
+            self.runner.wait_running(seconds, alive)
+
+    def close(self, grace: float = 0.0, hand_over: bool = False) -> None:
         """Stop the background loops and every kernel of this worker; running jobs get ``grace``
-        seconds to finish first (``alive`` is called every second meanwhile). With ``hand_over``
-        (a reload: the instance goes on) the kernel API's kernels keep running for the workers
-        that follow."""
+        seconds to finish first. With ``hand_over`` (a reload: the instance goes on) the kernel API's
+        kernels keep running for the workers that follow."""
         gevent.killall(self._loops, block=False)
         if self.runner is not None:
             # Before the pools: unfinished jobs are requeued or failed, not run into a closed pool.
-            self.runner.close(grace, alive)
+            self.runner.close(grace)
         if self.pools is not None:
             self.pools.shutdown()
         if self.registry is not None:

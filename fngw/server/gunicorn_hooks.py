@@ -192,7 +192,7 @@ def worker_exit(server: Arbiter, worker: Worker) -> None:
     if stopping_since is not None:
         grace = worker.cfg.graceful_timeout - (time.monotonic() - stopping_since) - JOB_GRACE_MARGIN
     hand_over = (InstancePaths(os.getppid()).handover / str(os.getpid())).exists()  # replaced by a reload
-    close(grace=max(0.0, grace), hand_over=hand_over, alive=worker.notify)
+    close(grace=max(0.0, grace), hand_over=hand_over)
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

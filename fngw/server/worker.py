@@ -40,6 +40,7 @@ from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 from fngw.http.body import UnreadableBody
 from fngw.http.environ import RAW_HEADERS, TAKE_OVER, TAKEN_OVER, WATCH_DISCONNECT
 from fngw.master.runtime import InstancePaths
+from fngw.server.gunicorn_hooks import JOB_GRACE_MARGIN
 from fngw.server.startup import AbandonedReload
 
 from .disconnect_watch import watch_disconnect
@@ -150,6 +151,18 @@ class GeventWorker(_GeventWorker):
                     self._idle_abandoned(instance, then=pools.shutdown)  # they would retry forever
                     return
         super().run()
+        self._finish_jobs()
+
+    def _finish_jobs(self) -> None:
+        """The connections are done: let running jobs end within what is left of the graceful
+        timeout, while this worker's heartbeat goes on. Here, not in ``worker_exit``: gunicorn
+        closes the heartbeat file before that hook, and a master kills a worker silent for longer
+        than ``timeout`` (a reload's worker may wait for a job that long and more)."""
+        finish = getattr(self.fngw_application, "finish_jobs", None)
+        stopping = getattr(self, "fngw_stopping_since", None)
+        if finish is None or stopping is None:
+            return
+        finish(self.cfg.graceful_timeout - (time.monotonic() - stopping) - JOB_GRACE_MARGIN, self.notify)
 
     def _idle_abandoned(self, instance: InstancePaths, then: Callable[[], None] | None = None) -> None:
         """Serve nothing and tell the master (``InstancePaths.failed``), which abandons the reload and

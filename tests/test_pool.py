@@ -146,12 +146,14 @@ def _exited(pid: int) -> bool:
         return True
 
 
+def _failing_pool(runtime_dir) -> KernelPool:
+    """A pool of one kernel whose seed cell 2 raises ZeroDivisionError."""
+    make = lambda: Kernel("python3", seed=[SeedCell(2, "1/0")], label="notebook 'b'", runtime_dir=runtime_dir)  # noqa: E731
+    return KernelPool("broken", make, size=1)
+
+
 def test_failing_seed_makes_the_pool_unavailable_with_the_reason(tmp_path):
-    pool = KernelPool(
-        "broken",
-        lambda: Kernel("python3", seed=[SeedCell(2, "1/0")], label="notebook 'b'", runtime_dir=tmp_path),
-        size=1,
-    )
+    pool = _failing_pool(tmp_path)
     try:
         with pytest.raises(PoolUnavailable, match="failed at cell 2: ZeroDivisionError"):
             pool.start()
@@ -163,11 +165,7 @@ def test_failing_seed_makes_the_pool_unavailable_with_the_reason(tmp_path):
 
 
 def test_a_request_waiting_while_the_only_kernel_fails_its_seed_is_told_which_pool(tmp_path):
-    pool = KernelPool(
-        "broken",
-        lambda: Kernel("python3", seed=[SeedCell(2, "1/0")], label="notebook 'b'", runtime_dir=tmp_path),
-        size=1,
-    )
+    pool = _failing_pool(tmp_path)
     try:
         pool.start(wait=False)
         with pytest.raises(PoolUnavailable, match="ZeroDivisionError") as raised:

@@ -195,3 +195,10 @@ def test_a_json_error_message_is_not_cut_off(tmp_path):
     (tmp_path / "nb.ipynb").write_text('{"cells": ["a\x01b"]}')
     with pytest.raises(NotebookError, match=r"not JSON: Invalid control character$"):
         read_notebook(tmp_path / "nb.ipynb")
+
+
+def test_a_notebook_served_twice_is_reported_once(tmp_path):
+    write(tmp_path / "nb.ipynb", ["# GET /a\nif x\n"])
+    manifest = "version: 1\nnotebooks:\n  one: {path: nb.ipynb}\n  two: {path: nb.ipynb, mount: /two}\n"
+    (tmp_path / "fngw.yaml").write_text(manifest, encoding="utf-8")
+    assert [p.rule for p in check_deployment(tmp_path / "fngw.yaml").problems] == ["cell-syntax"]

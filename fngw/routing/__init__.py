@@ -124,9 +124,12 @@ def syntax_problems(report: ProblemReport, plan: RoutePlan) -> None:
     """Python cells a kernel could not compile (``cell-syntax``), located in their notebook.
     Warnings: Kernel Gateway serves such a cell (its request answers 500 with the SyntaxError) and
     so does fngw; ``server.watch`` refuses to reload onto one that was not there before."""
+    compiled: set[Path] = set()  # a notebook the manifest serves twice is reported once
     for name, notebook in plan.notebooks.items():
-        if notebook.language != "python" or not notebook.code_cells:
+        if notebook.language != "python" or not notebook.code_cells or notebook.path in compiled:
             continue
+        if notebook.path is not None:
+            compiled.add(notebook.path)
         errors = python_syntax_errors(notebook.code_cells)
         locator = CellLocator(notebook.path) if errors and notebook.path is not None else None
         for error in errors:

@@ -163,7 +163,8 @@ class SourceWatcher:
         """The version just reloaded says ``server.watch: false``: that reload was the last."""
         if result.deployment is not None and not result.deployment.manifest.server.watch:
             self.stopped = True
-            print("fngw: server.watch is now false: no longer watching (a restart turns it on again)", file=self.out)
+            message = "fngw: server.watch is now false: no longer watching (a restart turns it on again)"
+            print(message, file=self.out, flush=True)
 
     def retry(self) -> bool:
         """A change that came during a reload: reload now if that one has ended and the files are
@@ -237,6 +238,7 @@ def run(watcher: SourceWatcher, master_pid: int, stop: threading.Event) -> None:
             except Exception:  # a fault of ours must not end the watching: the next save still counts
                 print("fngw: the watcher failed to handle a change; still watching:", file=sys.stderr)
                 traceback.print_exc()
+                sys.stderr.flush()
                 continue
             if watcher.stopped:
                 return

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_notebook
-from gateway import HttpPeer, free_port, gateway_env
+from gateway import HttpPeer, children_of, free_port, gateway_env
 
 from fngw.server.watch import SourceWatcher
 
@@ -218,7 +218,7 @@ class _Caller:
                 if at >= since and got == body:
                     return at - since
             time.sleep(0.02)
-        raise AssertionError(f"never answered {body!r}: last {self.answers[-3:]}")
+        raise AssertionError(f"never answered {body!r}: last {self.answers[-3:]}\n{self.peer.describe()[-4000:]}")
 
     def finish(self) -> list[tuple[float, int, bytes]]:
         self.stop.set()
@@ -250,6 +250,13 @@ class _Terminal:
         os.close(self.slave)
         self.thread.join(10)
         os.close(self.master)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
 
 
 def _edit_cell(notebook: Path, old: str, new: str) -> None:
@@ -324,6 +331,11 @@ def test_serve_reload_serves_an_edit_without_a_failed_request_and_logs_for_peopl
         assert "its kernels cannot start" in terminal.text, terminal.text[-3000:]
         assert re.search(r"hello\.ipynb:\d+:\d+: pool hello: seeding", terminal.text), terminal.text[-3000:]
         assert peer.request("GET", "/hello")[2] == b"five\n"
+        # The abandoned reload's worker goes: no idle worker is left for each broken save.
+        deadline = time.monotonic() + 20
+        while len(workers := [p for p in children_of(proc.pid) if "fngw.server.watch" not in _cmdline(p)]) != 1:
+            assert time.monotonic() < deadline, workers
+            time.sleep(0.1)
         write_notebook(notebook, ["# GET /hello\nprint('seven')"])
         caller.first(b"seven\n", time.monotonic() - 1, timeout=90)
         assert b"six\n" not in {body for _, _, body in caller.answers}

@@ -58,8 +58,39 @@ def on_starting(server: Arbiter) -> None:
         raise SystemExit(EXIT_APP_LOAD_ERROR)
     # One metrics folder for the instance: workers write there, any of them renders the sum.
     metrics_dir.prepare(instance.metrics)
+    _skip_the_reload_wait(server)
     if json.loads(description.read_text(encoding="utf-8")).get("watch"):
         _start_watcher(server, instance)
+
+
+def _skip_the_reload_wait(server: Arbiter) -> None:
+    """gunicorn's ``Arbiter.reload`` ends by waiting up to ``graceful_timeout`` for the old workers
+    to exit (it stopped them itself, and must not signal them twice). fngw stops them itself, once
+    the new ones are ready, and a worker a reload replaces may drain for minutes: the master would
+    handle no signal meanwhile (a SIGTERM then waited 8 s, and saves queued behind each other). So
+    the master's graceful_timeout reads 0 for that wait only: set once the reload has forked its
+    workers (they keep the real value), restored as the reload returns."""
+    reload, manage_workers = server.reload, server.manage_workers
+
+    def managing_workers() -> None:
+        manage_workers()
+        if getattr(server, "fngw_skip_wait", False):  # set by on_reload: the spawns are done
+            server.fngw_skip_wait = False
+            server.fngw_graceful_timeout = server.cfg.graceful_timeout
+            server.cfg.set("graceful_timeout", 0)
+
+    def reloading() -> None:
+        try:
+            reload()
+        finally:
+            server.fngw_skip_wait = False
+            saved = getattr(server, "fngw_graceful_timeout", None)
+            if saved is not None:
+                server.cfg.set("graceful_timeout", saved)
+                server.fngw_graceful_timeout = None
+
+    server.manage_workers = managing_workers
+    server.reload = reloading
 
 
 _watcher: subprocess.Popen[bytes] | None = None
@@ -97,6 +128,7 @@ def on_reload(server: Arbiter) -> None:
     With a valid manifest, gunicorn would stop the old workers as soon as it has forked the new
     ones, leaving the instance without warm kernels until the new pools have started. Instead the
     old workers keep serving until every new worker says its pools are up (``InstancePaths.ready``)."""
+    server.fngw_skip_wait = True  # see _skip_the_reload_wait
     mark = InstancePaths(os.getpid()).validated
     if mark.exists():  # the watcher checked the deployment just now (it checks faster: warm imports)
         mark.unlink(missing_ok=True)
@@ -137,13 +169,19 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
         failed = [pid for pid in new if (instance.failed / str(pid)).exists()]
         if not failed:
             return False
-        # The files broke again after this reload was checked: a new worker could not load them
-        # and idles (fngw.wsgi). The old workers serve on; the new ones that did load go, so one
-        # version is served; their places are taken by idle workers until the next valid change.
+        # The files broke again after this reload was checked (a new worker could not load them),
+        # or its kernels cannot start: such a worker idles (fngw.wsgi, fngw.server.worker). The old
+        # workers serve on, and every new one goes: gunicorn's own worker management stops them,
+        # as the workers it has too many of, because they are made its oldest; had fngw signalled
+        # them instead, gunicorn would have started others in their places, which would idle too,
+        # one more set at every broken save. The old workers keep their handover marks: while they
+        # are there, a worker gunicorn starts on the broken files idles rather than exits with the
+        # load error that would stop the whole gateway (fngw.wsgi).
         server.log.error("fngw: reload abandoned (worker %s could not load the deployment); still serving", failed[0])
-        for pid in new - set(failed):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        for pid, worker in list(server.WORKERS.items()):
+            if pid in new:
+                worker.age = -1  # manage_workers stops the oldest first
+        server.num_workers = wanted  # the workers serving before this reload (older ones draining go too)
         return True
 
     def wait_then_retire() -> None:

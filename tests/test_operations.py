@@ -226,6 +226,19 @@ def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(
         deadline = time.monotonic() + 60
         while gw.request("GET", "/version")[2] != b"two\n":  # old workers answer until new ones are up
             assert time.monotonic() < deadline, gw.output[-2000:]
+
+        # While the old worker still drains the slow request, the master handles signals at once
+        # (gunicorn's reload would sit up to graceful_timeout waiting for old workers): an invalid
+        # manifest's reload is refused now, not seconds later.
+        manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb, colour: red}\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        refused_by = time.monotonic() + 4
+        while "reload refused" not in gw.output:
+            assert time.monotonic() < refused_by, gw.output[-2000:]
+            time.sleep(0.05)
+        assert not in_flight  # still running on the old worker
+        assert "colour" in gw.output  # the validation error, as `fngw validate` words it
+
         while len(workers := children_of(gw.proc.pid)) != 1:  # the old worker finishes and exits
             assert time.monotonic() < deadline, workers
         # Clients on keep-alive connections lost no request: the retiring worker told each to
@@ -236,13 +249,6 @@ def test_sighup_rereads_notebooks_and_an_invalid_manifest_keeps_the_old_workers(
             assert caller.reconnects >= 1 and answers[-1] == (200, b"two\n"), answers[-3:]
         slow_call.join(30)
         assert [(status, body) for status, _, body in in_flight] == [(200, b"slow 1\n")], gw.output[-3000:]
-
-        manifest.write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb, colour: red}\n")
-        gw.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while "reload refused" not in gw.output:
-            assert time.monotonic() < deadline, gw.output[-2000:]
-        assert "colour" in gw.output  # the validation error, as `fngw validate` words it
         assert gw.request("GET", "/version")[:1] == (200,) and gw.request("GET", "/version")[2] == b"two\n"
         assert children_of(gw.proc.pid) == workers
         assert gw.proc.poll() is None

@@ -148,8 +148,10 @@ def on_reload(server: Arbiter) -> None:
         server.log.error("%s", line)
     server.log.error("fngw: reload refused, the manifest is not valid; the running workers keep serving")
     server.cfg.set("workers", 0)  # read by the reload's spawn loop only
-    # Keep every running worker, including those of an earlier reload still starting.
-    server.num_workers = max(server.num_workers, len(server.WORKERS))
+    # gunicorn's reload reset the count to the configured one: put back the one fngw keeps, which
+    # counts the workers of an earlier reload still starting, not the old ones it has stopped and
+    # that still drain (counted, they would be replaced as they exit).
+    server.num_workers = getattr(server, "fngw_num_workers", len(server.WORKERS))
 
 
 READY_TIMEOUT = 120.0  # after this, the old workers go even if the new ones are not ready
@@ -158,7 +160,7 @@ READY_TIMEOUT = 120.0  # after this, the old workers go even if the new ones are
 def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
     wanted = server.num_workers
     old = set(server.WORKERS)
-    server.num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
+    server.num_workers = server.fngw_num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
     instance = InstancePaths(os.getpid())
     folder = instance.ready
     instance.reloading.touch()  # the watcher signals no other reload meanwhile
@@ -181,7 +183,7 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
         for pid, worker in list(server.WORKERS.items()):
             if pid in new:
                 worker.age = -1  # manage_workers stops the oldest first
-        server.num_workers = wanted  # the workers serving before this reload (older ones draining go too)
+        server.num_workers = server.fngw_num_workers = wanted  # those serving before (older draining ones go too)
         return True
 
     def wait_then_retire() -> None:
@@ -203,7 +205,7 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
         else:
             server.log.warning("fngw: new workers not ready after %ss; stopping the old ones anyway", READY_TIMEOUT)
         if server.fngw_reload_generation == generation:
-            server.num_workers = wanted
+            server.num_workers = server.fngw_num_workers = wanted
             # Stop them now: the master's own loop would only in up to graceful_timeout seconds
             # (gunicorn's reload waits that long for old workers to go, without managing workers),
             # and meanwhile they would answer every other request with the old notebooks. Signals

@@ -181,10 +181,10 @@ def regenerate_serve_manifest(spec: Path, manifest: Path, warn: Callable[[str], 
     spec.write_text(json.dumps({**described, "names": {str(p): n for n, p in names.items()}}), encoding="utf-8")
     for name, path in sorted(names.items()):
         if before.get(path) != name:
-            warn(f"now serving /{name} from {path}")
+            warn(f"adding /{name} for {path} (served once the folder's notebooks are all valid)")
     for path, name in sorted(before.items(), key=lambda item: item[1]):
         if name not in names:
-            warn(f"no longer serving /{name} ({path} is gone or renamed)")
+            warn(f"removing /{name} ({path} is gone or renamed)")
     return True
 
 

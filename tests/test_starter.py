@@ -77,8 +77,8 @@ def test_a_followed_folder_keeps_each_notebooks_url_and_its_broken_notebooks(tmp
     assert regenerate_serve_manifest(spec, manifest, said.append)
     text = manifest.read_text()
     assert f'fast-2: {{path: "{folder / "2fast.ipynb"}", mount: /fast-2}}' in text  # its URL did not move
-    assert "faster: {path:" in text and "now serving /faster from" in " ".join(said)
-    assert f"no longer serving /fast ({folder / 'fast.ipynb'} is gone or renamed)" in said
+    assert "faster: {path:" in text and "adding /faster for" in " ".join(said)
+    assert f"removing /fast ({folder / 'fast.ipynb'} is gone or renamed)" in said
 
     (folder / "other.ipynb").write_text('{"cells": [')  # broken: kept, for the watcher to report
     (folder / "faster.ipynb").rename(folder / "fastest.ipynb")

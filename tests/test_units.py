@@ -45,3 +45,18 @@ def test_sizes_are_bytes(text, size):
 def test_bad_sizes_are_refused(text):
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def test_the_line_a_seed_cell_raised_at_is_read_from_ipythons_traceback():
+    from fngw.server.pools import raising_line
+
+    traceback = [
+        "\x1b[31m----\x1b[39m",
+        "\x1b[31mValueError\x1b[39m        Traceback (most recent call last)",
+        "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[1]\x1b[39m\x1b[32m, line 3\x1b[39m\n"
+        "\x1b[32m      1\x1b[39m x = 1\n",
+        "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[7]\x1b[39m\x1b[32m, line 9\x1b[39m, in f()\n",
+        "\x1b[31mValueError\x1b[39m: boom",
+    ]
+    assert raising_line(traceback) == 3  # the executed cell's frame, not a function another cell defined
+    assert raising_line(["SyntaxError: nope"]) == 1

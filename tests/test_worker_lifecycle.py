@@ -67,7 +67,7 @@ def test_sigterm_shuts_kernels_down_and_removes_their_files(gateway):
 
 
 def test_ready_reports_a_failing_seed_with_its_cell(tmp_path):
-    write_notebook(tmp_path / "nb.ipynb", ["import json", "import no_such_module", "# GET /x\nprint(1)"])
+    write_notebook(tmp_path / "nb.ipynb", ["import json", "x = 1\nimport no_such_module", "# GET /x\nprint(1)"])
     (tmp_path / "fngw.yaml").write_text("version: 1\nnotebooks:\n  nb: {path: nb.ipynb}\n")
     with Gateway(env=gateway_env(FNGW_MANIFEST=str(tmp_path / "fngw.yaml"))) as gw:
         gw.wait_ready()
@@ -79,7 +79,10 @@ def test_ready_reports_a_failing_seed_with_its_cell(tmp_path):
             time.sleep(0.1)
         assert status == 503
         assert "seeding notebook 'nb' failed at cell 1: ModuleNotFoundError" in body["missing"][0]
-        assert re.match(rf"{re.escape(str(tmp_path / 'nb.ipynb'))}:\d+:\d+: pool nb:", body["missing"][0])
+        place = re.match(rf"{re.escape(str(tmp_path / 'nb.ipynb'))}:(\d+):(\d+): pool nb:", body["missing"][0])
+        assert place is not None, body
+        line = (tmp_path / "nb.ipynb").read_text().splitlines()[int(place.group(1)) - 1]
+        assert line[int(place.group(2)) - 1 :].startswith("import no_such_module")  # the line that raised
 
 
 def test_the_master_imports_no_kernel_runtime_before_workers_fork():

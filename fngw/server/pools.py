@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,18 @@ class PoolOptions:
     start_timeout: float = 60.0
     environ: Mapping[str, str] | None = None  # the gateway's environment; os.environ when None
     secrets: tuple[str, ...] = ()  # names of variables that hold secrets, never passed to kernels
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# IPython names the cell it runs "Cell In[N], line K" in a traceback; the first such frame is the
+# executed cell's (later ones: functions it called that other cells defined).
+CELL_FRAME = re.compile(r"^Cell In\[\d+\], line (\d+)", re.MULTILINE)
+
+
+def raising_line(traceback: Sequence[str]) -> int:
+    """The line of the executed cell an IPython traceback says raised (1 when it does not say)."""
+    found = CELL_FRAME.search(ANSI.sub("", "\n".join(traceback)))
+    return int(found.group(1)) if found else 1
 
 
 class GatewayPools:
@@ -132,7 +145,7 @@ class GatewayPools:
         parsed = self.plan.notebooks.get(spec.notebook) if spec is not None else None
         if parsed is None or parsed.path is None:
             return ""
-        at = CellLocator(parsed.path).locate(error.cell_index)
+        at = CellLocator(parsed.path).locate(error.cell_index, raising_line(error.traceback))
         return f"{parsed.path}:{at[0]}:{at[1]}: " if at is not None else f"{parsed.path}: "
 
     def shutdown(self, timeout: float = 5.0) -> None:

@@ -79,6 +79,7 @@ def test_ready_reports_a_failing_seed_with_its_cell(tmp_path):
             time.sleep(0.1)
         assert status == 503
         assert "seeding notebook 'nb' failed at cell 1: ModuleNotFoundError" in body["missing"][0]
+        assert body["status"] == "failing"  # not "starting": waiting will not help
         place = re.match(rf"{re.escape(str(tmp_path / 'nb.ipynb'))}:(\d+):(\d+): pool nb:", body["missing"][0])
         assert place is not None, body
         line = (tmp_path / "nb.ipynb").read_text().splitlines()[int(place.group(1)) - 1]

@@ -50,7 +50,10 @@ class ReadyResource:
         missing = self.pools.readiness_gaps() if self.pools is not None else []
         if missing:
             resp.status = falcon.HTTP_503
-            resp.media = {"status": "starting", "missing": missing}
+            # "failing": a pool has no kernel up and its starts fail (a seed cell that raises); it
+            # keeps trying, but waiting will not help until the notebook or its environment changes
+            failing = self.pools is not None and self.pools.start_failures()
+            resp.media = {"status": "failing" if failing else "starting", "missing": missing}
         else:
             resp.media = {"status": "ready"}
 

@@ -17,7 +17,7 @@ from typing import Any
 import falcon
 
 from fngw.http.accept import named_preference
-from fngw.kernels import ExecutionError
+from fngw.kernels import ExecutionError, strip_ansi
 
 from .errors import CellFailed, ResponseInfoInvalid
 from .execution import Outcome
@@ -83,12 +83,8 @@ def cell_error(outcome_error: ExecutionError, *, tracebacks: bool, what: str = "
         describe_failure(outcome_error.ename, outcome_error.evalue, what),
         outcome_error.ename,
         outcome_error.evalue,
-        [_strip_ansi(line) for line in outcome_error.traceback] if tracebacks else None,
+        [strip_ansi(line) for line in outcome_error.traceback] if tracebacks else None,
     )
-
-
-def _strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def parse_response_info(stdout: str) -> tuple[int | None, list[tuple[str, str]]]:

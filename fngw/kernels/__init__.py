@@ -21,7 +21,7 @@ from .errors import (
     OutputLimitExceeded,
 )
 from .kernel import Kernel
-from .messages import ExecutionError, ExecutionResult, SeedCell
+from .messages import ExecutionError, ExecutionResult, SeedCell, strip_ansi
 from .pool import (
     KernelPool,
     NoIdleKernel,
@@ -71,4 +71,5 @@ __all__ = [
     "cells_prelude",
     "pid_alive",
     "resolve_kernelspec",
+    "strip_ansi",
 ]

@@ -9,6 +9,7 @@ the kernel sent it, up to a limit of output. The channels route every message to
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,14 @@ class PendingRequest:
         """End the wait with error (the kernel died, restarted or was stopped)."""
         if not self.done.ready():
             self.done.set_exception(error)
+
+
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without the colour escapes IPython puts in tracebacks."""
+    return ANSI_COLOUR.sub("", text)
 
 
 def output_size(data: Mapping[str, Any]) -> int:

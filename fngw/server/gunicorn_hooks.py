@@ -154,13 +154,19 @@ def on_reload(server: Arbiter) -> None:
     server.num_workers = getattr(server, "fngw_num_workers", len(server.WORKERS))
 
 
+def _keep_workers(server: Arbiter, count: int) -> None:
+    """gunicorn's worker count, and fngw's copy of it, which a reload refused puts back (gunicorn's
+    reload resets the count to the configured one first)."""
+    server.num_workers = server.fngw_num_workers = count
+
+
 READY_TIMEOUT = 120.0  # after this, the old workers go even if the new ones are not ready
 
 
 def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
     wanted = server.num_workers
     old = set(server.WORKERS)
-    server.num_workers = server.fngw_num_workers = wanted + len(old)  # gunicorn's reload then stops no old worker
+    _keep_workers(server, wanted + len(old))  # gunicorn's reload then stops no old worker
     instance = InstancePaths(os.getpid())
     folder = instance.ready
     instance.reloading.touch()  # the watcher signals no other reload meanwhile
@@ -183,7 +189,7 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
         for pid, worker in list(server.WORKERS.items()):
             if pid in new:
                 worker.age = -1  # manage_workers stops the oldest first
-        server.num_workers = server.fngw_num_workers = wanted  # those serving before (older draining ones go too)
+        _keep_workers(server, wanted)  # those serving before (older draining ones go too)
         return True
 
     def wait_then_retire() -> None:
@@ -205,7 +211,7 @@ def _keep_old_workers_until_new_ready(server: Arbiter) -> None:
         else:
             server.log.warning("fngw: new workers not ready after %ss; stopping the old ones anyway", READY_TIMEOUT)
         if server.fngw_reload_generation == generation:
-            server.num_workers = server.fngw_num_workers = wanted
+            _keep_workers(server, wanted)
             # Stop them now: the master's own loop would only in up to graceful_timeout seconds
             # (gunicorn's reload waits that long for old workers to go, without managing workers),
             # and meanwhile they would answer every other request with the old notebooks. Signals

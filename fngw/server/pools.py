@@ -20,6 +20,7 @@ from fngw.kernels import (
     kernel_environment,
     output_prelude,
     resolve_kernelspec,
+    strip_ansi,
 )
 from fngw.notebook.locate import CellLocator
 from fngw.routing import PoolSpec, RoutePlan
@@ -40,7 +41,6 @@ class PoolOptions:
     secrets: tuple[str, ...] = ()  # names of variables that hold secrets, never passed to kernels
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # IPython names the cell it runs "Cell In[N], line K" in a traceback; the first such frame is the
 # executed cell's (later ones: functions it called that other cells defined).
 CELL_FRAME = re.compile(r"^Cell In\[\d+\], line (\d+)", re.MULTILINE)
@@ -48,7 +48,7 @@ CELL_FRAME = re.compile(r"^Cell In\[\d+\], line (\d+)", re.MULTILINE)
 
 def raising_line(traceback: Sequence[str]) -> int:
     """The line of the executed cell an IPython traceback says raised (1 when it does not say)."""
-    found = CELL_FRAME.search(ANSI.sub("", "\n".join(traceback)))
+    found = CELL_FRAME.search(strip_ansi("\n".join(traceback)))
     return int(found.group(1)) if found else 1
 
 
